@@ -1,0 +1,227 @@
+#include "chem/cpp/bridge.h"
+#include "chem/src/ffi.rs.h"
+
+#include <set>
+#include <string>
+
+#include <DataStructs/ExplicitBitVect.h>
+#include <DataStructs/SparseIntVect.h>
+#include <GraphMol/ChemTransforms/ChemTransforms.h>
+#include <GraphMol/ChemTransforms/MolFragmenter.h>
+#include <GraphMol/Chirality.h>
+#include <GraphMol/Depictor/RDDepictor.h>
+#include <GraphMol/Descriptors/Crippen.h>
+#include <GraphMol/Descriptors/Lipinski.h>
+#include <GraphMol/Descriptors/MolDescriptors.h>
+#include <GraphMol/Descriptors/MolSurf.h>
+#include <GraphMol/Fingerprints/MorganFingerprints.h>
+#include <GraphMol/GraphMol.h>
+#include <GraphMol/MolDraw2D/MolDraw2DSVG.h>
+#include <GraphMol/MolDraw2D/MolDraw2DUtils.h>
+#include <GraphMol/MolOps.h>
+#include <GraphMol/RingInfo.h>
+#include <GraphMol/SmilesParse/SmartsWrite.h>
+#include <GraphMol/SmilesParse/SmilesParse.h>
+#include <GraphMol/SmilesParse/SmilesWrite.h>
+#include <GraphMol/Substruct/SubstructMatch.h>
+#include <RDGeneral/RDLog.h>
+
+namespace smirl {
+using namespace RDKit;
+
+void silence_rdkit_logs() {
+  // RDKit prints parse and sanitization problems to stderr; invalid SMILES are data to us.
+  RDLog::InitLogs();
+  boost::logging::disable_logs("rdApp.*");
+}
+
+std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smarts) {
+  auto set = std::make_unique<PatternSet>();
+  for (const auto &s : smarts) {
+    std::string text(s);
+    std::unique_ptr<ROMol> query(SmartsToMol(text));
+    if (!query) {
+      throw std::invalid_argument("invalid SMARTS: " + text);
+    }
+    set->queries.push_back(std::move(query));
+  }
+  return set;
+}
+
+size_t pattern_set_len(const PatternSet &set) { return set.queries.size(); }
+
+bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs) {
+  std::unique_ptr<ROMol> with_hs;
+  const ROMol *target = mol.get();
+  if (add_hs) {
+    with_hs.reset(MolOps::addHs(*mol));
+    target = with_hs.get();
+  }
+  MatchVectType match;
+  for (const auto &query : set.queries) {
+    if (SubstructMatch(*target, *query, match)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol) {
+  size_t n = 0;
+  MatchVectType match;
+  for (const auto &query : set.queries) {
+    if (SubstructMatch(*mol, *query, match)) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol) { return mol->getNumHeavyAtoms(); }
+
+uint32_t ring_count(const std::shared_ptr<ROMol> &mol) {
+  // SSSR ring count, as Chem.GetSSSR / rdMolDescriptors.CalcNumRings.
+  return RDKit::Descriptors::calcNumRings(*mol);
+}
+
+rust::Vec<uint64_t> morgan_bits(const std::shared_ptr<ROMol> &mol, uint32_t radius, uint32_t n_bits) {
+  std::unique_ptr<ExplicitBitVect> fp(MorganFingerprints::getFingerprintAsBitVect(*mol, radius, n_bits));
+  rust::Vec<uint64_t> words;
+  const size_t n_words = (n_bits + 63) / 64;
+  words.reserve(n_words);
+  for (size_t w = 0; w < n_words; ++w) {
+    words.push_back(0);
+  }
+  for (uint32_t bit = 0; bit < n_bits; ++bit) {
+    if (fp->getBit(bit)) {
+      words[bit / 64] |= (uint64_t{1} << (bit % 64));
+    }
+  }
+  return words;
+}
+
+QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol_in, const PatternSet &acceptors,
+                     const PatternSet &alerts, const PatternSet &aliphatic_rings) {
+  // QED.properties works on Chem.RemoveHs(mol).
+  std::unique_ptr<ROMol> mol(MolOps::removeHs(*mol_in));
+  QedInputs out;
+  out.mw = RDKit::Descriptors::calcAMW(*mol, false);
+  out.alogp = RDKit::Descriptors::calcClogP(*mol);
+  // Sum of (unique) matches over the acceptor patterns.
+  uint32_t hba = 0;
+  for (const auto &query : acceptors.queries) {
+    std::vector<MatchVectType> matches;
+    hba += SubstructMatch(*mol, *query, matches);
+  }
+  out.hba = hba;
+  out.hbd = RDKit::Descriptors::calcNumHBD(*mol);
+  out.psa = RDKit::Descriptors::calcTPSA(*mol);
+  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol, RDKit::Descriptors::Strict);
+  // Aromatic rings: SSSR of the molecule after deleting aliphatic ring atoms (QED's own count).
+  std::unique_ptr<ROMol> stripped(deleteSubstructs(*mol, *aliphatic_rings.queries.at(0)));
+  VECT_INT_VECT rings;
+  out.arom = MolOps::findSSSR(*stripped, rings);
+  uint32_t n_alerts = 0;
+  MatchVectType match;
+  for (const auto &query : alerts.queries) {
+    if (SubstructMatch(*mol, *query, match)) {
+      ++n_alerts;
+    }
+  }
+  out.alerts = n_alerts;
+  return out;
+}
+
+SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol) {
+  SaInputs out;
+  std::unique_ptr<SparseIntVect<std::uint32_t>> fp(MorganFingerprints::getFingerprint(*mol, 2));
+  for (const auto &kv : fp->getNonzeroElements()) {
+    out.fragment_ids.push_back(kv.first);
+    out.fragment_counts.push_back(static_cast<uint32_t>(kv.second));
+  }
+  out.n_atoms = mol->getNumAtoms();
+  // Chem.FindMolChiralCenters(m, includeUnassigned=True), legacy perception, on a copy.
+  RWMol copy(*mol);
+  MolOps::assignStereochemistry(copy, false, true, true);
+  uint32_t n_chiral = 0;
+  for (const auto atom : copy.atoms()) {
+    if (atom->hasProp(common_properties::_CIPCode) ||
+        atom->hasProp(common_properties::_ChiralityPossible)) {
+      ++n_chiral;
+    }
+  }
+  out.n_chiral_centers = n_chiral;
+  out.n_spiro = RDKit::Descriptors::calcNumSpiroAtoms(*mol);
+  out.n_bridgeheads = RDKit::Descriptors::calcNumBridgeheadAtoms(*mol);
+  uint32_t n_macro = 0;
+  for (const auto &ring : mol->getRingInfo()->atomRings()) {
+    if (ring.size() > 8) {
+      ++n_macro;
+    }
+  }
+  out.n_macrocycles = n_macro;
+  return out;
+}
+
+Descriptors descriptors(const std::shared_ptr<ROMol> &mol) {
+  Descriptors out;
+  out.mw = RDKit::Descriptors::calcAMW(*mol, false);
+  out.logp = RDKit::Descriptors::calcClogP(*mol);
+  out.tpsa = RDKit::Descriptors::calcTPSA(*mol);
+  out.hbd = RDKit::Descriptors::calcNumHBD(*mol);
+  out.hba = RDKit::Descriptors::calcNumHBA(*mol);
+  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol);
+  return out;
+}
+
+static std::unique_ptr<ROMol> murcko_scaffold(const ROMol &mol) {
+  // MurckoScaffold.GetScaffoldForMol.
+  std::unique_ptr<ROMol> res(MurckoDecompose(mol));
+  res->clearComputedProps();
+  res->updatePropertyCache();
+  MolOps::symmetrizeSSSR(*res);
+  return res;
+}
+
+rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol) {
+  return MolToSmiles(*murcko_scaffold(*mol));
+}
+
+uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol) {
+  return murcko_scaffold(*mol)->getRingInfo()->numRings();
+}
+
+rust::String brics_fragments_smiles(const std::shared_ptr<ROMol> &mol) {
+  std::unique_ptr<ROMol> frags(MolFragmenter::fragmentOnBRICSBonds(*mol));
+  return MolToSmiles(*frags);
+}
+
+bool moses_structure_ok(const std::shared_ptr<ROMol> &mol) {
+  // molsets 0.3.1 mol_passes_filters, all but the SMARTS part (done with a PatternSet on the H-added mol).
+  for (const auto &ring : mol->getRingInfo()->atomRings()) {
+    if (ring.size() >= 8) return false;
+  }
+  static const std::set<std::string> allowed = {"C", "N", "S", "O", "F", "Cl", "Br", "H"};
+  for (const auto atom : mol->atoms()) {
+    if (atom->getFormalCharge() != 0) return false;
+    if (allowed.find(atom->getSymbol()) == allowed.end()) return false;
+  }
+  std::string smiles = MolToSmiles(*mol, false);
+  if (smiles.empty()) return false;
+  try {
+    std::unique_ptr<ROMol> again(SmilesToMol(smiles));
+    return again != nullptr;
+  } catch (const std::exception &) {
+    return false;
+  }
+}
+
+rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint32_t height) {
+  RWMol copy(*mol);
+  RDDepict::compute2DCoords(copy);
+  MolDraw2DSVG drawer(width, height);
+  MolDraw2DUtils::prepareAndDrawMolecule(drawer, copy);
+  drawer.finishDrawing();
+  return drawer.getDrawingText();
+}
+}  // namespace smirl

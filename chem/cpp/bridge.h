@@ -1,0 +1,43 @@
+// smirl's own C++ bridge to RDKit, for the calls rdkit-sys 0.4 lacks.
+// Every function may throw; the Rust side declares them `Result` so cxx turns exceptions into errors.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <GraphMol/ROMol.h>
+
+#include "rust/cxx.h"
+
+namespace smirl {
+using RDKit::ROMol;
+
+struct QedInputs;
+struct SaInputs;
+struct Descriptors;
+
+// A compiled list of SMARTS queries, shared read-only between threads.
+struct PatternSet {
+  std::vector<std::unique_ptr<RDKit::ROMol>> queries;
+};
+
+void silence_rdkit_logs();
+
+std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smarts);
+size_t pattern_set_len(const PatternSet &set);
+bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs);
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol);
+
+uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol);
+uint32_t ring_count(const std::shared_ptr<ROMol> &mol);
+rust::Vec<uint64_t> morgan_bits(const std::shared_ptr<ROMol> &mol, uint32_t radius, uint32_t n_bits);
+QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol, const PatternSet &acceptors,
+                     const PatternSet &alerts, const PatternSet &aliphatic_rings);
+SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol);
+Descriptors descriptors(const std::shared_ptr<ROMol> &mol);
+rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol);
+uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol);
+rust::String brics_fragments_smiles(const std::shared_ptr<ROMol> &mol);
+bool moses_structure_ok(const std::shared_ptr<ROMol> &mol);
+rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint32_t height);
+}  // namespace smirl

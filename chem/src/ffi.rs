@@ -1,0 +1,78 @@
+//! The private C++ bridge: the RDKit calls rdkit-sys 0.4 does not offer.
+//! Every call is declared `Result`, so a C++ exception becomes an `Err` instead of an abort.
+
+#[cxx::bridge(namespace = "smirl")]
+pub(crate) mod bridge {
+    /// The eight inputs of QED, as `QED.properties`.
+    #[derive(Debug, Clone, Copy)]
+    struct QedInputs {
+        mw: f64,
+        alogp: f64,
+        hba: u32,
+        hbd: u32,
+        psa: f64,
+        rotb: u32,
+        arom: u32,
+        alerts: u32,
+    }
+
+    /// What `sascorer.calculateScore` reads off a molecule.
+    #[derive(Debug, Clone)]
+    struct SaInputs {
+        fragment_ids: Vec<u32>,
+        fragment_counts: Vec<u32>,
+        n_atoms: u32,
+        n_chiral_centers: u32,
+        n_spiro: u32,
+        n_bridgeheads: u32,
+        n_macrocycles: u32,
+    }
+
+    /// Common medicinal-chemistry descriptors.
+    #[derive(Debug, Clone, Copy)]
+    struct Descriptors {
+        mw: f64,
+        logp: f64,
+        tpsa: f64,
+        hbd: u32,
+        hba: u32,
+        rotb: u32,
+    }
+
+    unsafe extern "C++" {
+        include!("chem/cpp/bridge.h");
+
+        #[namespace = "RDKit"]
+        type ROMol = rdkit_sys::ro_mol_ffi::ROMol;
+        type PatternSet;
+
+        fn silence_rdkit_logs() -> Result<()>;
+
+        fn pattern_set_new(smarts: &Vec<String>) -> Result<UniquePtr<PatternSet>>;
+        fn pattern_set_len(set: &PatternSet) -> usize;
+        fn pattern_set_any_match(set: &PatternSet, mol: &SharedPtr<ROMol>, add_hs: bool) -> Result<bool>;
+        fn pattern_set_count_matching(set: &PatternSet, mol: &SharedPtr<ROMol>) -> Result<usize>;
+
+        fn heavy_atom_count(mol: &SharedPtr<ROMol>) -> Result<u32>;
+        fn ring_count(mol: &SharedPtr<ROMol>) -> Result<u32>;
+        fn morgan_bits(mol: &SharedPtr<ROMol>, radius: u32, n_bits: u32) -> Result<Vec<u64>>;
+        fn qed_inputs(
+            mol: &SharedPtr<ROMol>,
+            acceptors: &PatternSet,
+            alerts: &PatternSet,
+            aliphatic_rings: &PatternSet,
+        ) -> Result<QedInputs>;
+        fn sa_inputs(mol: &SharedPtr<ROMol>) -> Result<SaInputs>;
+        fn descriptors(mol: &SharedPtr<ROMol>) -> Result<Descriptors>;
+        fn murcko_scaffold_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
+        fn murcko_scaffold_rings(mol: &SharedPtr<ROMol>) -> Result<u32>;
+        fn brics_fragments_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
+        fn moses_structure_ok(mol: &SharedPtr<ROMol>) -> Result<bool>;
+        fn mol_to_svg(mol: &SharedPtr<ROMol>, width: u32, height: u32) -> Result<String>;
+    }
+}
+
+// SAFETY: a PatternSet is built once and then only read; RDKit's substructure matching on a const
+// query is thread-safe (Debian builds RDKit with RDK_BUILD_THREADSAFE_SSS).
+unsafe impl Send for bridge::PatternSet {}
+unsafe impl Sync for bridge::PatternSet {}
