@@ -4,6 +4,7 @@
 #include <set>
 #include <string>
 
+#include <DataStructs/BitOps.h>
 #include <DataStructs/ExplicitBitVect.h>
 #include <DataStructs/SparseIntVect.h>
 #include <GraphMol/ChemTransforms/ChemTransforms.h>
@@ -14,6 +15,7 @@
 #include <GraphMol/Descriptors/Lipinski.h>
 #include <GraphMol/Descriptors/MolDescriptors.h>
 #include <GraphMol/Descriptors/MolSurf.h>
+#include <GraphMol/Fingerprints/Fingerprints.h>
 #include <GraphMol/Fingerprints/MorganFingerprints.h>
 #include <GraphMol/GraphMol.h>
 #include <GraphMol/MolDraw2D/MolDraw2DSVG.h>
@@ -35,6 +37,13 @@ void silence_rdkit_logs() {
   boost::logging::disable_logs("rdApp.*");
 }
 
+// Pattern fingerprints are 2048 bits, RDKit's default (as SubstructLibrary uses them).
+static const unsigned int SCREEN_BITS = 2048;
+
+static bool could_match(const PatternSet &set, size_t i, const ExplicitBitVect *target) {
+  return target == nullptr || AllProbeBitsMatch(*set.screens[i], *target);
+}
+
 std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smarts) {
   auto set = std::make_unique<PatternSet>();
   for (const auto &s : smarts) {
@@ -43,6 +52,7 @@ std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smart
     if (!query) {
       throw std::invalid_argument("invalid SMARTS: " + text);
     }
+    set->screens.emplace_back(PatternFingerprintMol(*query, SCREEN_BITS));
     set->queries.push_back(std::move(query));
   }
   return set;
@@ -50,31 +60,39 @@ std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smart
 
 size_t pattern_set_len(const PatternSet &set) { return set.queries.size(); }
 
-bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs) {
+static size_t count_matching(const PatternSet &set, const ROMol &mol, bool screen) {
+  std::unique_ptr<ExplicitBitVect> target;
+  if (screen) target.reset(PatternFingerprintMol(mol, SCREEN_BITS));
+  size_t n = 0;
+  MatchVectType match;
+  for (size_t i = 0; i < set.queries.size(); ++i) {
+    if (could_match(set, i, target.get()) && SubstructMatch(mol, *set.queries[i], match)) {
+      ++n;
+    }
+  }
+  return n;
+}
+
+bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs, bool screen) {
   std::unique_ptr<ROMol> with_hs;
   const ROMol *target = mol.get();
   if (add_hs) {
     with_hs.reset(MolOps::addHs(*mol));
     target = with_hs.get();
   }
+  std::unique_ptr<ExplicitBitVect> target_fp;
+  if (screen) target_fp.reset(PatternFingerprintMol(*target, SCREEN_BITS));
   MatchVectType match;
-  for (const auto &query : set.queries) {
-    if (SubstructMatch(*target, *query, match)) {
+  for (size_t i = 0; i < set.queries.size(); ++i) {
+    if (could_match(set, i, target_fp.get()) && SubstructMatch(*target, *set.queries[i], match)) {
       return true;
     }
   }
   return false;
 }
 
-size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol) {
-  size_t n = 0;
-  MatchVectType match;
-  for (const auto &query : set.queries) {
-    if (SubstructMatch(*mol, *query, match)) {
-      ++n;
-    }
-  }
-  return n;
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool screen) {
+  return count_matching(set, *mol, screen);
 }
 
 uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol) { return mol->getNumHeavyAtoms(); }
@@ -121,14 +139,8 @@ QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol_in, const PatternSet &acc
   std::unique_ptr<ROMol> stripped(deleteSubstructs(*mol, *aliphatic_rings.queries.at(0)));
   VECT_INT_VECT rings;
   out.arom = MolOps::findSSSR(*stripped, rings);
-  uint32_t n_alerts = 0;
-  MatchVectType match;
-  for (const auto &query : alerts.queries) {
-    if (SubstructMatch(*mol, *query, match)) {
-      ++n_alerts;
-    }
-  }
-  out.alerts = n_alerts;
+  out.alerts = count_matching(alerts, *mol, false);
+  out.lipinski_hba = RDKit::Descriptors::calcNumHBA(*mol);
   return out;
 }
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <DataStructs/ExplicitBitVect.h>
 #include <GraphMol/ROMol.h>
 
 #include "rust/cxx.h"
@@ -16,17 +17,19 @@ struct QedInputs;
 struct SaInputs;
 struct Descriptors;
 
-// A compiled list of SMARTS queries, shared read-only between threads.
+// A compiled list of SMARTS queries, shared read-only between threads, with each query's pattern
+// fingerprint: a query can only match a molecule whose pattern fingerprint has all the query's bits.
 struct PatternSet {
   std::vector<std::unique_ptr<RDKit::ROMol>> queries;
+  std::vector<std::unique_ptr<ExplicitBitVect>> screens;
 };
 
 void silence_rdkit_logs();
 
 std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smarts);
 size_t pattern_set_len(const PatternSet &set);
-bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs);
-size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol);
+bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs, bool screen);
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool screen);
 
 uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol);
 uint32_t ring_count(const std::shared_ptr<ROMol> &mol);

@@ -14,6 +14,8 @@ pub(crate) mod bridge {
         rotb: u32,
         arom: u32,
         alerts: u32,
+        /// Lipinski's acceptor count (not one of QED's inputs; reported beside them).
+        lipinski_hba: u32,
     }
 
     /// What `sascorer.calculateScore` reads off a molecule.
@@ -50,8 +52,13 @@ pub(crate) mod bridge {
 
         fn pattern_set_new(smarts: &Vec<String>) -> Result<UniquePtr<PatternSet>>;
         fn pattern_set_len(set: &PatternSet) -> usize;
-        fn pattern_set_any_match(set: &PatternSet, mol: &SharedPtr<ROMol>, add_hs: bool) -> Result<bool>;
-        fn pattern_set_count_matching(set: &PatternSet, mol: &SharedPtr<ROMol>) -> Result<usize>;
+        fn pattern_set_any_match(
+            set: &PatternSet,
+            mol: &SharedPtr<ROMol>,
+            add_hs: bool,
+            screen: bool,
+        ) -> Result<bool>;
+        fn pattern_set_count_matching(set: &PatternSet, mol: &SharedPtr<ROMol>, screen: bool) -> Result<usize>;
 
         fn heavy_atom_count(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn ring_count(mol: &SharedPtr<ROMol>) -> Result<u32>;

@@ -17,6 +17,7 @@ println!("{} QED {:.3} SA {:.3}", mol.canonical_smiles(), mol.qed().unwrap(), mo
 ```
 */
 
+mod baselines;
 mod error;
 mod ffi;
 mod filters;
@@ -29,6 +30,7 @@ mod qed_data;
 mod sa;
 mod scoring;
 
+pub use baselines::{PublishedBaseline, PUBLISHED_BASELINES};
 pub use error::{ChemError, Result};
 pub use filters::moses_filter_smarts;
 pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, Fingerprint};

@@ -51,14 +51,27 @@ fn count_frag_scaf(items: Vec<FragScaf>) -> (HashMap<String, u64>, HashMap<Strin
 impl ReferenceSet {
     /// Builds the reference from SMILES (invalid ones are skipped, as MOSES does).
     pub fn from_smiles<S: AsRef<str> + Sync>(smiles: &[S]) -> ReferenceSet {
+        let mut reference = ReferenceSet::default();
+        reference.add_smiles(smiles);
+        reference
+    }
+
+    /// Adds molecules to the reference (invalid ones are skipped); lets callers show progress.
+    pub fn add_smiles<S: AsRef<str> + Sync>(&mut self, smiles: &[S]) {
         let parts: Vec<(Fingerprint, FragScaf)> = smiles
             .par_iter()
             .filter_map(|s| Molecule::parse(s.as_ref()))
             .map(|m| (m.morgan_fingerprint(), frag_scaf(&m)))
             .collect();
         let (fingerprints, fs): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
+        self.fingerprints.extend(fingerprints);
         let (fragments, scaffolds) = count_frag_scaf(fs);
-        ReferenceSet { fingerprints, fragments, scaffolds }
+        for (k, v) in fragments {
+            *self.fragments.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in scaffolds {
+            *self.scaffolds.entry(k).or_insert(0) += v;
+        }
     }
 }
 

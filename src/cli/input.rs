@@ -1,0 +1,65 @@
+//! Reading SMILES inputs and scoring them with a progress bar.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use anyhow::Context;
+use chem::MoleculeProps;
+use datasets::SmilesRecord;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Reads a SMILES file (CSV/TSV/.smi, optionally gzip).
+pub fn read(path: &Path, column: Option<&str>) -> anyhow::Result<Vec<SmilesRecord>> {
+    Ok(datasets::read_smiles(path, column)?)
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+const CHUNK: usize = 2048;
+
+/// Scores molecules in parallel, in chunks so the progress bar moves.
+pub fn score_all(smiles: &[&str], what: &str) -> Vec<Option<MoleculeProps>> {
+    let bar = progress(smiles.len(), what);
+    let mut out = Vec::with_capacity(smiles.len());
+    for chunk in smiles.chunks(CHUNK) {
+        out.extend(chem::score_batch(chunk));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    out
+}
+
+/// Reads a training set and returns its canonical SMILES (invalid entries are counted and reported).
+pub fn canonical_set(path: &Path, column: Option<&str>) -> anyhow::Result<HashSet<String>> {
+    let records = read(path, column).with_context(|| "reading the training set")?;
+    let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
+    let bar = progress(smiles.len(), "train");
+    let mut set = HashSet::with_capacity(smiles.len());
+    let mut invalid = 0usize;
+    for chunk in smiles.chunks(CHUNK * 8) {
+        for c in chem::canonicalize_batch(chunk) {
+            match c {
+                Some(c) => {
+                    set.insert(c);
+                }
+                None => invalid += 1,
+            }
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    if invalid > 0 {
+        eprintln!("note: {invalid} of {} molecules in {} are invalid and were left out", smiles.len(), path.display());
+    }
+    Ok(set)
+}

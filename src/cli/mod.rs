@@ -1,0 +1,60 @@
+//! Command-line interface: one subcommand per run mode.
+
+mod bench;
+mod eval;
+mod input;
+mod score;
+mod table;
+
+use clap::{Parser, Subcommand};
+
+/// smirl — SMILES GPT + REINFORCE for drug-like molecules, chemistry on RDKit.
+#[derive(Debug, Parser)]
+#[command(name = "smirl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Pretrain the SMILES GPT on a corpus (not implemented yet).
+    Pretrain(NotYet),
+    /// Sample molecules from a trained model (not implemented yet).
+    Sample(NotYet),
+    /// Tune a model with REINFORCE on chemistry rewards (not implemented yet).
+    Tune(NotYet),
+    /// Score molecules: validity, canonical SMILES, QED, SA, scaffold, MOSES filters, set metrics.
+    Score(score::ScoreArgs),
+    /// The MOSES metric table of a sample set against train/test sets, next to published baselines.
+    Eval(eval::EvalArgs),
+    /// Write an HTML report for a run or a samples file (not implemented yet).
+    Report(NotYet),
+    /// Throughput benchmarks against the Python peers.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Arguments of a subcommand that is not built yet: accepted and refused with a clear error.
+#[derive(Debug, clap::Args)]
+struct NotYet {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    args: Vec<String>,
+}
+
+fn not_yet(name: &str) -> anyhow::Result<()> {
+    anyhow::bail!("`smirl {name}` is not implemented yet")
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Pretrain(_) => not_yet("pretrain"),
+        Command::Sample(_) => not_yet("sample"),
+        Command::Tune(_) => not_yet("tune"),
+        Command::Report(_) => not_yet("report"),
+        Command::Score(args) => score::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

@@ -1,0 +1,116 @@
+//! `smirl score`: per-molecule properties to CSV, set metrics to the terminal.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chem::MoleculeProps;
+
+use super::{input, table};
+
+/// Arguments of `smirl score`.
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// SMILES file: .csv/.tsv (column `smiles` or `SMILES`) or .smi (SMILES [name]), optionally .gz.
+    input: PathBuf,
+    /// Name of the SMILES column of a CSV/TSV.
+    #[arg(long)]
+    smiles_column: Option<String>,
+    /// Training set for novelty (same formats).
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Where to write one row per input molecule.
+    #[arg(long, default_value = "scored.csv")]
+    out: PathBuf,
+    /// Print the set metrics as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The columns of the scored CSV, in order.
+pub const COLUMNS: [&str; 24] = [
+    "smiles", "valid", "canonical", "qed", "sa", "qed_mw", "qed_alogp", "qed_hba", "qed_hbd", "qed_psa",
+    "qed_rotb", "qed_arom", "qed_alerts", "heavy_atoms", "rings", "scaffold", "moses_filters", "mw", "logp",
+    "tpsa", "hbd", "hba", "rotb", "name",
+];
+
+fn float(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else {
+        String::new()
+    }
+}
+
+fn row(smiles: &str, name: Option<&str>, props: Option<&MoleculeProps>) -> Vec<String> {
+    let name = name.unwrap_or("").to_string();
+    let Some(p) = props else {
+        let mut cells = vec![String::new(); COLUMNS.len()];
+        cells[0] = smiles.to_string();
+        cells[1] = "0".to_string();
+        cells[COLUMNS.len() - 1] = name;
+        return cells;
+    };
+    let q = p.qed_properties;
+    let d = p.descriptors;
+    let qf = |f: fn(&chem::QedProperties) -> f64| q.as_ref().map_or(String::new(), |q| float(f(q)));
+    let qi = |f: fn(&chem::QedProperties) -> u32| q.as_ref().map_or(String::new(), |q| f(q).to_string());
+    let df = |f: fn(&chem::Descriptors) -> f64| d.as_ref().map_or(String::new(), |d| float(f(d)));
+    let di = |f: fn(&chem::Descriptors) -> u32| d.as_ref().map_or(String::new(), |d| f(d).to_string());
+    vec![
+        smiles.to_string(),
+        "1".to_string(),
+        p.canonical.clone(),
+        float(p.qed),
+        float(p.sa),
+        qf(|q| q.mw),
+        qf(|q| q.alogp),
+        qi(|q| q.hba),
+        qi(|q| q.hbd),
+        qf(|q| q.psa),
+        qi(|q| q.rotb),
+        qi(|q| q.arom),
+        qi(|q| q.alerts),
+        p.heavy_atoms.to_string(),
+        p.rings.to_string(),
+        p.scaffold.clone().unwrap_or_default(),
+        p.passes_filters.map_or(String::new(), |f| if f { "1" } else { "0" }.to_string()),
+        df(|d| d.mw),
+        df(|d| d.logp),
+        df(|d| d.tpsa),
+        di(|d| d.hbd),
+        di(|d| d.hba),
+        di(|d| d.rotb),
+        name,
+    ]
+}
+
+/// Runs `smirl score`.
+pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
+    let records = input::read(&args.input, args.smiles_column.as_deref())?;
+    let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
+    let scored = input::score_all(&smiles, "scoring");
+
+    let file = std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    writer.write_record(COLUMNS)?;
+    for (record, props) in records.iter().zip(&scored) {
+        writer.write_record(row(&record.smiles, record.name.as_deref(), props.as_ref()))?;
+    }
+    writer.flush().with_context(|| format!("{}: write failed", args.out.display()))?;
+
+    let train = match &args.train {
+        Some(path) => Some(input::canonical_set(path, None)?),
+        None => None,
+    };
+    let metrics = chem::set_metrics(&scored, train.as_ref(), None);
+    let means = table::property_means(&scored);
+    let mut stdout = std::io::stdout().lock();
+    if args.json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&table::metrics_json(&metrics, means))?)?;
+    } else {
+        writeln!(stdout, "{}", table::metrics_table(&metrics, means))?;
+        writeln!(stdout, "{} rows written to {}", records.len(), args.out.display())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Printing set metrics as a text table or JSON, with the published MOSES baselines.
+
+use chem::{SetMetrics, PUBLISHED_BASELINES};
+use serde_json::{json, Value};
+
+fn num(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+fn opt(x: Option<f64>) -> Value {
+    x.map_or(Value::Null, num)
+}
+
+/// Means of QED and SA over valid molecules.
+#[derive(Debug, Clone, Copy)]
+pub struct PropertyMeans {
+    pub qed: f64,
+    pub sa: f64,
+}
+
+/// The metrics as a JSON object (NaN and missing values are `null`).
+pub fn metrics_json(m: &SetMetrics, means: PropertyMeans) -> Value {
+    json!({
+        "n": m.n,
+        "n_valid": m.n_valid,
+        "valid": num(m.valid),
+        "unique@1000": num(m.unique_at_1k),
+        "unique@10000": num(m.unique_at_10k),
+        "novelty": opt(m.novelty),
+        "intdiv1": num(m.int_div1),
+        "intdiv2": num(m.int_div2),
+        "filters": num(m.filters),
+        "snn_test": opt(m.snn_test),
+        "frag_test": opt(m.frag_test),
+        "scaf_test": opt(m.scaf_test),
+        "qed_mean": num(means.qed),
+        "sa_mean": num(means.sa),
+    })
+}
+
+fn cell(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.4}")
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn opt_cell(x: Option<f64>) -> String {
+    x.map_or("—".to_string(), cell)
+}
+
+/// The metrics as a two-column text table.
+pub fn metrics_table(m: &SetMetrics, means: PropertyMeans) -> String {
+    let rows = [
+        ("molecules", m.n.to_string()),
+        ("valid molecules", m.n_valid.to_string()),
+        ("Valid", cell(m.valid)),
+        ("Unique@1k", cell(m.unique_at_1k)),
+        ("Unique@10k", cell(m.unique_at_10k)),
+        ("Novelty", opt_cell(m.novelty)),
+        ("IntDiv1", cell(m.int_div1)),
+        ("IntDiv2", cell(m.int_div2)),
+        ("Filters", cell(m.filters)),
+        ("SNN/Test", opt_cell(m.snn_test)),
+        ("Frag/Test", opt_cell(m.frag_test)),
+        ("Scaf/Test", opt_cell(m.scaf_test)),
+        ("mean QED", cell(means.qed)),
+        ("mean SA", cell(means.sa)),
+    ];
+    let mut out = String::new();
+    for (name, value) in rows {
+        out.push_str(&format!("{name:<16} {value:>10}\n"));
+    }
+    out
+}
+
+/// The MOSES table: this set as one row beside the published baselines.
+pub fn moses_table(label: &str, m: &SetMetrics) -> String {
+    let mut out = format!(
+        "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
+        "model", "Valid", "Unique@10k", "Novelty", "IntDiv", "IntDiv2", "Filters", "FCD/Test", "SNN/Test"
+    );
+    out.push_str(&format!(
+        "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
+        label,
+        cell(m.valid),
+        cell(m.unique_at_10k),
+        opt_cell(m.novelty),
+        cell(m.int_div1),
+        cell(m.int_div2),
+        cell(m.filters),
+        "—",
+        opt_cell(m.snn_test),
+    ));
+    for b in PUBLISHED_BASELINES {
+        out.push_str(&format!(
+            "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
+            b.model,
+            cell(b.valid),
+            cell(b.unique_at_10k),
+            cell(b.novelty),
+            cell(b.int_div1),
+            cell(b.int_div2),
+            cell(b.filters),
+            cell(b.fcd_test),
+            cell(b.snn_test),
+        ));
+    }
+    out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020; FCD is not computed by smirl yet)\n");
+    out
+}
+
+/// Means of QED and SA over valid molecules (NaN values skipped).
+pub fn property_means(scored: &[Option<chem::MoleculeProps>]) -> PropertyMeans {
+    let mean = |f: &dyn Fn(&chem::MoleculeProps) -> f64| {
+        let vals: Vec<f64> = scored.iter().flatten().map(f).filter(|x| x.is_finite()).collect();
+        if vals.is_empty() {
+            f64::NAN
+        } else {
+            vals.iter().sum::<f64>() / vals.len() as f64
+        }
+    };
+    PropertyMeans { qed: mean(&|p| p.qed), sa: mean(&|p| p.sa) }
+}
