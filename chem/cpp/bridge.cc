@@ -91,7 +91,11 @@ bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &
   return false;
 }
 
-size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool screen) {
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs, bool screen) {
+  if (add_hs) {
+    std::unique_ptr<ROMol> with_hs(MolOps::addHs(*mol));
+    return count_matching(set, *with_hs, screen);
+  }
   return count_matching(set, *mol, screen);
 }
 

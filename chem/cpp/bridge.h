@@ -29,7 +29,7 @@ void silence_rdkit_logs();
 std::unique_ptr<PatternSet> pattern_set_new(const rust::Vec<rust::String> &smarts);
 size_t pattern_set_len(const PatternSet &set);
 bool pattern_set_any_match(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs, bool screen);
-size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool screen);
+size_t pattern_set_count_matching(const PatternSet &set, const std::shared_ptr<ROMol> &mol, bool add_hs, bool screen);
 
 uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol);
 uint32_t ring_count(const std::shared_ptr<ROMol> &mol);

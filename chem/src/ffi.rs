@@ -58,7 +58,12 @@ pub(crate) mod bridge {
             add_hs: bool,
             screen: bool,
         ) -> Result<bool>;
-        fn pattern_set_count_matching(set: &PatternSet, mol: &SharedPtr<ROMol>, screen: bool) -> Result<usize>;
+        fn pattern_set_count_matching(
+            set: &PatternSet,
+            mol: &SharedPtr<ROMol>,
+            add_hs: bool,
+            screen: bool,
+        ) -> Result<usize>;
 
         fn heavy_atom_count(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn ring_count(mol: &SharedPtr<ROMol>) -> Result<u32>;

@@ -37,7 +37,7 @@ fn filter_patterns() -> &'static SmartsPattern {
 impl Molecule {
     /// True when the molecule passes the MOSES filters.
     pub fn passes_moses_filters(&self) -> Result<bool> {
-        if !bridge::moses_structure_ok(self.raw()).map_err(rdkit("MOSES filters"))? {
+        if !self.with(|m| bridge::moses_structure_ok(m)).map_err(rdkit("MOSES filters"))? {
             return Ok(false);
         }
         Ok(!filter_patterns().any_match(self, true)?)

@@ -35,7 +35,7 @@ pub use error::{ChemError, Result};
 pub use filters::moses_filter_smarts;
 pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, Fingerprint};
 pub use metrics::{cosine_similarity, novelty, set_metrics, unique_at_k, ReferenceSet, SetMetrics};
-pub use molecule::{Descriptors, Molecule};
+pub use molecule::{Descriptors, Molecule, MAX_SMILES_LEN};
 pub use patterns::SmartsPattern;
 pub use qed::QedProperties;
 pub use scoring::{canonicalize_batch, score_batch, score_molecule, score_smiles, MoleculeProps};

@@ -11,6 +11,37 @@ use crate::patterns::SmartsPattern;
 /// A parsed and sanitized molecule.
 pub struct Molecule {
     mol: SharedPtr<ROMol>,
+    /// Parsed from a long SMILES: RDKit recurses once per atom in places (canonical ranking, ring
+    /// perception), so calls on it run on a thread with a large stack instead of overflowing ours.
+    large: bool,
+}
+
+/// SMILES longer than this many bytes are counted invalid without asking RDKit. RDKit's stereo
+/// perception grows faster than cubically with chain length (a 2,000-atom chain takes 12 s to parse,
+/// a 10,000-atom one hours); drug-like SMILES are under 100 characters, large natural products and
+/// peptides a few hundred.
+pub const MAX_SMILES_LEN: usize = 1_000;
+
+/// SMILES longer than this are handled on a large stack (drug-like SMILES are under 100 characters).
+const LARGE_SMILES: usize = 300;
+/// Stack for large molecules: reserved address space, touched only as deep as the recursion goes.
+const LARGE_STACK_BYTES: usize = 512 << 20;
+
+/// Makes a value `Send` for a scoped thread that runs while its owner waits: only one thread ever
+/// touches the value at a time.
+struct AssertSend<T>(T);
+// SAFETY: see above; the owner is blocked in `join` for the whole life of the scoped thread.
+unsafe impl<T> Send for AssertSend<T> {}
+
+/// Runs `f` on a fresh thread with a large stack and waits for it.
+fn on_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .stack_size(LARGE_STACK_BYTES)
+            .spawn_scoped(scope, f)
+            .expect("cannot spawn a thread for a large molecule");
+        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 // SAFETY: the molecule is owned by this value alone (nothing else holds the shared pointer), and an
@@ -35,8 +66,9 @@ pub struct Descriptors {
 }
 
 impl Molecule {
-    /// Parses and sanitizes a SMILES with RDKit (`MolFromSmiles`). The empty string and strings with
-    /// NUL bytes are invalid without asking RDKit (its C parser would stop at the NUL).
+    /// Parses and sanitizes a SMILES with RDKit (`MolFromSmiles`). The empty string, strings with
+    /// NUL bytes (RDKit's C parser would stop at the NUL) and strings longer than [`MAX_SMILES_LEN`]
+    /// are invalid without asking RDKit.
     pub fn from_smiles(smiles: &str) -> Result<Molecule> {
         Self::parse(smiles).ok_or_else(|| ChemError::InvalidSmiles(smiles.to_string()))
     }
@@ -44,62 +76,76 @@ impl Molecule {
     /// Like [`Molecule::from_smiles`], but `None` for an invalid SMILES.
     pub fn parse(smiles: &str) -> Option<Molecule> {
         crate::init();
-        if smiles.is_empty() || smiles.contains('\0') {
+        if smiles.is_empty() || smiles.len() > MAX_SMILES_LEN || smiles.contains('\0') {
             return None;
         }
-        let_cxx_string!(text = smiles);
-        match ro_mol_ffi::smiles_to_mol(&text) {
-            Ok(mol) if !mol.is_null() => Some(Molecule { mol }),
-            _ => None,
-        }
+        let parse = || {
+            let_cxx_string!(text = smiles);
+            match ro_mol_ffi::smiles_to_mol(&text) {
+                Ok(mol) if !mol.is_null() => Some(AssertSend(mol)),
+                _ => None,
+            }
+        };
+        let large = smiles.len() > LARGE_SMILES;
+        let mol = if large { on_large_stack(parse) } else { parse() }?.0;
+        Some(Molecule { mol, large })
     }
 
-    pub(crate) fn raw(&self) -> &SharedPtr<ROMol> {
-        &self.mol
+    /// Runs an RDKit call on the molecule, on a large stack when the molecule is large.
+    pub(crate) fn with<T: Send>(&self, f: impl FnOnce(&SharedPtr<ROMol>) -> T + Send) -> T {
+        if self.large {
+            let mol = AssertSend(&self.mol);
+            on_large_stack(move || {
+                let mol = mol;
+                f(mol.0)
+            })
+        } else {
+            f(&self.mol)
+        }
     }
 
     /// RDKit's canonical isomeric SMILES (`Chem.MolToSmiles`).
     pub fn canonical_smiles(&self) -> String {
-        ro_mol_ffi::mol_to_smiles(&self.mol)
+        self.with(|m| ro_mol_ffi::mol_to_smiles(m))
     }
 
     /// Number of heavy atoms.
     pub fn heavy_atoms(&self) -> u32 {
-        bridge::heavy_atom_count(&self.mol).unwrap_or(0)
+        self.with(|m| bridge::heavy_atom_count(m)).unwrap_or(0)
     }
 
     /// Number of rings in the SSSR.
     pub fn ring_count(&self) -> u32 {
-        bridge::ring_count(&self.mol).unwrap_or(0)
+        self.with(|m| bridge::ring_count(m)).unwrap_or(0)
     }
 
     /// Morgan fingerprint, radius 2, 1024 bits (`GetMorganFingerprintAsBitVect(m, 2, nBits=1024)`).
     pub fn morgan_fingerprint(&self) -> Fingerprint {
-        let words = bridge::morgan_bits(&self.mol, 2, Fingerprint::BITS as u32)
+        let words = self.with(|m| bridge::morgan_bits(m, 2, Fingerprint::BITS as u32))
             .expect("Morgan fingerprint of a sanitized molecule");
         Fingerprint::from_words(&words)
     }
 
     /// MW, logP, TPSA, HBD, HBA, rotatable bonds.
     pub fn descriptors(&self) -> Result<Descriptors> {
-        let d = bridge::descriptors(&self.mol).map_err(rdkit("descriptors"))?;
+        let d = self.with(|m| bridge::descriptors(m)).map_err(rdkit("descriptors"))?;
         Ok(Descriptors { mw: d.mw, logp: d.logp, tpsa: d.tpsa, hbd: d.hbd, hba: d.hba, rotb: d.rotb })
     }
 
     /// Canonical SMILES of the Bemis–Murcko scaffold (`MurckoScaffold.GetScaffoldForMol`); empty when
     /// the molecule has no ring.
     pub fn murcko_scaffold(&self) -> Result<String> {
-        bridge::murcko_scaffold_smiles(&self.mol).map_err(rdkit("Murcko scaffold"))
+        self.with(|m| bridge::murcko_scaffold_smiles(m)).map_err(rdkit("Murcko scaffold"))
     }
 
     /// Number of rings of the Murcko scaffold (MOSES keeps scaffolds with at least two for Scaf/Test).
     pub fn murcko_scaffold_rings(&self) -> Result<u32> {
-        bridge::murcko_scaffold_rings(&self.mol).map_err(rdkit("Murcko scaffold"))
+        self.with(|m| bridge::murcko_scaffold_rings(m)).map_err(rdkit("Murcko scaffold"))
     }
 
     /// SMILES of the fragments after cutting BRICS bonds (`FragmentOnBRICSBonds`), as MOSES Frag uses.
     pub fn brics_fragments(&self) -> Result<Vec<String>> {
-        let joined = bridge::brics_fragments_smiles(&self.mol).map_err(rdkit("BRICS"))?;
+        let joined = self.with(|m| bridge::brics_fragments_smiles(m)).map_err(rdkit("BRICS"))?;
         Ok(joined.split('.').filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
@@ -110,7 +156,7 @@ impl Molecule {
 
     /// A 2D depiction as an SVG document (RDKit's MolDraw2DSVG).
     pub fn to_svg(&self, width: u32, height: u32) -> Result<String> {
-        bridge::mol_to_svg(&self.mol, width, height).map_err(rdkit("depiction"))
+        self.with(|m| bridge::mol_to_svg(m, width, height)).map_err(rdkit("depiction"))
     }
 }
 

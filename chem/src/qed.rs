@@ -84,7 +84,7 @@ impl Molecule {
     /// The eight QED properties.
     pub fn qed_properties(&self) -> Result<QedProperties> {
         let p = patterns();
-        let q = bridge::qed_inputs(self.raw(), p.acceptors.inner(), p.alerts.inner(), p.aliphatic_rings.inner())
+        let q = self.with(|m| bridge::qed_inputs(m, p.acceptors.inner(), p.alerts.inner(), p.aliphatic_rings.inner()))
             .map_err(rdkit("QED properties"))?;
         Ok(QedProperties {
             mw: q.mw,

@@ -29,6 +29,13 @@ const CHUNK: usize = 2048;
 
 /// Scores molecules in parallel, in chunks so the progress bar moves.
 pub fn score_all(smiles: &[&str], what: &str) -> Vec<Option<MoleculeProps>> {
+    let too_long = smiles.iter().filter(|s| s.len() > chem::MAX_SMILES_LEN).count();
+    if too_long > 0 {
+        eprintln!(
+            "note: {too_long} SMILES longer than {} characters are counted invalid without parsing",
+            chem::MAX_SMILES_LEN
+        );
+    }
     let bar = progress(smiles.len(), what);
     let mut out = Vec::with_capacity(smiles.len());
     for chunk in smiles.chunks(CHUNK) {

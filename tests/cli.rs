@@ -1,0 +1,202 @@
+//! End-to-end tests of the `smirl` binary, one module per subcommand.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+fn smirl() -> Command {
+    Command::cargo_bin("smirl").unwrap()
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+}
+
+fn golden_csv_without_comment(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("chem/tests/data/golden_public.csv")).unwrap();
+    let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let path = dir.join("golden.csv");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+// `smirl score`: the golden inputs through the CLI reproduce the golden columns.
+mod score {
+    use super::*;
+
+    #[test]
+    fn golden_columns_are_reproduced() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = golden_csv_without_comment(dir.path());
+        let out = dir.path().join("scored.csv");
+        smirl().arg("score").arg(&input).arg("--out").arg(&out).arg("--json").assert().success();
+        let mut ours = csv::Reader::from_path(&out).unwrap();
+        let mut golden = csv::Reader::from_path(&input).unwrap();
+        let oh = ours.headers().unwrap().clone();
+        let gh = golden.headers().unwrap().clone();
+        let mut rows = 0;
+        for (o, g) in ours.records().zip(golden.records()) {
+            let (o, g) = (o.unwrap(), g.unwrap());
+            let get = |r: &csv::StringRecord, h: &csv::StringRecord, name: &str| r[h.iter().position(|x| x == name).unwrap()].to_string();
+            assert_eq!(get(&o, &oh, "smiles"), get(&g, &gh, "smiles"));
+            assert_eq!(get(&o, &oh, "valid"), get(&g, &gh, "valid"), "{}", get(&g, &gh, "smiles"));
+            for col in ["qed", "sa", "qed_mw", "qed_alogp", "qed_psa"] {
+                let (a, b) = (get(&o, &oh, col), get(&g, &gh, col));
+                if b.is_empty() {
+                    assert!(a.is_empty());
+                } else {
+                    let (a, b): (f64, f64) = (a.parse().unwrap(), b.parse().unwrap());
+                    assert!((a - b).abs() <= 1e-3, "{col}: {a} vs {b}");
+                }
+            }
+            for col in ["qed_hba", "qed_hbd", "qed_rotb", "qed_arom", "qed_alerts", "heavy_atoms", "rings", "moses_filters"] {
+                assert_eq!(get(&o, &oh, col), get(&g, &gh, col), "{col} of {}", get(&g, &gh, "smiles"));
+            }
+            rows += 1;
+        }
+        assert!(rows > 500);
+    }
+
+    #[test]
+    fn smi_with_names_and_invalid_lines_prints_metrics() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("s.csv");
+        let input = dir.path().join("in.smi");
+        std::fs::write(&input, "CCO ethanol\nC1CC broken\nc1ccccc1O phenol\n").unwrap();
+        let assert = smirl().arg("score").arg(&input).arg("--out").arg(&out).arg("--json").assert().success();
+        let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        assert_eq!(json["n"], 3);
+        assert_eq!(json["n_valid"], 2);
+        assert!((json["valid"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.lines().nth(2).unwrap().starts_with("C1CC,0,"));
+        assert!(text.lines().nth(2).unwrap().ends_with(",broken"));
+    }
+
+    #[test]
+    fn novelty_against_a_training_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        let train = dir.path().join("train.smi");
+        std::fs::write(&input, "smiles\nOCC\nc1ccccc1\nCCN\nCCN\n").unwrap();
+        std::fs::write(&train, "CCO\nCCCC\n").unwrap();
+        let assert = smirl()
+            .args(["score", "--json", "--out"])
+            .arg(dir.path().join("o.csv"))
+            .arg(&input)
+            .arg("--train")
+            .arg(&train)
+            .assert()
+            .success();
+        let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        // OCC is ethanol (CCO) after canonicalisation: 2 of 3 distinct molecules are novel.
+        assert!((json["novelty"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(json["unique@1000"].as_f64().unwrap(), 0.75);
+    }
+}
+
+// Bad input: one-line errors naming the file (and line), exit code ≠ 0.
+mod bad_input {
+    use super::*;
+
+    #[test]
+    fn missing_file() {
+        smirl().args(["score", "/nonexistent/x.smi"]).assert().failure().stderr(
+            predicate::str::contains("/nonexistent/x.smi").and(predicate::str::contains("cannot open")),
+        );
+    }
+
+    #[test]
+    fn unknown_type_missing_column_non_utf8() {
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("mols.xlsx");
+        std::fs::write(&odd, "x").unwrap();
+        smirl().arg("score").arg(&odd).assert().failure().stderr(predicate::str::contains("unknown file type"));
+
+        let nocol = dir.path().join("mols.csv");
+        std::fs::write(&nocol, "id,structure\n1,CCO\n").unwrap();
+        smirl()
+            .arg("score")
+            .arg(&nocol)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("mols.csv").and(predicate::str::contains("no column")));
+        smirl()
+            .arg("score")
+            .arg(&nocol)
+            .args(["--smiles-column", "structure", "--out"])
+            .arg(dir.path().join("o.csv"))
+            .assert()
+            .success();
+
+        let latin1 = dir.path().join("mols.smi");
+        std::fs::write(&latin1, b"CCO\nCC\xe9O\n").unwrap();
+        smirl()
+            .arg("score")
+            .arg(&latin1)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(format!("{}:2: not valid UTF-8", latin1.display())));
+    }
+
+    #[test]
+    fn rdkit_chatter_is_silenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("bad.smi");
+        std::fs::write(&input, "C1CC\nC(C)(C)(C)(C)C\nxyz\nCCO\n").unwrap();
+        smirl()
+            .arg("score")
+            .arg(&input)
+            .arg("--out")
+            .arg(dir.path().join("o.csv"))
+            .assert()
+            .success()
+            .stderr(predicate::str::is_empty());
+    }
+
+    #[test]
+    fn unbuilt_commands_say_so() {
+        smirl().args(["tune", "--model", "x"]).assert().failure().stderr(predicate::str::contains("not implemented yet"));
+    }
+}
+
+// `smirl eval`: the MOSES table beside the published baselines.
+mod eval {
+    use super::*;
+
+    #[test]
+    fn table_with_baselines() {
+        let sample = data("moses_test_sample.smi");
+        smirl()
+            .arg("eval")
+            .arg(&sample)
+            .arg("--train")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/train_sample.smi"))
+            .arg("--test")
+            .arg(&sample)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("CharRNN").and(predicate::str::contains("SNN/Test")));
+    }
+
+    #[test]
+    fn a_set_against_itself_has_snn_frag_scaf_one() {
+        let sample = data("moses_test_sample.smi");
+        let assert = smirl()
+            .arg("eval")
+            .arg(&sample)
+            .arg("--json")
+            .arg("--train")
+            .arg(&sample)
+            .arg("--test")
+            .arg(&sample)
+            .assert()
+            .success();
+        let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        for key in ["snn_test", "frag_test", "scaf_test"] {
+            assert!((json[key].as_f64().unwrap() - 1.0).abs() < 1e-9, "{key}: {}", json[key]);
+        }
+        assert_eq!(json["novelty"].as_f64().unwrap(), 0.0);
+        assert_eq!(json["valid"].as_f64().unwrap(), 1.0);
+    }
+}
