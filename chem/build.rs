@@ -36,4 +36,3 @@ fn main() {
     println!("cargo:rustc-env=SMIRL_FPSCORES_PATH={fpscores}");
     println!("cargo:rerun-if-env-changed=SMIRL_FPSCORES");
 }
-

@@ -9,12 +9,21 @@ fn smirl() -> Command {
 }
 
 fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn golden_csv_without_comment(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("chem/tests/data/golden_public.csv")).unwrap();
-    let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("chem/tests/data/golden_public.csv"),
+    )
+    .unwrap();
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
     let path = dir.join("golden.csv");
     std::fs::write(&path, body).unwrap();
     path
@@ -29,7 +38,14 @@ mod score {
         let dir = tempfile::tempdir().unwrap();
         let input = golden_csv_without_comment(dir.path());
         let out = dir.path().join("scored.csv");
-        smirl().arg("score").arg(&input).arg("--out").arg(&out).arg("--json").assert().success();
+        smirl()
+            .arg("score")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .arg("--json")
+            .assert()
+            .success();
         let mut ours = csv::Reader::from_path(&out).unwrap();
         let mut golden = csv::Reader::from_path(&input).unwrap();
         let oh = ours.headers().unwrap().clone();
@@ -37,9 +53,16 @@ mod score {
         let mut rows = 0;
         for (o, g) in ours.records().zip(golden.records()) {
             let (o, g) = (o.unwrap(), g.unwrap());
-            let get = |r: &csv::StringRecord, h: &csv::StringRecord, name: &str| r[h.iter().position(|x| x == name).unwrap()].to_string();
+            let get = |r: &csv::StringRecord, h: &csv::StringRecord, name: &str| {
+                r[h.iter().position(|x| x == name).unwrap()].to_string()
+            };
             assert_eq!(get(&o, &oh, "smiles"), get(&g, &gh, "smiles"));
-            assert_eq!(get(&o, &oh, "valid"), get(&g, &gh, "valid"), "{}", get(&g, &gh, "smiles"));
+            assert_eq!(
+                get(&o, &oh, "valid"),
+                get(&g, &gh, "valid"),
+                "{}",
+                get(&g, &gh, "smiles")
+            );
             for col in ["qed", "sa", "qed_mw", "qed_alogp", "qed_psa"] {
                 let (a, b) = (get(&o, &oh, col), get(&g, &gh, col));
                 if b.is_empty() {
@@ -49,8 +72,22 @@ mod score {
                     assert!((a - b).abs() <= 1e-3, "{col}: {a} vs {b}");
                 }
             }
-            for col in ["qed_hba", "qed_hbd", "qed_rotb", "qed_arom", "qed_alerts", "heavy_atoms", "rings", "moses_filters"] {
-                assert_eq!(get(&o, &oh, col), get(&g, &gh, col), "{col} of {}", get(&g, &gh, "smiles"));
+            for col in [
+                "qed_hba",
+                "qed_hbd",
+                "qed_rotb",
+                "qed_arom",
+                "qed_alerts",
+                "heavy_atoms",
+                "rings",
+                "moses_filters",
+            ] {
+                assert_eq!(
+                    get(&o, &oh, col),
+                    get(&g, &gh, col),
+                    "{col} of {}",
+                    get(&g, &gh, "smiles")
+                );
             }
             rows += 1;
         }
@@ -63,7 +100,14 @@ mod score {
         let out = dir.path().join("s.csv");
         let input = dir.path().join("in.smi");
         std::fs::write(&input, "CCO ethanol\nC1CC broken\nc1ccccc1O phenol\n").unwrap();
-        let assert = smirl().arg("score").arg(&input).arg("--out").arg(&out).arg("--json").assert().success();
+        let assert = smirl()
+            .arg("score")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .arg("--json")
+            .assert()
+            .success();
         let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
         assert_eq!(json["n"], 3);
         assert_eq!(json["n_valid"], 2);
@@ -101,9 +145,13 @@ mod bad_input {
 
     #[test]
     fn missing_file() {
-        smirl().args(["score", "/nonexistent/x.smi"]).assert().failure().stderr(
-            predicate::str::contains("/nonexistent/x.smi").and(predicate::str::contains("cannot open")),
-        );
+        smirl()
+            .args(["score", "/nonexistent/x.smi"])
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("/nonexistent/x.smi").and(predicate::str::contains("cannot open")),
+            );
     }
 
     #[test]
@@ -111,7 +159,12 @@ mod bad_input {
         let dir = tempfile::tempdir().unwrap();
         let odd = dir.path().join("mols.xlsx");
         std::fs::write(&odd, "x").unwrap();
-        smirl().arg("score").arg(&odd).assert().failure().stderr(predicate::str::contains("unknown file type"));
+        smirl()
+            .arg("score")
+            .arg(&odd)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("unknown file type"));
 
         let nocol = dir.path().join("mols.csv");
         std::fs::write(&nocol, "id,structure\n1,CCO\n").unwrap();
@@ -136,7 +189,10 @@ mod bad_input {
             .arg(&latin1)
             .assert()
             .failure()
-            .stderr(predicate::str::contains(format!("{}:2: not valid UTF-8", latin1.display())));
+            .stderr(predicate::str::contains(format!(
+                "{}:2: not valid UTF-8",
+                latin1.display()
+            )));
     }
 
     #[test]
@@ -156,7 +212,11 @@ mod bad_input {
 
     #[test]
     fn unbuilt_commands_say_so() {
-        smirl().args(["tune", "--model", "x"]).assert().failure().stderr(predicate::str::contains("not implemented yet"));
+        smirl()
+            .args(["tune", "--model", "x"])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("not implemented yet"));
     }
 }
 
@@ -194,7 +254,11 @@ mod eval {
             .success();
         let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
         for key in ["snn_test", "frag_test", "scaf_test"] {
-            assert!((json[key].as_f64().unwrap() - 1.0).abs() < 1e-9, "{key}: {}", json[key]);
+            assert!(
+                (json[key].as_f64().unwrap() - 1.0).abs() < 1e-9,
+                "{key}: {}",
+                json[key]
+            );
         }
         assert_eq!(json["novelty"].as_f64().unwrap(), 0.0);
         assert_eq!(json["valid"].as_f64().unwrap(), 1.0);

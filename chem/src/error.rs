@@ -29,5 +29,8 @@ pub enum ChemError {
 pub type Result<T> = std::result::Result<T, ChemError>;
 
 pub(crate) fn rdkit(what: &'static str) -> impl FnOnce(cxx::Exception) -> ChemError {
-    move |e| ChemError::Rdkit { what, message: e.what().to_string() }
+    move |e| ChemError::Rdkit {
+        what,
+        message: e.what().to_string(),
+    }
 }

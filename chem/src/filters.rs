@@ -22,7 +22,10 @@ pub fn moses_filter_smarts() -> Vec<String> {
     }
     // wehi_pains.csv: no header, `"SMARTS   ","<regId=...>"`.
     for line in PAINS_CSV.lines().filter(|l| !l.trim().is_empty()) {
-        let first = line.strip_prefix('"').and_then(|rest| rest.split_once('"')).map(|(s, _)| s);
+        let first = line
+            .strip_prefix('"')
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(s, _)| s);
         let s = first.unwrap_or_else(|| line.split(',').next().unwrap_or(""));
         smarts.push(s.trim_end().to_string());
     }
@@ -31,13 +34,17 @@ pub fn moses_filter_smarts() -> Vec<String> {
 
 fn filter_patterns() -> &'static SmartsPattern {
     static PATTERNS: OnceLock<SmartsPattern> = OnceLock::new();
-    PATTERNS.get_or_init(|| SmartsPattern::any_of(&moses_filter_smarts()).expect("MOSES filter SMARTS compile"))
+    PATTERNS
+        .get_or_init(|| SmartsPattern::any_of(&moses_filter_smarts()).expect("MOSES filter SMARTS compile"))
 }
 
 impl Molecule {
     /// True when the molecule passes the MOSES filters.
     pub fn passes_moses_filters(&self) -> Result<bool> {
-        if !self.with(|m| bridge::moses_structure_ok(m)).map_err(rdkit("MOSES filters"))? {
+        if !self
+            .with(|m| bridge::moses_structure_ok(m))
+            .map_err(rdkit("MOSES filters"))?
+        {
             return Ok(false);
         }
         Ok(!filter_patterns().any_match(self, true)?)

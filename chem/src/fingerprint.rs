@@ -70,7 +70,10 @@ fn tanimoto_from_counts(common: u32, a: u32, b: u32) -> f64 {
 /// Tanimoto of one fingerprint against many (`BulkTanimotoSimilarity`), in parallel.
 pub fn bulk_tanimoto(query: &Fingerprint, others: &[Fingerprint]) -> Vec<f64> {
     let q = query.count_ones();
-    others.par_iter().map(|o| tanimoto_from_counts(query.common(o), q, o.count_ones())).collect()
+    others
+        .par_iter()
+        .map(|o| tanimoto_from_counts(query.common(o), q, o.count_ones()))
+        .collect()
 }
 
 /// For each fingerprint of `queries`, the highest Tanimoto to any of `reference` (0 when empty).
@@ -173,8 +176,9 @@ mod tests {
 
     #[test]
     fn intdiv_matches_the_naive_double_loop() {
-        let fps: Vec<Fingerprint> =
-            (0..37).map(|i| fp(&[(i * 7) % 1024, (i * 13) % 1024, 5, (i * i) % 1024, 900 + i % 3])).collect();
+        let fps: Vec<Fingerprint> = (0..37)
+            .map(|i| fp(&[(i * 7) % 1024, (i * 13) % 1024, 5, (i * i) % 1024, 900 + i % 3]))
+            .collect();
         let n = fps.len() as f64;
         let (mut m1, mut m2) = (0.0, 0.0);
         for a in &fps {

@@ -31,7 +31,10 @@ fn frag_scaf(mol: &Molecule) -> FragScaf {
         (Ok(s), Ok(r)) if !s.is_empty() && r >= 2 => Some(s),
         _ => None,
     };
-    FragScaf { fragments: mol.brics_fragments().unwrap_or_default(), scaffold }
+    FragScaf {
+        fragments: mol.brics_fragments().unwrap_or_default(),
+        scaffold,
+    }
 }
 
 fn count_frag_scaf(items: Vec<FragScaf>) -> (HashMap<String, u64>, HashMap<String, u64>) {
@@ -128,7 +131,10 @@ pub fn cosine_similarity(a: &HashMap<String, u64>, b: &HashMap<String, u64>) -> 
     if a.is_empty() || b.is_empty() {
         return f64::NAN;
     }
-    let dot: f64 = a.iter().map(|(k, &x)| x as f64 * b.get(k).copied().unwrap_or(0) as f64).sum();
+    let dot: f64 = a
+        .iter()
+        .map(|(k, &x)| x as f64 * b.get(k).copied().unwrap_or(0) as f64)
+        .sum();
     let norm = |m: &HashMap<String, u64>| m.values().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
@@ -157,8 +163,11 @@ pub fn set_metrics(
             } else {
                 max_tanimoto(&fps, &test.fingerprints).iter().sum::<f64>() / n_valid as f64
             };
-            let items: Vec<FragScaf> =
-                canonical.par_iter().filter_map(|s| Molecule::parse(s)).map(|m| frag_scaf(&m)).collect();
+            let items: Vec<FragScaf> = canonical
+                .par_iter()
+                .filter_map(|s| Molecule::parse(s))
+                .map(|m| frag_scaf(&m))
+                .collect();
             let (fragments, scaffolds) = count_frag_scaf(items);
             (
                 Some(snn),
@@ -170,7 +179,11 @@ pub fn set_metrics(
     SetMetrics {
         n: scored.len(),
         n_valid,
-        valid: if scored.is_empty() { f64::NAN } else { n_valid as f64 / scored.len() as f64 },
+        valid: if scored.is_empty() {
+            f64::NAN
+        } else {
+            n_valid as f64 / scored.len() as f64
+        },
         unique_at_1k: unique_at_k(&canonical, 1_000),
         unique_at_10k: unique_at_k(&canonical, 10_000),
         novelty: train.map(|t| novelty(&canonical, t)),

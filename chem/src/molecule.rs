@@ -40,7 +40,9 @@ fn on_large_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
             .stack_size(LARGE_STACK_BYTES)
             .spawn_scoped(scope, f)
             .expect("cannot spawn a thread for a large molecule");
-        handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
 }
 
@@ -121,32 +123,50 @@ impl Molecule {
 
     /// Morgan fingerprint, radius 2, 1024 bits (`GetMorganFingerprintAsBitVect(m, 2, nBits=1024)`).
     pub fn morgan_fingerprint(&self) -> Fingerprint {
-        let words = self.with(|m| bridge::morgan_bits(m, 2, Fingerprint::BITS as u32))
+        let words = self
+            .with(|m| bridge::morgan_bits(m, 2, Fingerprint::BITS as u32))
             .expect("Morgan fingerprint of a sanitized molecule");
         Fingerprint::from_words(&words)
     }
 
     /// MW, logP, TPSA, HBD, HBA, rotatable bonds.
     pub fn descriptors(&self) -> Result<Descriptors> {
-        let d = self.with(|m| bridge::descriptors(m)).map_err(rdkit("descriptors"))?;
-        Ok(Descriptors { mw: d.mw, logp: d.logp, tpsa: d.tpsa, hbd: d.hbd, hba: d.hba, rotb: d.rotb })
+        let d = self
+            .with(|m| bridge::descriptors(m))
+            .map_err(rdkit("descriptors"))?;
+        Ok(Descriptors {
+            mw: d.mw,
+            logp: d.logp,
+            tpsa: d.tpsa,
+            hbd: d.hbd,
+            hba: d.hba,
+            rotb: d.rotb,
+        })
     }
 
     /// Canonical SMILES of the Bemis–Murcko scaffold (`MurckoScaffold.GetScaffoldForMol`); empty when
     /// the molecule has no ring.
     pub fn murcko_scaffold(&self) -> Result<String> {
-        self.with(|m| bridge::murcko_scaffold_smiles(m)).map_err(rdkit("Murcko scaffold"))
+        self.with(|m| bridge::murcko_scaffold_smiles(m))
+            .map_err(rdkit("Murcko scaffold"))
     }
 
     /// Number of rings of the Murcko scaffold (MOSES keeps scaffolds with at least two for Scaf/Test).
     pub fn murcko_scaffold_rings(&self) -> Result<u32> {
-        self.with(|m| bridge::murcko_scaffold_rings(m)).map_err(rdkit("Murcko scaffold"))
+        self.with(|m| bridge::murcko_scaffold_rings(m))
+            .map_err(rdkit("Murcko scaffold"))
     }
 
     /// SMILES of the fragments after cutting BRICS bonds (`FragmentOnBRICSBonds`), as MOSES Frag uses.
     pub fn brics_fragments(&self) -> Result<Vec<String>> {
-        let joined = self.with(|m| bridge::brics_fragments_smiles(m)).map_err(rdkit("BRICS"))?;
-        Ok(joined.split('.').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        let joined = self
+            .with(|m| bridge::brics_fragments_smiles(m))
+            .map_err(rdkit("BRICS"))?;
+        Ok(joined
+            .split('.')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect())
     }
 
     /// Does the molecule contain the SMARTS pattern?
@@ -156,7 +176,8 @@ impl Molecule {
 
     /// A 2D depiction as an SVG document (RDKit's MolDraw2DSVG).
     pub fn to_svg(&self, width: u32, height: u32) -> Result<String> {
-        self.with(|m| bridge::mol_to_svg(m, width, height)).map_err(rdkit("depiction"))
+        self.with(|m| bridge::mol_to_svg(m, width, height))
+            .map_err(rdkit("depiction"))
     }
 }
 

@@ -48,24 +48,28 @@ impl SmartsPattern {
     /// Does any query match? With `add_hs`, explicit hydrogens are added first (MOSES filters).
     /// Queries are screened with RDKit pattern fingerprints before the full match.
     pub fn any_match(&self, mol: &Molecule, add_hs: bool) -> Result<bool> {
-        mol.with(|m| bridge::pattern_set_any_match(&self.set, m, add_hs, true)).map_err(rdkit("substructure match"))
+        mol.with(|m| bridge::pattern_set_any_match(&self.set, m, add_hs, true))
+            .map_err(rdkit("substructure match"))
     }
 
     /// [`SmartsPattern::any_match`] without the fingerprint screen: the plain RDKit answer, kept to
     /// test that the screen never changes a result.
     #[doc(hidden)]
     pub fn any_match_unscreened(&self, mol: &Molecule, add_hs: bool) -> Result<bool> {
-        mol.with(|m| bridge::pattern_set_any_match(&self.set, m, add_hs, false)).map_err(rdkit("substructure match"))
+        mol.with(|m| bridge::pattern_set_any_match(&self.set, m, add_hs, false))
+            .map_err(rdkit("substructure match"))
     }
 
     /// How many of the queries match at least once (screened like [`SmartsPattern::any_match`]).
     pub fn count_matching(&self, mol: &Molecule, add_hs: bool) -> Result<usize> {
-        mol.with(|m| bridge::pattern_set_count_matching(&self.set, m, add_hs, true)).map_err(rdkit("substructure match"))
+        mol.with(|m| bridge::pattern_set_count_matching(&self.set, m, add_hs, true))
+            .map_err(rdkit("substructure match"))
     }
 
     /// [`SmartsPattern::count_matching`] without the screen (for tests).
     #[doc(hidden)]
     pub fn count_matching_unscreened(&self, mol: &Molecule, add_hs: bool) -> Result<usize> {
-        mol.with(|m| bridge::pattern_set_count_matching(&self.set, m, add_hs, false)).map_err(rdkit("substructure match"))
+        mol.with(|m| bridge::pattern_set_count_matching(&self.set, m, add_hs, false))
+            .map_err(rdkit("substructure match"))
     }
 }

@@ -8,7 +8,9 @@ use crate::error::{rdkit, Result};
 use crate::ffi::bridge;
 use crate::molecule::Molecule;
 use crate::patterns::SmartsPattern;
-use crate::qed_data::{ACCEPTOR_SMARTS, ADS_PARAMETERS, ALIPHATIC_RINGS, STRUCTURAL_ALERT_SMARTS, WEIGHT_MEAN};
+use crate::qed_data::{
+    ACCEPTOR_SMARTS, ADS_PARAMETERS, ALIPHATIC_RINGS, STRUCTURAL_ALERT_SMARTS, WEIGHT_MEAN,
+};
 
 /// The eight inputs of QED (`QED.properties`), computed on the molecule with hydrogens removed.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,7 +86,15 @@ impl Molecule {
     /// The eight QED properties.
     pub fn qed_properties(&self) -> Result<QedProperties> {
         let p = patterns();
-        let q = self.with(|m| bridge::qed_inputs(m, p.acceptors.inner(), p.alerts.inner(), p.aliphatic_rings.inner()))
+        let q = self
+            .with(|m| {
+                bridge::qed_inputs(
+                    m,
+                    p.acceptors.inner(),
+                    p.alerts.inner(),
+                    p.aliphatic_rings.inner(),
+                )
+            })
             .map_err(rdkit("QED properties"))?;
         Ok(QedProperties {
             mw: q.mw,

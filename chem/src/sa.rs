@@ -48,7 +48,9 @@ pub(crate) fn parse_fragment_scores(gz: &[u8]) -> Result<HashMap<u32, f64>> {
                     table.insert(*id as u32, score);
                 }
                 Value::Int(id) => {
-                    let id: u32 = id.try_into().map_err(|_| ChemError::FragmentTable(format!("fragment id {id} out of range")))?;
+                    let id: u32 = id
+                        .try_into()
+                        .map_err(|_| ChemError::FragmentTable(format!("fragment id {id} out of range")))?;
                     table.insert(id, score);
                 }
                 _ => return Err(ChemError::FragmentTable("fragment id is not an integer".into())),
@@ -81,12 +83,20 @@ impl Molecule {
         let spiro_penalty = (inputs.n_spiro as f64 + 1.0).log10();
         let bridge_penalty = (inputs.n_bridgeheads as f64 + 1.0).log10();
         // sascorer.py uses log10(2) for any number of macrocycles (not the paper's log10(n + 1)).
-        let macrocycle_penalty = if inputs.n_macrocycles > 0 { 2f64.log10() } else { 0.0 };
+        let macrocycle_penalty = if inputs.n_macrocycles > 0 {
+            2f64.log10()
+        } else {
+            0.0
+        };
         let score2 = -size_penalty - stereo_penalty - spiro_penalty - bridge_penalty - macrocycle_penalty;
 
         // Correction for fingerprint density: symmetric molecules are easier to make.
         let n_fragments = inputs.fragment_ids.len() as f64;
-        let score3 = if n_atoms > n_fragments { (n_atoms / n_fragments).ln() * 0.5 } else { 0.0 };
+        let score3 = if n_atoms > n_fragments {
+            (n_atoms / n_fragments).ln() * 0.5
+        } else {
+            0.0
+        };
 
         let raw = score1 + score2 + score3;
         let (min, max) = (-4.0, 2.5);

@@ -63,5 +63,8 @@ pub fn score_batch<S: AsRef<str> + Sync>(smiles: &[S]) -> Vec<Option<MoleculePro
 
 /// Canonical SMILES of each input (`None` when invalid), in parallel.
 pub fn canonicalize_batch<S: AsRef<str> + Sync>(smiles: &[S]) -> Vec<Option<String>> {
-    smiles.par_iter().map(|s| Molecule::parse(s.as_ref()).map(|m| m.canonical_smiles())).collect()
+    smiles
+        .par_iter()
+        .map(|s| Molecule::parse(s.as_ref()).map(|m| m.canonical_smiles()))
+        .collect()
 }

@@ -20,7 +20,11 @@ const SEEDS: &[&str] = &[
 fn mutate(seed: &str, edits: &[(u8, usize, char)]) -> String {
     let mut chars: Vec<char> = seed.chars().collect();
     for &(kind, pos, c) in edits {
-        let at = if chars.is_empty() { 0 } else { pos % (chars.len() + 1) };
+        let at = if chars.is_empty() {
+            0
+        } else {
+            pos % (chars.len() + 1)
+        };
         match kind % 3 {
             0 => chars.insert(at, c),
             1 if at < chars.len() => {
@@ -99,5 +103,8 @@ fn long_and_deep_strings_do_not_crash() {
     let chain = "C".repeat(400);
     let p = chem::score_smiles(&chain).expect("a 400-carbon chain is valid");
     assert_eq!(p.heavy_atoms, 400);
-    assert_eq!(chem::Molecule::parse(&p.canonical).map(|m| m.heavy_atoms()), Some(400));
+    assert_eq!(
+        chem::Molecule::parse(&p.canonical).map(|m| m.heavy_atoms()),
+        Some(400)
+    );
 }

@@ -9,21 +9,37 @@ struct GoldenRow {
 }
 
 fn golden_rows() -> (csv::StringRecord, Vec<GoldenRow>) {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/golden_public.csv")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/golden_public.csv"
+    ))
+    .unwrap();
     // First line is a `#` comment naming the RDKit version.
-    let body: String = text.lines().filter(|l| !l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(body.as_bytes());
+    let body: String = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(body.as_bytes());
     let header = reader.headers().unwrap().clone();
     let rows = reader
         .records()
         .enumerate()
-        .map(|(i, r)| GoldenRow { line: i + 3, fields: r.unwrap() })
+        .map(|(i, r)| GoldenRow {
+            line: i + 3,
+            fields: r.unwrap(),
+        })
         .collect();
     (header, rows)
 }
 
 fn col(header: &csv::StringRecord, name: &str) -> usize {
-    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("golden column {name}"))
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("golden column {name}"))
 }
 
 fn close(ours: f64, golden: &str, tol: f64) -> bool {
@@ -43,14 +59,23 @@ fn every_golden_row_agrees_with_rdkit_python() {
         let props = score_smiles(smiles);
         let golden_valid = f("valid") == "1";
         if props.is_some() != golden_valid {
-            failures.push(format!("line {}: {smiles:?} valid ours={} golden={}", row.line, props.is_some(), golden_valid));
+            failures.push(format!(
+                "line {}: {smiles:?} valid ours={} golden={}",
+                row.line,
+                props.is_some(),
+                golden_valid
+            ));
             continue;
         }
         let Some(p) = props else { continue };
         n_valid += 1;
         let mut check = |what: &str, ok: bool, ours: String| {
             if !ok {
-                failures.push(format!("line {}: {smiles:?} {what}: ours={ours} golden={}", row.line, f(what)));
+                failures.push(format!(
+                    "line {}: {smiles:?} {what}: ours={ours} golden={}",
+                    row.line,
+                    f(what)
+                ));
             }
         };
         // Canonical SMILES: identical, or identical after re-canonicalizing the golden string here.
@@ -61,14 +86,38 @@ fn every_golden_row_agrees_with_rdkit_python() {
         check("sa", close(p.sa, f("sa"), 1e-3), format!("{:.6}", p.sa));
         let q = p.qed_properties.expect("QED properties of a valid molecule");
         check("qed_mw", close(q.mw, f("qed_mw"), 1e-3), format!("{:.4}", q.mw));
-        check("qed_alogp", close(q.alogp, f("qed_alogp"), 1e-3), format!("{:.4}", q.alogp));
-        check("qed_psa", close(q.psa, f("qed_psa"), 1e-3), format!("{:.4}", q.psa));
+        check(
+            "qed_alogp",
+            close(q.alogp, f("qed_alogp"), 1e-3),
+            format!("{:.4}", q.alogp),
+        );
+        check(
+            "qed_psa",
+            close(q.psa, f("qed_psa"), 1e-3),
+            format!("{:.4}", q.psa),
+        );
         check("qed_hba", q.hba.to_string() == f("qed_hba"), q.hba.to_string());
         check("qed_hbd", q.hbd.to_string() == f("qed_hbd"), q.hbd.to_string());
-        check("qed_rotb", q.rotb.to_string() == f("qed_rotb"), q.rotb.to_string());
-        check("qed_arom", q.arom.to_string() == f("qed_arom"), q.arom.to_string());
-        check("qed_alerts", q.alerts.to_string() == f("qed_alerts"), q.alerts.to_string());
-        check("heavy_atoms", p.heavy_atoms.to_string() == f("heavy_atoms"), p.heavy_atoms.to_string());
+        check(
+            "qed_rotb",
+            q.rotb.to_string() == f("qed_rotb"),
+            q.rotb.to_string(),
+        );
+        check(
+            "qed_arom",
+            q.arom.to_string() == f("qed_arom"),
+            q.arom.to_string(),
+        );
+        check(
+            "qed_alerts",
+            q.alerts.to_string() == f("qed_alerts"),
+            q.alerts.to_string(),
+        );
+        check(
+            "heavy_atoms",
+            p.heavy_atoms.to_string() == f("heavy_atoms"),
+            p.heavy_atoms.to_string(),
+        );
         check("rings", p.rings.to_string() == f("rings"), p.rings.to_string());
         let scaffold = p.scaffold.clone().unwrap_or_default();
         let scaffold_ok = scaffold == f("scaffold")
@@ -76,15 +125,28 @@ fn every_golden_row_agrees_with_rdkit_python() {
                 && Molecule::parse(f("scaffold")).map(|m| m.canonical_smiles()) == Some(scaffold.clone()));
         check("scaffold", scaffold_ok, scaffold);
         let filters = if p.passes_filters == Some(true) { "1" } else { "0" };
-        check("moses_filters", filters == f("moses_filters"), filters.to_string());
+        check(
+            "moses_filters",
+            filters == f("moses_filters"),
+            filters.to_string(),
+        );
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
     assert!(n_valid > 450, "only {n_valid} valid golden rows");
 }
 
 #[test]
 fn tanimoto_agrees_with_rdkit_python() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/tanimoto_public.csv")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/tanimoto_public.csv"
+    ))
+    .unwrap();
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let mut n = 0;
     for (i, r) in reader.records().enumerate() {
@@ -93,7 +155,13 @@ fn tanimoto_agrees_with_rdkit_python() {
         let b = Molecule::from_smiles(&r[1]).unwrap().morgan_fingerprint();
         let golden: f64 = r[2].parse().unwrap();
         let ours = a.tanimoto(&b);
-        assert!((ours - golden).abs() <= 1e-6, "row {}: {} vs {}: ours {ours} golden {golden}", i + 2, &r[0], &r[1]);
+        assert!(
+            (ours - golden).abs() <= 1e-6,
+            "row {}: {} vs {}: ours {ours} golden {golden}",
+            i + 2,
+            &r[0],
+            &r[1]
+        );
         n += 1;
     }
     assert!(n >= 200);

@@ -8,7 +8,11 @@ fn molecules() -> Vec<Molecule> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
     let golden = std::fs::read_to_string(format!("{dir}/golden_public.csv")).unwrap();
     let moses = std::fs::read_to_string(format!("{dir}/moses_test_sample.smi")).unwrap();
-    let body = golden.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let body = golden
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut reader = csv::Reader::from_reader(body.as_bytes());
     let mut smiles: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_string()).collect();
     smiles.extend(moses.lines().map(str::to_string));

@@ -31,7 +31,11 @@ pub enum Format {
 impl Format {
     /// The format and whether the file is gzip-compressed, from its name.
     pub fn from_path(path: &Path) -> Result<(Format, bool), DatasetError> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let (stem, gz) = match name.strip_suffix(".gz") {
             Some(stem) => (stem.to_string(), true),
             None => (name, false),
@@ -40,15 +44,26 @@ impl Format {
             Some("csv") => Format::Csv,
             Some("tsv") => Format::Tsv,
             Some("smi") | Some("smiles") => Format::Smi,
-            _ => return Err(DatasetError::UnknownFormat { path: path.to_path_buf() }),
+            _ => {
+                return Err(DatasetError::UnknownFormat {
+                    path: path.to_path_buf(),
+                })
+            }
         };
         Ok((format, gz))
     }
 }
 
 fn open(path: &Path, gz: bool) -> Result<Box<dyn Read>, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Open { path: path.to_path_buf(), source })?;
-    Ok(if gz { Box::new(flate2::read::MultiGzDecoder::new(file)) } else { Box::new(file) })
+    let file = File::open(path).map_err(|source| DatasetError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    })
 }
 
 /// Reads every molecule of a SMILES file. `column` names the SMILES column of a CSV/TSV (default:
@@ -62,7 +77,9 @@ pub fn read_smiles(path: &Path, column: Option<&str>) -> Result<Vec<SmilesRecord
         Format::Tsv => read_delimited(path, reader, b'\t', "TSV", column)?,
     };
     if records.is_empty() {
-        return Err(DatasetError::Empty { path: path.to_path_buf() });
+        return Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        });
     }
     Ok(records)
 }
@@ -76,20 +93,33 @@ fn read_smi(path: &Path, reader: Box<dyn Read>) -> Result<Vec<SmilesRecord>, Dat
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|source| DatasetError::Read { path: path.to_path_buf(), source })?;
+            .map_err(|source| DatasetError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if n == 0 {
             break;
         }
         line_no += 1;
-        let text = std::str::from_utf8(&buf).map_err(|_| DatasetError::NotUtf8 { path: path.to_path_buf(), line: line_no })?;
+        let text = std::str::from_utf8(&buf).map_err(|_| DatasetError::NotUtf8 {
+            path: path.to_path_buf(),
+            line: line_no,
+        })?;
         let text = text.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
             continue; // blank lines hold no molecule
         }
         let mut fields = text.splitn(2, [' ', '\t']);
         let smiles = fields.next().unwrap_or("").to_string();
-        let name = fields.next().map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
-        records.push(SmilesRecord { smiles, name, line: line_no });
+        let name = fields
+            .next()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        records.push(SmilesRecord {
+            smiles,
+            name,
+            line: line_no,
+        });
     }
     Ok(records)
 }
@@ -113,7 +143,10 @@ fn read_delimited(
     column: Option<&str>,
 ) -> Result<Vec<SmilesRecord>, DatasetError> {
     let p = || -> PathBuf { path.to_path_buf() };
-    let mut csv = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .from_reader(reader);
     let mut rows = csv.byte_records();
     let to_error = |e: csv::Error| -> DatasetError {
         let line = e.position().map_or(0, |pos| pos.line());
@@ -122,14 +155,20 @@ fn read_delimited(
                 csv::ErrorKind::Io(source) => DatasetError::Read { path: p(), source },
                 _ => unreachable!(),
             },
-            _ => DatasetError::Malformed { path: p(), line, what, message: e.to_string() },
+            _ => DatasetError::Malformed {
+                path: p(),
+                line,
+                what,
+                message: e.to_string(),
+            },
         }
     };
     let Some(header) = rows.next() else {
         return Err(DatasetError::Empty { path: p() });
     };
     let header = header.map_err(to_error)?;
-    let header = csv::StringRecord::from_byte_record(header).map_err(|_| DatasetError::NotUtf8 { path: p(), line: 1 })?;
+    let header = csv::StringRecord::from_byte_record(header)
+        .map_err(|_| DatasetError::NotUtf8 { path: p(), line: 1 })?;
     let idx = find_column(&header, column).ok_or_else(|| DatasetError::MissingColumn {
         path: p(),
         wanted: column.map_or("smiles (or SMILES)".to_string(), |c| format!("{c:?}")),
@@ -141,7 +180,11 @@ fn read_delimited(
         let line = row.position().map_or(0, |pos| pos.line());
         let field = row.get(idx).unwrap_or(b"");
         let smiles = std::str::from_utf8(field).map_err(|_| DatasetError::NotUtf8 { path: p(), line })?;
-        records.push(SmilesRecord { smiles: smiles.to_string(), name: None, line });
+        records.push(SmilesRecord {
+            smiles: smiles.to_string(),
+            name: None,
+            line,
+        });
     }
     Ok(records)
 }
@@ -162,7 +205,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let csv = write(&dir, "a.csv", b"id,SMILES\n1,CCO\n2,\n3,c1ccccc1\n");
         let r = read_smiles(&csv, None).unwrap();
-        assert_eq!(r.iter().map(|r| r.smiles.as_str()).collect::<Vec<_>>(), ["CCO", "", "c1ccccc1"]);
+        assert_eq!(
+            r.iter().map(|r| r.smiles.as_str()).collect::<Vec<_>>(),
+            ["CCO", "", "c1ccccc1"]
+        );
         assert_eq!(r[2].line, 4);
         let tsv = write(&dir, "a.tsv", b"mol\tother\nCCN\tx\n");
         assert_eq!(read_smiles(&tsv, Some("mol")).unwrap()[0].smiles, "CCN");
@@ -185,22 +231,40 @@ mod tests {
         assert!(e.contains("nope.csv") && e.contains("cannot open"), "{e}");
 
         let unknown = write(&dir, "a.xlsx", b"x");
-        assert!(read_smiles(&unknown, None).unwrap_err().to_string().contains("unknown file type"));
+        assert!(read_smiles(&unknown, None)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown file type"));
 
         let nocol = write(&dir, "b.csv", b"id,name\n1,x\n");
         let e = read_smiles(&nocol, None).unwrap_err().to_string();
-        assert!(e.contains("b.csv") && e.contains("no column") && e.contains("id,name"), "{e}");
+        assert!(
+            e.contains("b.csv") && e.contains("no column") && e.contains("id,name"),
+            "{e}"
+        );
 
         let bad = write(&dir, "c.smi", b"CCO\nC\xff\xfeC\n");
-        assert_eq!(read_smiles(&bad, None).unwrap_err().to_string(), format!("{}:2: not valid UTF-8", bad.display()));
+        assert_eq!(
+            read_smiles(&bad, None).unwrap_err().to_string(),
+            format!("{}:2: not valid UTF-8", bad.display())
+        );
 
         let ragged = write(&dir, "d.csv", b"smiles,x\nCCO,1\nCCC,1,2\n");
         let e = read_smiles(&ragged, None).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}:3: malformed CSV", ragged.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}:3: malformed CSV", ragged.display())),
+            "{e}"
+        );
 
         let empty = write(&dir, "e.smi", b"\n\n");
-        assert!(read_smiles(&empty, None).unwrap_err().to_string().contains("empty file"));
+        assert!(read_smiles(&empty, None)
+            .unwrap_err()
+            .to_string()
+            .contains("empty file"));
         let header_only = write(&dir, "f.csv", b"smiles\n");
-        assert!(read_smiles(&header_only, None).unwrap_err().to_string().contains("empty file"));
+        assert!(read_smiles(&header_only, None)
+            .unwrap_err()
+            .to_string()
+            .contains("empty file"));
     }
 }

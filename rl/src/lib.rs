@@ -1,1 +1,1 @@
-//! placeholder
+//! REINFORCE tuning of the SMILES GPT on chemistry rewards. Not built yet: see the RL issue.

@@ -48,7 +48,12 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 /// The work the peer does per molecule, no more: parse, canonical SMILES, QED, SA, fingerprint.
 fn peer_equivalent(smiles: &str) -> Option<(String, f64, f64, chem::Fingerprint)> {
     let mol = chem::Molecule::parse(smiles)?;
-    Some((mol.canonical_smiles(), mol.qed().ok()?, mol.sa_score().ok()?, mol.morgan_fingerprint()))
+    Some((
+        mol.canonical_smiles(),
+        mol.qed().ok()?,
+        mol.sa_score().ok()?,
+        mol.morgan_fingerprint(),
+    ))
 }
 
 fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
@@ -74,8 +79,11 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
 
     let big = input::read(&args.intdiv_input, None)?;
     let big_smiles: Vec<&str> = big.iter().map(|r| r.smiles.as_str()).collect();
-    let big_fps: Vec<chem::Fingerprint> =
-        big_smiles.par_iter().filter_map(|s| chem::Molecule::parse(s)).map(|m| m.morgan_fingerprint()).collect();
+    let big_fps: Vec<chem::Fingerprint> = big_smiles
+        .par_iter()
+        .filter_map(|s| chem::Molecule::parse(s))
+        .map(|m| m.morgan_fingerprint())
+        .collect();
     let t = Instant::now();
     let (big_intdiv1, _) = chem::internal_diversity(&big_fps);
     let big_intdiv_s = t.elapsed().as_secs_f64();
@@ -100,7 +108,9 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
         let peer = run_peer(&args)?;
         let ratio = |ours: &str, theirs: &str, higher_is_better: bool| -> Value {
             match (result[ours].as_f64(), peer[theirs].as_f64()) {
-                (Some(a), Some(b)) if a > 0.0 && b > 0.0 => json!(if higher_is_better { a / b } else { b / a }),
+                (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                    json!(if higher_is_better { a / b } else { b / a })
+                }
                 _ => Value::Null,
             }
         };
@@ -120,8 +130,16 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
 
 fn run_peer(args: &ScoreBenchArgs) -> anyhow::Result<Value> {
     let script = PathBuf::from("bench/score_peer.py");
-    anyhow::ensure!(script.is_file(), "{}: peer script not found (run from the repository root)", script.display());
-    eprintln!("running the RDKit-Python peer ({} {}) ...", args.python, script.display());
+    anyhow::ensure!(
+        script.is_file(),
+        "{}: peer script not found (run from the repository root)",
+        script.display()
+    );
+    eprintln!(
+        "running the RDKit-Python peer ({} {}) ...",
+        args.python,
+        script.display()
+    );
     let output = Command::new(&args.python)
         .arg(&script)
         .arg(&args.input)
@@ -135,22 +153,60 @@ fn run_peer(args: &ScoreBenchArgs) -> anyhow::Result<Value> {
         String::from_utf8_lossy(&output.stderr).trim()
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
     let start = stdout.find('{').unwrap_or(0);
-    serde_json::from_str(&stdout[start..]).or_else(|_| serde_json::from_str(line)).context("the peer's JSON output")
+    serde_json::from_str(&stdout[start..])
+        .or_else(|_| serde_json::from_str(line))
+        .context("the peer's JSON output")
 }
 
 fn print_human(r: &Value) {
     let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-    println!("smirl bench score on {} ({} threads)", r["input"].as_str().unwrap_or(""), r["threads"]);
-    println!("  scoring (parse, canonical, QED, SA, fingerprint): {:.0} mol/s ({:.2} s for {})", f("mols_per_s"), f("score_seconds"), r["n"]);
-    println!("  full `smirl score` row (+ scaffold, filters, descriptors): {:.0} mol/s", f("full_mols_per_s"));
-    println!("  IntDiv over {} molecules: {:.3} s (IntDiv1 {:.4})", r["intdiv_n"], f("intdiv_seconds"), f("intdiv1"));
-    println!("  IntDiv over {} molecules: {:.3} s (IntDiv1 {:.4})", r["intdiv_large_n"], f("intdiv_large_seconds"), f("intdiv_large_intdiv1"));
+    println!(
+        "smirl bench score on {} ({} threads)",
+        r["input"].as_str().unwrap_or(""),
+        r["threads"]
+    );
+    println!(
+        "  scoring (parse, canonical, QED, SA, fingerprint): {:.0} mol/s ({:.2} s for {})",
+        f("mols_per_s"),
+        f("score_seconds"),
+        r["n"]
+    );
+    println!(
+        "  full `smirl score` row (+ scaffold, filters, descriptors): {:.0} mol/s",
+        f("full_mols_per_s")
+    );
+    println!(
+        "  IntDiv over {} molecules: {:.3} s (IntDiv1 {:.4})",
+        r["intdiv_n"],
+        f("intdiv_seconds"),
+        f("intdiv1")
+    );
+    println!(
+        "  IntDiv over {} molecules: {:.3} s (IntDiv1 {:.4})",
+        r["intdiv_large_n"],
+        f("intdiv_large_seconds"),
+        f("intdiv_large_intdiv1")
+    );
     if let Some(peer) = r.get("peer") {
         let p = |k: &str| peer[k].as_f64().unwrap_or(f64::NAN);
         println!("RDKit-Python peer (single process):");
-        println!("  scoring: {:.0} mol/s; IntDiv over {}: {:.2} s (IntDiv1 {:.4})", p("mols_per_s"), peer["intdiv_n"], p("intdiv_seconds"), p("intdiv1"));
-        println!("ratios (smirl / peer, higher is better): scoring {:.2}x, IntDiv {:.1}x", f("ratio_scoring"), f("ratio_intdiv"));
+        println!(
+            "  scoring: {:.0} mol/s; IntDiv over {}: {:.2} s (IntDiv1 {:.4})",
+            p("mols_per_s"),
+            peer["intdiv_n"],
+            p("intdiv_seconds"),
+            p("intdiv1")
+        );
+        println!(
+            "ratios (smirl / peer, higher is better): scoring {:.2}x, IntDiv {:.1}x",
+            f("ratio_scoring"),
+            f("ratio_intdiv")
+        );
     }
 }

@@ -59,7 +59,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         writeln!(stdout, "{}", table::metrics_table(&metrics, means))?;
-        let label = args.samples.file_stem().and_then(|s| s.to_str()).unwrap_or("samples");
+        let label = args
+            .samples
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("samples");
         writeln!(stdout, "{}", table::moses_table(label, &metrics))?;
     }
     Ok(())

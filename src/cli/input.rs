@@ -66,7 +66,11 @@ pub fn canonical_set(path: &Path, column: Option<&str>) -> anyhow::Result<HashSe
     }
     bar.finish_and_clear();
     if invalid > 0 {
-        eprintln!("note: {invalid} of {} molecules in {} are invalid and were left out", smiles.len(), path.display());
+        eprintln!(
+            "note: {invalid} of {} molecules in {} are invalid and were left out",
+            smiles.len(),
+            path.display()
+        );
     }
     Ok(set)
 }

@@ -29,9 +29,30 @@ pub struct ScoreArgs {
 
 /// The columns of the scored CSV, in order.
 pub const COLUMNS: [&str; 24] = [
-    "smiles", "valid", "canonical", "qed", "sa", "qed_mw", "qed_alogp", "qed_hba", "qed_hbd", "qed_psa",
-    "qed_rotb", "qed_arom", "qed_alerts", "heavy_atoms", "rings", "scaffold", "moses_filters", "mw", "logp",
-    "tpsa", "hbd", "hba", "rotb", "name",
+    "smiles",
+    "valid",
+    "canonical",
+    "qed",
+    "sa",
+    "qed_mw",
+    "qed_alogp",
+    "qed_hba",
+    "qed_hbd",
+    "qed_psa",
+    "qed_rotb",
+    "qed_arom",
+    "qed_alerts",
+    "heavy_atoms",
+    "rings",
+    "scaffold",
+    "moses_filters",
+    "mw",
+    "logp",
+    "tpsa",
+    "hbd",
+    "hba",
+    "rotb",
+    "name",
 ];
 
 fn float(x: f64) -> String {
@@ -74,7 +95,8 @@ fn row(smiles: &str, name: Option<&str>, props: Option<&MoleculeProps>) -> Vec<S
         p.heavy_atoms.to_string(),
         p.rings.to_string(),
         p.scaffold.clone().unwrap_or_default(),
-        p.passes_filters.map_or(String::new(), |f| if f { "1" } else { "0" }.to_string()),
+        p.passes_filters
+            .map_or(String::new(), |f| if f { "1" } else { "0" }.to_string()),
         df(|d| d.mw),
         df(|d| d.logp),
         df(|d| d.tpsa),
@@ -91,13 +113,16 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let scored = input::score_all(&smiles, "scoring");
 
-    let file = std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let file =
+        std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
     writer.write_record(COLUMNS)?;
     for (record, props) in records.iter().zip(&scored) {
         writer.write_record(row(&record.smiles, record.name.as_deref(), props.as_ref()))?;
     }
-    writer.flush().with_context(|| format!("{}: write failed", args.out.display()))?;
+    writer
+        .flush()
+        .with_context(|| format!("{}: write failed", args.out.display()))?;
 
     let train = match &args.train {
         Some(path) => Some(input::canonical_set(path, None)?),
@@ -107,7 +132,11 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let means = table::property_means(&scored);
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&table::metrics_json(&metrics, means))?)?;
+        writeln!(
+            stdout,
+            "{}",
+            serde_json::to_string_pretty(&table::metrics_json(&metrics, means))?
+        )?;
     } else {
         writeln!(stdout, "{}", table::metrics_table(&metrics, means))?;
         writeln!(stdout, "{} rows written to {}", records.len(), args.out.display())?;

@@ -111,7 +111,9 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
             cell(b.snn_test),
         ));
     }
-    out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020; FCD is not computed by smirl yet)\n");
+    out.push_str(
+        "(published rows: MOSES benchmark, Polykovskiy et al. 2020; FCD is not computed by smirl yet)\n",
+    );
     out
 }
 
@@ -125,5 +127,8 @@ pub fn property_means(scored: &[Option<chem::MoleculeProps>]) -> PropertyMeans {
             vals.iter().sum::<f64>() / vals.len() as f64
         }
     };
-    PropertyMeans { qed: mean(&|p| p.qed), sa: mean(&|p| p.sa) }
+    PropertyMeans {
+        qed: mean(&|p| p.qed),
+        sa: mean(&|p| p.sa),
+    }
 }

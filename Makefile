@@ -1,0 +1,22 @@
+# smirl — the two commands the README opens with. Both install missing system packages first.
+.PHONY: deps demo test bench fmt
+
+deps:
+	@bash scripts/deps.sh
+
+# Score the shipped example set (200 MOSES molecules + 5 invalid ones) against a training sample.
+demo: deps
+	cargo run --release -- score examples/molecules.smi --train examples/train_sample.smi --out scored.csv
+	@echo "per-molecule rows: scored.csv"
+
+# Every crate's unit tests, the golden and fuzz tests, and the CLI end-to-end tests (release profile:
+# one optimized build serves the tests and the demo).
+test: deps
+	cargo test --workspace --release
+
+# Scoring throughput against the RDKit-Python peer (needs Debian's python3-rdkit for the peer).
+bench: deps
+	cargo run --release -- bench score --peer
+
+fmt:
+	cargo fmt --all
