@@ -3,6 +3,8 @@
 mod bench;
 mod eval;
 mod input;
+mod pretrain;
+mod sample;
 mod score;
 mod table;
 
@@ -18,10 +20,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Pretrain the SMILES GPT on a corpus (not implemented yet).
-    Pretrain(NotYet),
-    /// Sample molecules from a trained model (not implemented yet).
-    Sample(NotYet),
+    /// Pretrain the SMILES GPT on a corpus (resumable, checkpointed).
+    Pretrain(pretrain::PretrainArgs),
+    /// Sample molecules from a trained model, with their log-likelihoods.
+    Sample(sample::SampleArgs),
     /// Tune a model with REINFORCE on chemistry rewards (not implemented yet).
     Tune(NotYet),
     /// Score molecules: validity, canonical SMILES, QED, SA, scaffold, MOSES filters, set metrics.
@@ -49,8 +51,8 @@ fn not_yet(name: &str) -> anyhow::Result<()> {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Pretrain(_) => not_yet("pretrain"),
-        Command::Sample(_) => not_yet("sample"),
+        Command::Pretrain(args) => pretrain::run(args),
+        Command::Sample(args) => sample::run(args),
         Command::Tune(_) => not_yet("tune"),
         Command::Report(_) => not_yet("report"),
         Command::Score(args) => score::run(args),

@@ -1,0 +1,254 @@
+//! Checkpoint directory layout, atomic writes and loading.
+//!
+//! A checkpoint directory holds `model.safetensors` (weights, nanoGPT names), `config.json`
+//! ([`GptConfig`]), `vocab.json` and, for training runs, `optimizer.safetensors` (AdamW moments)
+//! and `state.json` ([`TrainState`]). Every file is written to `<name>.tmp`, synced and renamed, and
+//! `state.json` goes last, recording the size and FNV-1a hash of the others: a kill at any moment
+//! leaves either the previous or the new checkpoint, and a file that does not match is reported
+//! by name instead of being silently mixed in.
+
+use crate::gpt::{Gpt, GptConfig};
+use crate::vocab::Vocab;
+use crate::{Error, Result};
+use candle_core::Device;
+use candle_nn::VarMap;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Weights file name.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Optimizer moments file name.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// Training state file name (written last: it commits the checkpoint).
+pub const STATE_FILE: &str = "state.json";
+/// Vocabulary file name.
+pub const VOCAB_FILE: &str = "vocab.json";
+/// Resolved model config file name.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Size and hash of one checkpoint file, as recorded in `state.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCheck {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// FNV-1a 64-bit hash of the content, hex.
+    pub fnv1a64: String,
+}
+
+/// Where a training run stands; `state.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Total steps the schedule was planned for.
+    pub total_steps: usize,
+    /// Seed of the data order and the initialisation.
+    pub seed: u64,
+    /// Data cursor: epoch (the shuffled batch order is a function of seed and epoch) ...
+    pub epoch: usize,
+    /// ... and the next batch of that epoch.
+    pub batch_cursor: usize,
+    /// Non-pad target tokens trained on so far.
+    pub tokens_seen: u64,
+    /// Training molecules (after the validation split), to catch a resume on another corpus.
+    pub n_train: usize,
+    /// Validation molecules.
+    pub n_val: usize,
+    /// Last validation loss, if any.
+    pub val_loss: Option<f64>,
+    /// The checkpoint files this state belongs to.
+    pub files: BTreeMap<String, FileCheck>,
+}
+
+/// A loaded model directory.
+#[derive(Clone)]
+pub struct Loaded {
+    /// The model (weights are the `Var`s of `varmap`, so it can be trained further).
+    pub model: Gpt,
+    /// The weights.
+    pub varmap: VarMap,
+    /// The vocabulary.
+    pub vocab: Vocab,
+    /// The resolved config.
+    pub config: GptConfig,
+    /// The training state, when the directory has one.
+    pub state: Option<TrainState>,
+}
+
+fn fnv1a64(bytes: &[u8]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn check_of(path: &Path) -> Result<FileCheck> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(FileCheck {
+        bytes: bytes.len() as u64,
+        fnv1a64: fnv1a64(&bytes),
+    })
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".tmp");
+    PathBuf::from(s)
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: makes the renames durable; not supported on every platform.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Writes `bytes` to `path` via `path.tmp` + fsync + rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(bytes)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+    if let Some(dir) = path.parent() {
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+/// Writes a complete checkpoint into `dir` (created if needed); `state.files` is filled in.
+pub(crate) fn save(
+    dir: &Path,
+    varmap: &VarMap,
+    optimizer: Option<&crate::optim::AdamW>,
+    vocab: &Vocab,
+    config: &GptConfig,
+    state: Option<&mut TrainState>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let mut staged: Vec<(&str, PathBuf)> = Vec::new();
+    let model_tmp = tmp_path(&dir.join(MODEL_FILE));
+    varmap
+        .save(&model_tmp)
+        .map_err(|e| Error::checkpoint(&model_tmp, e))?;
+    staged.push((MODEL_FILE, model_tmp));
+    if let Some(opt) = optimizer {
+        let tmp = tmp_path(&dir.join(OPTIMIZER_FILE));
+        opt.save(&tmp)?;
+        staged.push((OPTIMIZER_FILE, tmp));
+    }
+    for (name, text) in [
+        (VOCAB_FILE, vocab.to_json()),
+        (
+            CONFIG_FILE,
+            serde_json::to_string_pretty(config).expect("config serialises"),
+        ),
+    ] {
+        let tmp = tmp_path(&dir.join(name));
+        std::fs::write(&tmp, text).map_err(|e| Error::io(&tmp, e))?;
+        staged.push((name, tmp));
+    }
+    let mut files = BTreeMap::new();
+    for (name, tmp) in &staged {
+        sync_file(tmp)?;
+        files.insert(name.to_string(), check_of(tmp)?);
+    }
+    for (name, tmp) in &staged {
+        let dst = dir.join(name);
+        std::fs::rename(tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+    }
+    sync_dir(dir);
+    if let Some(state) = state {
+        state.files = files;
+        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        write_atomic(&dir.join(STATE_FILE), text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Reads `state.json` of `dir`, if there is one, and checks the files it lists.
+pub(crate) fn read_state(dir: &Path) -> Result<Option<TrainState>> {
+    let path = dir.join(STATE_FILE);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e))?;
+    for (name, want) in &state.files {
+        let p = dir.join(name);
+        if !p.exists() {
+            return Err(Error::checkpoint(&p, "missing (listed in state.json)"));
+        }
+        let got = check_of(&p)?;
+        if &got != want {
+            return Err(Error::checkpoint(
+                &p,
+                format!(
+                    "truncated or corrupt: {} bytes, hash {} but state.json recorded {} bytes, hash {}",
+                    got.bytes, got.fnv1a64, want.bytes, want.fnv1a64
+                ),
+            ));
+        }
+    }
+    Ok(Some(state))
+}
+
+/// Loads a model directory written by `pretrain` (or any dir with `model.safetensors`,
+/// `config.json`, `vocab.json`). When `state.json` is present the files are verified against it.
+/// Errors name the offending file.
+pub fn load_checkpoint(dir: &Path, device: &Device) -> Result<Loaded> {
+    let state = read_state(dir)?;
+    let cfg_path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&cfg_path).map_err(|e| Error::io(&cfg_path, e))?;
+    let config: GptConfig = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&cfg_path, e))?;
+    config.validate().map_err(|e| Error::checkpoint(&cfg_path, e))?;
+    let vocab = Vocab::load(&dir.join(VOCAB_FILE))?;
+    if vocab.len() != config.vocab_size {
+        return Err(Error::checkpoint(
+            &cfg_path,
+            format!(
+                "vocab_size {} but vocab.json has {} tokens",
+                config.vocab_size,
+                vocab.len()
+            ),
+        ));
+    }
+    let varmap = VarMap::new();
+    let model = Gpt::init(&config, &varmap, 0, device)?;
+    load_weights(&varmap, &dir.join(MODEL_FILE))?;
+    Ok(Loaded {
+        model,
+        varmap,
+        vocab,
+        config,
+        state,
+    })
+}
+
+/// Overwrites every variable of `varmap` from a safetensors file; errors name the file.
+pub(crate) fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Err(Error::checkpoint(path, "missing"));
+    }
+    let ts = candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::checkpoint(path, e))?;
+    let data = varmap.data().lock().expect("varmap lock");
+    for (name, var) in data.iter() {
+        let t = ts
+            .get(name)
+            .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))?;
+        var.set(&t.to_device(var.device())?)
+            .map_err(|e| Error::checkpoint(path, format!("{name}: {e}")))?;
+    }
+    Ok(())
+}

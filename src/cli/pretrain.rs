@@ -1,0 +1,98 @@
+//! `smirl pretrain`: train the SMILES GPT on a corpus, resumable.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use model::{PretrainOptions, TokenMode};
+
+use super::input;
+
+/// Arguments of `smirl pretrain`.
+#[derive(Debug, clap::Args)]
+pub struct PretrainArgs {
+    /// SMILES corpus (CSV/TSV/.smi, optionally .gz), e.g. data/moses/train.csv.gz.
+    #[arg(long)]
+    data: PathBuf,
+    /// Name of the SMILES column of a CSV/TSV.
+    #[arg(long)]
+    smiles_column: Option<String>,
+    /// Run directory: checkpoints, log.csv, vocab.json, config.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// TOML file with pretraining options (model shape under [model]); flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from the checkpoint in --out.
+    #[arg(long)]
+    resume: bool,
+    /// Total optimizer steps.
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Train for this many epochs instead of --max-steps.
+    #[arg(long)]
+    epochs: Option<f64>,
+    /// Molecules per batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Checkpoint every this many steps.
+    #[arg(long)]
+    checkpoint_interval: Option<usize>,
+    /// Seed of the split, data order and initialisation.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Atom-level tokens (Cl, Br, bracket atoms as one token) instead of characters.
+    #[arg(long)]
+    atom_tokens: bool,
+}
+
+/// Runs `smirl pretrain`.
+pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let mut opts = match &args.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+            toml::from_str::<PretrainOptions>(&text)
+                .with_context(|| format!("{}: invalid config", path.display()))?
+        }
+        None => PretrainOptions::default(),
+    };
+    opts.out_dir = args.out.clone();
+    opts.resume = args.resume;
+    opts.progress = true;
+    if let Some(v) = args.max_steps {
+        opts.max_steps = v;
+    }
+    if args.epochs.is_some() {
+        opts.epochs = args.epochs;
+    }
+    if let Some(v) = args.batch_size {
+        opts.batch_size = v;
+    }
+    if let Some(v) = args.checkpoint_interval {
+        opts.checkpoint_interval = v;
+    }
+    if let Some(v) = args.seed {
+        opts.seed = v;
+    }
+    if args.atom_tokens {
+        opts.tokenizer = TokenMode::Atom;
+    }
+    let records = input::read(&args.data, args.smiles_column.as_deref())?;
+    let smiles: Vec<String> = records.into_iter().map(|r| r.smiles).collect();
+    eprintln!(
+        "pretraining on {} molecules from {}",
+        smiles.len(),
+        args.data.display()
+    );
+    let report = model::pretrain(&opts, &smiles, &model::Device::Cpu)?;
+    let (unknown, too_long, empty) = report.skipped;
+    println!(
+        "step {}/{} | {} parameters | train {} / val {} molecules | skipped: {unknown} unknown token, {too_long} too long, {empty} empty",
+        report.step, report.total_steps, report.n_params, report.n_train, report.n_val
+    );
+    if let Some(val) = report.val_loss {
+        println!("validation loss {val:.4} | {:.0} tokens/s", report.tokens_per_s);
+    }
+    println!("checkpoint: {}", report.out_dir.display());
+    Ok(())
+}
