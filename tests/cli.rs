@@ -278,36 +278,22 @@ mod pretrain_and_sample {
         std::fs::write(&config, TINY).unwrap();
         let run = dir.path().join("run");
         let train = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/moses_test_sample.smi");
-        smirl()
-            .arg("pretrain")
-            .arg("--data")
-            .arg(&train)
-            .arg("--out")
-            .arg(&run)
-            .arg("--config")
-            .arg(&config)
-            .assert()
-            .success();
+        let pretrain = || {
+            let mut cmd = smirl();
+            cmd.arg("pretrain")
+                .arg("--data")
+                .arg(&train)
+                .arg("--out")
+                .arg(&run)
+                .arg("--config")
+                .arg(&config);
+            cmd
+        };
+        pretrain().assert().success();
         // Without --resume an existing run is not overwritten.
-        smirl()
-            .arg("pretrain")
-            .arg("--data")
-            .arg(&train)
-            .arg("--out")
-            .arg(&run)
-            .arg("--config")
-            .arg(&config)
-            .assert()
-            .failure();
+        pretrain().assert().failure();
         // --resume with more steps continues from step 12.
-        smirl()
-            .arg("pretrain")
-            .arg("--data")
-            .arg(&train)
-            .arg("--out")
-            .arg(&run)
-            .arg("--config")
-            .arg(&config)
+        pretrain()
             .args(["--resume", "--max-steps", "18"])
             .assert()
             .success()
