@@ -122,8 +122,21 @@ rust::Vec<uint64_t> morgan_bits(const std::shared_ptr<ROMol> &mol, uint32_t radi
   return words;
 }
 
+// RDKit's SMARTS-count descriptors: unique matches, at most 1000 (SubstructMatch's defaults).
+static uint32_t count_unique_matches(const ROMol &query, const ROMol &mol) {
+  std::vector<MatchVectType> matches;
+  return SubstructMatch(mol, query, matches);
+}
+
+uint32_t rdkit_strict_rotatable_bonds(const std::shared_ptr<ROMol> &mol) {
+  return RDKit::Descriptors::calcNumRotatableBonds(*mol, RDKit::Descriptors::Strict);
+}
+
+uint32_t rdkit_num_hba(const std::shared_ptr<ROMol> &mol) { return RDKit::Descriptors::calcNumHBA(*mol); }
+
 QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol_in, const PatternSet &acceptors,
-                     const PatternSet &alerts, const PatternSet &aliphatic_rings) {
+                     const PatternSet &alerts, const PatternSet &aliphatic_rings,
+                     const PatternSet &rotatable, const PatternSet &lipinski_hba) {
   // QED.properties works on Chem.RemoveHs(mol).
   std::unique_ptr<ROMol> mol(MolOps::removeHs(*mol_in));
   QedInputs out;
@@ -138,13 +151,15 @@ QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol_in, const PatternSet &acc
   out.hba = hba;
   out.hbd = RDKit::Descriptors::calcNumHBD(*mol);
   out.psa = RDKit::Descriptors::calcTPSA(*mol);
-  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol, RDKit::Descriptors::Strict);
+  // RDKit's calcNumRotatableBonds(Strict) copies its recursive SMARTS query on every call (for
+  // thread safety); the same query compiled once per thread (`rotatable`) gives the same count.
+  out.rotb = count_unique_matches(*rotatable.queries.at(0), *mol);
   // Aromatic rings: SSSR of the molecule after deleting aliphatic ring atoms (QED's own count).
   std::unique_ptr<ROMol> stripped(deleteSubstructs(*mol, *aliphatic_rings.queries.at(0)));
   VECT_INT_VECT rings;
   out.arom = MolOps::findSSSR(*stripped, rings);
   out.alerts = count_matching(alerts, *mol, false);
-  out.lipinski_hba = RDKit::Descriptors::calcNumHBA(*mol);
+  out.lipinski_hba = count_unique_matches(*lipinski_hba.queries.at(0), *mol);
   return out;
 }
 
@@ -186,7 +201,7 @@ Descriptors descriptors(const std::shared_ptr<ROMol> &mol) {
   out.tpsa = RDKit::Descriptors::calcTPSA(*mol);
   out.hbd = RDKit::Descriptors::calcNumHBD(*mol);
   out.hba = RDKit::Descriptors::calcNumHBA(*mol);
-  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol);
+  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol, RDKit::Descriptors::Strict);
   return out;
 }
 

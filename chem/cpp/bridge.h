@@ -35,7 +35,10 @@ uint32_t heavy_atom_count(const std::shared_ptr<ROMol> &mol);
 uint32_t ring_count(const std::shared_ptr<ROMol> &mol);
 rust::Vec<uint64_t> morgan_bits(const std::shared_ptr<ROMol> &mol, uint32_t radius, uint32_t n_bits);
 QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol, const PatternSet &acceptors,
-                     const PatternSet &alerts, const PatternSet &aliphatic_rings);
+                     const PatternSet &alerts, const PatternSet &aliphatic_rings,
+                     const PatternSet &rotatable, const PatternSet &lipinski_hba);
+uint32_t rdkit_strict_rotatable_bonds(const std::shared_ptr<ROMol> &mol);
+uint32_t rdkit_num_hba(const std::shared_ptr<ROMol> &mol);
 SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol);
 Descriptors descriptors(const std::shared_ptr<ROMol> &mol);
 rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol);

@@ -73,7 +73,11 @@ pub(crate) mod bridge {
             acceptors: &PatternSet,
             alerts: &PatternSet,
             aliphatic_rings: &PatternSet,
+            rotatable: &PatternSet,
+            lipinski_hba: &PatternSet,
         ) -> Result<QedInputs>;
+        fn rdkit_strict_rotatable_bonds(mol: &SharedPtr<ROMol>) -> Result<u32>;
+        fn rdkit_num_hba(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn sa_inputs(mol: &SharedPtr<ROMol>) -> Result<SaInputs>;
         fn descriptors(mol: &SharedPtr<ROMol>) -> Result<Descriptors>;
         fn murcko_scaffold_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;

@@ -2,8 +2,6 @@
 //! charge, only C N S O F Cl Br H, none of the MCF and PAINS SMARTS on the H-added molecule, and a
 //! non-isomeric SMILES that parses again.
 
-use std::sync::OnceLock;
-
 use crate::error::{rdkit, Result};
 use crate::ffi::bridge;
 use crate::molecule::Molecule;
@@ -32,10 +30,10 @@ pub fn moses_filter_smarts() -> Vec<String> {
     smarts
 }
 
-fn filter_patterns() -> &'static SmartsPattern {
-    static PATTERNS: OnceLock<SmartsPattern> = OnceLock::new();
-    PATTERNS
-        .get_or_init(|| SmartsPattern::any_of(&moses_filter_smarts()).expect("MOSES filter SMARTS compile"))
+thread_local! {
+    // One compiled copy per thread, as for QED: shared recursive queries are matched under a mutex.
+    static FILTERS: SmartsPattern =
+        SmartsPattern::any_of(&moses_filter_smarts()).expect("MOSES filter SMARTS compile");
 }
 
 impl Molecule {
@@ -47,7 +45,7 @@ impl Molecule {
         {
             return Ok(false);
         }
-        Ok(!filter_patterns().any_match(self, true)?)
+        Ok(!FILTERS.with(|f| f.any_match(self, true))?)
     }
 }
 

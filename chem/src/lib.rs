@@ -37,7 +37,7 @@ pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, Fingerpri
 pub use metrics::{cosine_similarity, novelty, set_metrics, unique_at_k, ReferenceSet, SetMetrics};
 pub use molecule::{Descriptors, Molecule, MAX_SMILES_LEN};
 pub use patterns::SmartsPattern;
-pub use qed::QedProperties;
+pub use qed::{rdkit_reference_counts, QedProperties};
 pub use scoring::{canonicalize_batch, score_batch, score_molecule, score_smiles, MoleculeProps};
 
 /// Silences RDKit's logging once per process: invalid SMILES are data, not stderr noise.

@@ -63,7 +63,7 @@ pub struct Descriptors {
     pub hbd: u32,
     /// Lipinski H-bond acceptors (rdMolDescriptors.CalcNumHBA).
     pub hba: u32,
-    /// Rotatable bonds, RDKit's default definition.
+    /// Rotatable bonds, RDKit's strict definition (as QED uses).
     pub rotb: u32,
 }
 

@@ -2,14 +2,13 @@
 //! RDKit's Python `QED.qed`: eight properties mapped through asymmetric double sigmoids (ADS) and
 //! combined as a weighted geometric mean.
 
-use std::sync::OnceLock;
-
 use crate::error::{rdkit, Result};
 use crate::ffi::bridge;
-use crate::molecule::Molecule;
+use crate::molecule::{Descriptors, Molecule};
 use crate::patterns::SmartsPattern;
 use crate::qed_data::{
-    ACCEPTOR_SMARTS, ADS_PARAMETERS, ALIPHATIC_RINGS, STRUCTURAL_ALERT_SMARTS, WEIGHT_MEAN,
+    ACCEPTOR_SMARTS, ADS_PARAMETERS, ALIPHATIC_RINGS, LIPINSKI_HBA, STRICT_ROTATABLE_BOND,
+    STRUCTURAL_ALERT_SMARTS, WEIGHT_MEAN,
 };
 
 /// The eight inputs of QED (`QED.properties`), computed on the molecule with hydrogens removed.
@@ -37,15 +36,26 @@ struct QedPatterns {
     acceptors: SmartsPattern,
     alerts: SmartsPattern,
     aliphatic_rings: SmartsPattern,
+    rotatable: SmartsPattern,
+    lipinski_hba: SmartsPattern,
 }
 
-fn patterns() -> &'static QedPatterns {
-    static PATTERNS: OnceLock<QedPatterns> = OnceLock::new();
-    PATTERNS.get_or_init(|| QedPatterns {
-        acceptors: SmartsPattern::any_of(ACCEPTOR_SMARTS).expect("QED acceptor SMARTS"),
-        alerts: SmartsPattern::any_of(STRUCTURAL_ALERT_SMARTS).expect("QED alert SMARTS"),
-        aliphatic_rings: SmartsPattern::new(ALIPHATIC_RINGS).expect("QED aliphatic ring SMARTS"),
-    })
+impl QedPatterns {
+    fn compile() -> QedPatterns {
+        QedPatterns {
+            acceptors: SmartsPattern::any_of(ACCEPTOR_SMARTS).expect("QED acceptor SMARTS"),
+            alerts: SmartsPattern::any_of(STRUCTURAL_ALERT_SMARTS).expect("QED alert SMARTS"),
+            aliphatic_rings: SmartsPattern::new(ALIPHATIC_RINGS).expect("QED aliphatic ring SMARTS"),
+            rotatable: SmartsPattern::new(STRICT_ROTATABLE_BOND).expect("rotatable bond SMARTS"),
+            lipinski_hba: SmartsPattern::new(LIPINSKI_HBA).expect("Lipinski HBA SMARTS"),
+        }
+    }
+}
+
+thread_local! {
+    // One compiled copy per thread: RDKit serialises matching of a shared recursive (`$(...)`)
+    // query with a mutex, so threads sharing one set would queue on each other.
+    static PATTERNS: QedPatterns = QedPatterns::compile();
 }
 
 /// The ADS function of QED for one property.
@@ -54,6 +64,21 @@ fn ads(x: f64, p: &[f64; 7]) -> f64 {
     let exp1 = 1.0 + (-(x - c + d / 2.0) / e).exp();
     let exp2 = 1.0 + (-(x - c - d / 2.0) / f).exp();
     (a + b / exp1 * (1.0 - 1.0 / exp2)) / dmax
+}
+
+impl From<&bridge::QedInputs> for QedProperties {
+    fn from(q: &bridge::QedInputs) -> Self {
+        QedProperties {
+            mw: q.mw,
+            alogp: q.alogp,
+            hba: q.hba,
+            hbd: q.hbd,
+            psa: q.psa,
+            rotb: q.rotb,
+            arom: q.arom,
+            alerts: q.alerts,
+        }
+    }
 }
 
 impl QedProperties {
@@ -83,35 +108,56 @@ impl QedProperties {
 }
 
 impl Molecule {
+    fn qed_inputs(&self) -> Result<bridge::QedInputs> {
+        PATTERNS
+            .with(|p| {
+                self.with(|m| {
+                    bridge::qed_inputs(
+                        m,
+                        p.acceptors.inner(),
+                        p.alerts.inner(),
+                        p.aliphatic_rings.inner(),
+                        p.rotatable.inner(),
+                        p.lipinski_hba.inner(),
+                    )
+                })
+            })
+            .map_err(rdkit("QED properties"))
+    }
+
     /// The eight QED properties.
     pub fn qed_properties(&self) -> Result<QedProperties> {
-        let p = patterns();
-        let q = self
-            .with(|m| {
-                bridge::qed_inputs(
-                    m,
-                    p.acceptors.inner(),
-                    p.alerts.inner(),
-                    p.aliphatic_rings.inner(),
-                )
-            })
-            .map_err(rdkit("QED properties"))?;
-        Ok(QedProperties {
+        Ok(QedProperties::from(&self.qed_inputs()?))
+    }
+
+    /// QED's properties and the common descriptors in one pass: both are computed on the molecule
+    /// with hydrogens removed, so MW, logP, TPSA, HBD and rotatable bonds (strict) are shared and
+    /// only Lipinski's HBA is added.
+    pub fn qed_properties_and_descriptors(&self) -> Result<(QedProperties, Descriptors)> {
+        let q = self.qed_inputs()?;
+        let d = Descriptors {
             mw: q.mw,
-            alogp: q.alogp,
-            hba: q.hba,
+            logp: q.alogp,
+            tpsa: q.psa,
             hbd: q.hbd,
-            psa: q.psa,
+            hba: q.lipinski_hba,
             rotb: q.rotb,
-            arom: q.arom,
-            alerts: q.alerts,
-        })
+        };
+        Ok((QedProperties::from(&q), d))
     }
 
     /// QED in (0, 1); its theoretical maximum is about 0.948.
     pub fn qed(&self) -> Result<f64> {
         Ok(self.qed_properties()?.qed())
     }
+}
+
+/// RDKit's own `calcNumRotatableBonds(Strict)` and `calcNumHBA`, to test our once-compiled copies.
+#[doc(hidden)]
+pub fn rdkit_reference_counts(mol: &Molecule) -> (u32, u32) {
+    let rotb = mol.with(|m| bridge::rdkit_strict_rotatable_bonds(m)).unwrap();
+    let hba = mol.with(|m| bridge::rdkit_num_hba(m)).unwrap();
+    (rotb, hba)
 }
 
 #[cfg(test)]

@@ -217,3 +217,16 @@ pub(crate) const STRUCTURAL_ALERT_SMARTS: &[&str] = &[
     r"[18O]",
     r"[34S]",
 ];
+
+/// RDKit 2022.09 `calcNumRotatableBonds(Strict)` pattern (Lipinski.cpp), counted as unique matches.
+pub(crate) const STRICT_ROTATABLE_BOND: &str = concat!(
+    "[!$(*#*)&!D1&!$(C(F)(F)F)&!$(C(Cl)(Cl)Cl)&!$(C(Br)(Br)Br)&!$(C([CH3])([CH3])[CH3])&!$([CD3](=[N,O,S])-!@[#7,O,S!D1])",
+    "&!$([#7,O,S!D1]-!@[CD3]=[N,O,S])&!$([CD3](=[N+])-!@[#7!D1])&!$([#7!D1]-!@[CD3]=[N+])]-,:;!@[!$(*#*)&!D1",
+    "&!$(C(F)(F)F)&!$(C(Cl)(Cl)Cl)&!$(C(Br)(Br)Br)&!$(C([CH3])([CH3])[CH3])]"
+);
+
+/// RDKit 2022.09 `calcNumHBA` pattern (Lipinski.cpp), counted as unique matches.
+pub(crate) const LIPINSKI_HBA: &str = concat!(
+    "[$([O,S;H1;v2]-[!$(*=[O,N,P,S])]),$([O,S;H0;v2]),$([O,S;-]),$(",
+    "[N;v3;!$(N-*=!@[O,N,P,S])]),$([nH0,o,s;+0])]"
+);

@@ -27,7 +27,8 @@ pub struct MoleculeProps {
     pub scaffold: Option<String>,
     /// Passes the MOSES filters.
     pub passes_filters: Option<bool>,
-    /// Common descriptors (MW, logP, TPSA, HBD, HBA, rotatable bonds).
+    /// Common descriptors (MW, logP, TPSA, HBD, HBA, strict rotatable bonds) of the molecule with
+    /// hydrogens removed (shared with QED's inputs).
     pub descriptors: Option<Descriptors>,
     /// Morgan radius-2, 1024-bit fingerprint.
     pub fingerprint: Fingerprint,
@@ -41,7 +42,10 @@ pub fn score_smiles(smiles: &str) -> Option<MoleculeProps> {
 
 /// Scores one parsed molecule.
 pub fn score_molecule(mol: &Molecule) -> MoleculeProps {
-    let qed_properties = mol.qed_properties().ok();
+    let (qed_properties, descriptors) = match mol.qed_properties_and_descriptors() {
+        Ok((q, d)) => (Some(q), Some(d)),
+        Err(_) => (None, None),
+    };
     MoleculeProps {
         canonical: mol.canonical_smiles(),
         qed: qed_properties.map_or(f64::NAN, |p| p.qed()),
@@ -51,7 +55,7 @@ pub fn score_molecule(mol: &Molecule) -> MoleculeProps {
         rings: mol.ring_count(),
         scaffold: mol.murcko_scaffold().ok(),
         passes_filters: mol.passes_moses_filters().ok(),
-        descriptors: mol.descriptors().ok(),
+        descriptors,
         fingerprint: mol.morgan_fingerprint(),
     }
 }

@@ -35,3 +35,16 @@ fn screen_never_changes_a_filter_match() {
     // The set exercises the filters: some molecules match at least one filter.
     assert!(some_fail >= 10, "only {some_fail} molecules hit a filter");
 }
+
+#[test]
+fn once_compiled_descriptor_patterns_equal_rdkit_functions() {
+    // qed_rotb and the Lipinski HBA column come from SMARTS compiled once per thread; RDKit's own
+    // functions (which copy the query per call) must give the same counts on every molecule.
+    for mol in molecules() {
+        let (rotb, hba) = chem::rdkit_reference_counts(&mol);
+        let (q, d) = mol.qed_properties_and_descriptors().unwrap();
+        assert_eq!(q.rotb, rotb, "rotatable bonds of {}", mol.canonical_smiles());
+        assert_eq!(d.rotb, rotb);
+        assert_eq!(d.hba, hba, "HBA of {}", mol.canonical_smiles());
+    }
+}
