@@ -143,13 +143,30 @@ fn read_delimited(
     column: Option<&str>,
 ) -> Result<Vec<SmilesRecord>, DatasetError> {
     let p = || -> PathBuf { path.to_path_buf() };
+    // Comment lines (`# ...`) before the header are skipped, as in RDKit-generated reference files;
+    // after the header a `#` is data (it could be a broken SMILES).
+    let mut reader = BufReader::new(reader);
+    let mut skipped = 0u64;
+    loop {
+        let buf = reader
+            .fill_buf()
+            .map_err(|source| DatasetError::Read { path: p(), source })?;
+        if buf.first() != Some(&b'#') {
+            break;
+        }
+        let mut line = Vec::new();
+        reader
+            .read_until(b'\n', &mut line)
+            .map_err(|source| DatasetError::Read { path: p(), source })?;
+        skipped += 1;
+    }
     let mut csv = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .has_headers(false)
         .from_reader(reader);
     let mut rows = csv.byte_records();
     let to_error = |e: csv::Error| -> DatasetError {
-        let line = e.position().map_or(0, |pos| pos.line());
+        let line = e.position().map_or(0, |pos| pos.line()) + skipped;
         match e.kind() {
             csv::ErrorKind::Io(_) => match e.into_kind() {
                 csv::ErrorKind::Io(source) => DatasetError::Read { path: p(), source },
@@ -167,8 +184,10 @@ fn read_delimited(
         return Err(DatasetError::Empty { path: p() });
     };
     let header = header.map_err(to_error)?;
-    let header = csv::StringRecord::from_byte_record(header)
-        .map_err(|_| DatasetError::NotUtf8 { path: p(), line: 1 })?;
+    let header = csv::StringRecord::from_byte_record(header).map_err(|_| DatasetError::NotUtf8 {
+        path: p(),
+        line: skipped + 1,
+    })?;
     let idx = find_column(&header, column).ok_or_else(|| DatasetError::MissingColumn {
         path: p(),
         wanted: column.map_or("smiles (or SMILES)".to_string(), |c| format!("{c:?}")),
@@ -177,7 +196,7 @@ fn read_delimited(
     let mut records = Vec::new();
     for row in rows {
         let row = row.map_err(to_error)?;
-        let line = row.position().map_or(0, |pos| pos.line());
+        let line = row.position().map_or(0, |pos| pos.line()) + skipped;
         let field = row.get(idx).unwrap_or(b"");
         let smiles = std::str::from_utf8(field).map_err(|_| DatasetError::NotUtf8 { path: p(), line })?;
         records.push(SmilesRecord {
