@@ -60,7 +60,9 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     opts.resume = args.resume;
     opts.progress = true;
     if let Some(v) = args.max_steps {
+        // An explicit step count wins over an `epochs` from the config file.
         opts.max_steps = v;
+        opts.epochs = None;
     }
     if args.epochs.is_some() {
         opts.epochs = args.epochs;
