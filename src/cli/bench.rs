@@ -16,6 +16,46 @@ use super::input;
 pub enum BenchCommand {
     /// Scoring throughput (parse, canonical SMILES, QED, SA, Morgan fingerprint) and IntDiv time.
     Score(ScoreBenchArgs),
+    /// GPT training tokens/s and sampling molecules/s against a same-size PyTorch GPT-2.
+    Model(ModelBenchArgs),
+}
+
+/// Arguments of `smirl bench model`.
+#[derive(Debug, clap::Args)]
+pub struct ModelBenchArgs {
+    /// SMILES whose batches both sides train on (in file order, cycled).
+    #[arg(long, default_value = "tests/data/moses_test_sample.smi")]
+    input: PathBuf,
+    /// Transformer layers.
+    #[arg(long, default_value_t = 4)]
+    n_layer: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    n_head: usize,
+    /// Embedding width.
+    #[arg(long, default_value_t = 256)]
+    n_embd: usize,
+    /// Molecules per training batch.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Timed training steps (after one warm-up step).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Molecules sampled together.
+    #[arg(long, default_value_t = 256)]
+    sample_batch: usize,
+    /// New tokens per sampled molecule (EOS does not stop early, on both sides).
+    #[arg(long, default_value_t = 60)]
+    new_tokens: usize,
+    /// Also run the PyTorch peer (bench/model_peer.py) and print ratios.
+    #[arg(long)]
+    peer: bool,
+    /// Python interpreter with torch and transformers for the peer.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Arguments of `smirl bench score`.
@@ -42,6 +82,7 @@ pub struct ScoreBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Score(args) => bench_score(args),
+        BenchCommand::Model(args) => bench_model(args),
     }
 }
 
@@ -209,4 +250,211 @@ fn print_human(r: &Value) {
             f("ratio_intdiv")
         );
     }
+}
+
+/// Peak resident memory of this process so far, in MiB.
+fn peak_rss_mb() -> f64 {
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}
+
+fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
+    use model::{ops, optim, Corpus, Gpt, GptConfig, Tensor, TokenMode, BOS, PAD};
+
+    let records = input::read(&args.input, None)?;
+    let smiles: Vec<String> = records.into_iter().map(|r| r.smiles).collect();
+    let corpus = Corpus::build(&smiles, None, TokenMode::Char, 127);
+    let cfg = GptConfig {
+        vocab_size: corpus.vocab.len(),
+        n_layer: args.n_layer,
+        n_head: args.n_head,
+        n_embd: args.n_embd,
+        ..Default::default()
+    };
+    let device = model::Device::Cpu;
+    let varmap = candle_nn::VarMap::new();
+    let gpt = Gpt::init(&cfg, &varmap, 0, &device)?;
+    let params = optim::AdamWParams {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weight_decay: 0.1,
+    };
+    let mut opt = optim::AdamW::new(varmap.data().lock().expect("varmap lock").clone(), params)?;
+
+    // Training: the same batches as the peer (molecule step * batch + i, cycled), step 0 warms up.
+    let n = corpus.seqs.len();
+    let (mut tokens, mut seconds) = (0usize, 0f64);
+    for step in 0..=args.steps {
+        let rows: Vec<&Vec<u32>> = (0..args.batch)
+            .map(|i| &corpus.seqs[(step * args.batch + i) % n])
+            .collect();
+        let t = rows.iter().map(|s| s.len() - 1).max().unwrap_or(1);
+        let (mut inp, mut tgt) = (vec![PAD; args.batch * t], vec![PAD; args.batch * t]);
+        for (r, s) in rows.iter().enumerate() {
+            inp[r * t..r * t + s.len() - 1].copy_from_slice(&s[..s.len() - 1]);
+            tgt[r * t..r * t + s.len() - 1].copy_from_slice(&s[1..]);
+        }
+        let n_tok = tgt.iter().filter(|&&x| x != PAD).count();
+        let t0 = Instant::now();
+        let logits = gpt.forward(&Tensor::from_vec(inp, (args.batch, t), &device)?, None)?;
+        let loss = ops::cross_entropy(&logits.reshape((args.batch * t, cfg.vocab_size))?, &tgt, PAD)?;
+        let grads = loss.backward()?;
+        let norm = opt.grad_norm(&grads)?;
+        opt.step(&grads, (1.0 / norm).min(1.0))?;
+        if step > 0 {
+            tokens += n_tok;
+            seconds += t0.elapsed().as_secs_f64();
+        }
+    }
+    let train_tokens_per_s = tokens as f64 / seconds;
+
+    // Sampling: a fixed number of new tokens from BOS with the KV cache, multinomial at T = 1.
+    let mut sampler = gpt.detached();
+    let b = args.sample_batch;
+    let mut rng = model::rng::Rng::new(0);
+    let t0 = Instant::now();
+    let mut logits = sampler.forward_cached(&Tensor::from_vec(vec![BOS; b], (b, 1), &device)?, None, 0)?;
+    for i in 0..args.new_tokens {
+        let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+        let next: Vec<u32> = rows.iter().map(|row| sample_row(row, &mut rng)).collect();
+        if i + 1 == args.new_tokens {
+            break;
+        }
+        logits = sampler.forward_cached(&Tensor::from_vec(next, (b, 1), &device)?, None, i + 1)?;
+    }
+    let sample_mols_per_s = b as f64 / t0.elapsed().as_secs_f64();
+
+    let mut result = json!({
+        "input": args.input.display().to_string(),
+        "threads": rayon::current_num_threads(),
+        "n_params": gpt.num_params(),
+        "vocab_size": cfg.vocab_size,
+        "batch": args.batch,
+        "train_tokens_per_s": train_tokens_per_s,
+        "sample_batch": b,
+        "new_tokens": args.new_tokens,
+        "sample_mols_per_s": sample_mols_per_s,
+        "peak_rss_mb": peak_rss_mb(),
+    });
+    if args.peer {
+        let script = PathBuf::from("bench/model_peer.py");
+        anyhow::ensure!(
+            script.is_file(),
+            "{}: peer script not found (run from the repository root)",
+            script.display()
+        );
+        eprintln!(
+            "running the PyTorch peer ({} {}) ...",
+            args.python,
+            script.display()
+        );
+        let output = Command::new(&args.python)
+            .arg(&script)
+            .arg(&args.input)
+            .args([
+                "--n-layer",
+                &args.n_layer.to_string(),
+                "--n-head",
+                &args.n_head.to_string(),
+            ])
+            .args([
+                "--n-embd",
+                &args.n_embd.to_string(),
+                "--batch",
+                &args.batch.to_string(),
+            ])
+            .args([
+                "--steps",
+                &args.steps.to_string(),
+                "--sample-batch",
+                &b.to_string(),
+            ])
+            .args([
+                "--new-tokens",
+                &args.new_tokens.to_string(),
+                "--threads",
+                &rayon::current_num_threads().to_string(),
+            ])
+            .output()
+            .with_context(|| format!("cannot run {}", args.python))?;
+        anyhow::ensure!(
+            output.status.success(),
+            "the PyTorch peer failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let line = stdout
+            .lines()
+            .rev()
+            .find(|l| l.trim_start().starts_with('{'))
+            .unwrap_or("");
+        let peer: Value = serde_json::from_str(line).context("the PyTorch peer's JSON output")?;
+        let ratio = |key: &str| match (result[key].as_f64(), peer[key].as_f64()) {
+            (Some(a), Some(b)) if b > 0.0 => json!(a / b),
+            _ => Value::Null,
+        };
+        let (train, sample, memory) = (
+            ratio("train_tokens_per_s"),
+            ratio("sample_mols_per_s"),
+            ratio("peak_rss_mb"),
+        );
+        result["ratio_train"] = train;
+        result["ratio_sample"] = sample;
+        result["ratio_peak_memory"] = memory;
+        result["peer"] = peer;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "smirl bench model: {} parameters, vocab {}, {} threads",
+            result["n_params"], result["vocab_size"], result["threads"]
+        );
+        println!(
+            "  training (batch {}): {:.0} non-pad tokens/s",
+            args.batch,
+            f(&result, "train_tokens_per_s")
+        );
+        println!(
+            "  sampling (batch {b}, {} new tokens): {:.1} molecules/s",
+            args.new_tokens,
+            f(&result, "sample_mols_per_s")
+        );
+        println!("  peak RSS {:.0} MiB", f(&result, "peak_rss_mb"));
+        if let Some(peer) = result.get("peer") {
+            println!(
+                "PyTorch {} GPT-2 peer: training {:.0} tokens/s, sampling {:.1} molecules/s, peak RSS {:.0} MiB",
+                peer["torch"].as_str().unwrap_or("?"),
+                f(peer, "train_tokens_per_s"),
+                f(peer, "sample_mols_per_s"),
+                f(peer, "peak_rss_mb")
+            );
+            println!(
+                "ratios (smirl / PyTorch): training {:.2}x, sampling {:.2}x, peak memory {:.2}x",
+                f(&result, "ratio_train"),
+                f(&result, "ratio_sample"),
+                f(&result, "ratio_peak_memory")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Draws a token from softmax(logits) (inverse CDF).
+fn sample_row(logits: &[f32], rng: &mut model::rng::Rng) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let weights: Vec<f64> = logits.iter().map(|&x| ((x - max) as f64).exp()).collect();
+    let mut u = rng.next_f64() * weights.iter().sum::<f64>();
+    for (i, w) in weights.iter().enumerate() {
+        u -= w;
+        if u <= 0.0 {
+            return i as u32;
+        }
+    }
+    (weights.len() - 1) as u32
 }
