@@ -333,3 +333,64 @@ mod pretrain_and_sample {
             .stderr(predicate::str::contains("model.safetensors"));
     }
 }
+
+// `smirl report`: one self-contained HTML file, escaped, with every section that applies.
+mod report {
+    use super::*;
+
+    #[test]
+    fn samples_report_has_sections_escapes_and_no_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("s.smi");
+        std::fs::write(
+            &input,
+            "CCO <script>alert(1)</script>\nC1CC broken\nc1ccccc1O phenol\nCC(=O)Oc1ccccc1C(=O)O aspirin\n",
+        )
+        .unwrap();
+        let out = dir.path().join("r.html");
+        smirl()
+            .arg("report")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .arg("--train")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/train_sample.smi"))
+            .assert()
+            .success();
+        let html = std::fs::read_to_string(&out).unwrap();
+        for section in [
+            "id=\"summary\"",
+            "id=\"distributions\"",
+            "id=\"metrics\"",
+            "id=\"candidates\"",
+            "CharRNN",
+            "<svg",
+        ] {
+            assert!(html.contains(section), "missing {section}");
+        }
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!html.contains("<script>alert"));
+        assert!(
+            !html.contains("http:") && !html.contains("https:") && !html.contains("//www."),
+            "external URL in the report"
+        );
+    }
+
+    #[test]
+    fn zero_valid_molecules_still_give_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("bad.smi");
+        std::fs::write(&input, "C1CC\nxyz\n").unwrap();
+        let out = dir.path().join("r.html");
+        smirl()
+            .arg("report")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let html = std::fs::read_to_string(&out).unwrap();
+        assert!(html.contains("id=\"no-valid\""));
+        assert!(!html.contains("id=\"candidates\""));
+    }
+}

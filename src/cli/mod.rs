@@ -4,6 +4,7 @@ mod bench;
 mod eval;
 mod input;
 mod pretrain;
+mod report;
 mod sample;
 mod score;
 mod table;
@@ -30,8 +31,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// The MOSES metric table of a sample set against train/test sets, next to published baselines.
     Eval(eval::EvalArgs),
-    /// Write an HTML report for a run or a samples file (not implemented yet).
-    Report(NotYet),
+    /// Write a self-contained HTML report for a samples file or a run directory.
+    Report(report::ReportArgs),
     /// Throughput benchmarks against the Python peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -54,7 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Tune(_) => not_yet("tune"),
-        Command::Report(_) => not_yet("report"),
+        Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),

@@ -1,0 +1,239 @@
+//! `smirl report`: one self-contained HTML file for a samples file or an RL run directory.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use reports::{Candidate, Curves, Distribution, Report};
+
+use super::input;
+
+/// Arguments of `smirl report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A samples file (CSV/TSV/.smi) or a run directory (log.csv, candidates.csv, config.toml).
+    input: PathBuf,
+    /// Where to write the HTML.
+    #[arg(long, default_value = "report.html")]
+    out: PathBuf,
+    /// Training set: novelty and the reference property distributions.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// Name of the SMILES column of a CSV/TSV samples file.
+    #[arg(long)]
+    smiles_column: Option<String>,
+    /// Candidates shown with pictures.
+    #[arg(long, default_value_t = 50)]
+    top: usize,
+}
+
+/// Reads a CSV into (header, rows); used for a run's log.csv and candidates.csv.
+fn read_table(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut rows = Vec::new();
+    for (i, row) in reader.records().enumerate() {
+        let row = row.with_context(|| format!("{}:{}: malformed CSV", path.display(), i + 2))?;
+        rows.push(row.iter().map(String::from).collect());
+    }
+    Ok((header, rows))
+}
+
+fn curves_from_log(path: &Path) -> anyhow::Result<Curves> {
+    let (header, rows) = read_table(path)?;
+    let step_col = header
+        .iter()
+        .position(|h| h == "step")
+        .with_context(|| format!("{}: no step column", path.display()))?;
+    let parse = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
+    let steps = rows.iter().map(|r| parse(&r[step_col])).collect();
+    let series = header
+        .iter()
+        .enumerate()
+        .filter(|(i, h)| *i != step_col && !matches!(h.as_str(), "seconds" | "time"))
+        .map(|(i, h)| {
+            (
+                h.clone(),
+                rows.iter()
+                    .map(|r| parse(r.get(i).map_or("", |s| s)))
+                    .collect::<Vec<f64>>(),
+            )
+        })
+        .filter(|(_, v)| v.iter().any(|x| x.is_finite()))
+        .collect();
+    Ok(Curves { steps, series })
+}
+
+/// The molecules of the report: (SMILES, name, extra scores) from a samples file or a run.
+struct Molecules {
+    smiles: Vec<String>,
+    names: Vec<Option<String>>,
+    /// For a run's candidates.csv: its numeric columns, already ranked.
+    ranked_scores: Option<Vec<Vec<(String, f64)>>>,
+}
+
+fn molecules_from_candidates(path: &Path) -> anyhow::Result<Molecules> {
+    let (header, rows) = read_table(path)?;
+    let col = header
+        .iter()
+        .position(|h| h == "canonical" || h == "smiles" || h == "SMILES")
+        .with_context(|| format!("{}: no smiles/canonical column", path.display()))?;
+    let numeric: Vec<usize> = (0..header.len())
+        .filter(|&i| {
+            i != col
+                && header[i] != "step"
+                && header[i] != "first_step"
+                && rows
+                    .iter()
+                    .all(|r| r.get(i).is_some_and(|v| v.is_empty() || v.parse::<f64>().is_ok()))
+        })
+        .collect();
+    Ok(Molecules {
+        smiles: rows.iter().map(|r| r[col].clone()).collect(),
+        names: vec![None; rows.len()],
+        ranked_scores: Some(
+            rows.iter()
+                .map(|r| {
+                    numeric
+                        .iter()
+                        .map(|&i| (header[i].clone(), r[i].parse().unwrap_or(f64::NAN)))
+                        .collect()
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// Runs `smirl report`.
+pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    let mut report = Report {
+        title: format!("smirl report: {}", args.input.display()),
+        ..Default::default()
+    };
+    report
+        .summary
+        .push(("input".into(), args.input.display().to_string()));
+    let molecules = if args.input.is_dir() {
+        let dir = &args.input;
+        if let Ok(text) = std::fs::read_to_string(dir.join("config.toml")) {
+            if let Ok(toml::Value::Table(table)) = text.parse::<toml::Value>() {
+                for (k, v) in table.iter().filter(|(_, v)| !v.is_table() && !v.is_array()) {
+                    report.summary.push((format!("config: {k}"), v.to_string()));
+                }
+            }
+        }
+        let log = dir.join("log.csv");
+        if log.is_file() {
+            let curves = curves_from_log(&log)?;
+            let (header, rows) = read_table(&log)?;
+            if let Some(i) = header.iter().position(|h| h == "seconds") {
+                let total: f64 = rows.iter().filter_map(|r| r.get(i)?.parse::<f64>().ok()).sum();
+                report.summary.push((
+                    "wall time".into(),
+                    format!("{total:.1} s over {} steps", rows.len()),
+                ));
+            }
+            report.curves = Some(curves);
+        }
+        let candidates = dir.join("candidates.csv");
+        anyhow::ensure!(
+            candidates.is_file(),
+            "{}: no candidates.csv in this run directory",
+            dir.display()
+        );
+        molecules_from_candidates(&candidates)?
+    } else {
+        let records = input::read(&args.input, args.smiles_column.as_deref())?;
+        Molecules {
+            names: records.iter().map(|r| r.name.clone()).collect(),
+            smiles: records.into_iter().map(|r| r.smiles).collect(),
+            ranked_scores: None,
+        }
+    };
+
+    let smiles: Vec<&str> = molecules.smiles.iter().map(String::as_str).collect();
+    let scored = input::score_all(&smiles, "scoring");
+    let train = match &args.train {
+        Some(path) => Some(input::canonical_set(path, None)?),
+        None => None,
+    };
+    report.n_generated = scored.len();
+    report.n_valid = scored.iter().flatten().count();
+    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&scored, train.as_ref(), None));
+
+    // Reference distributions from (up to 5,000 molecules of) the training set.
+    let reference = match &args.train {
+        Some(path) => {
+            let records = input::read(path, None)?;
+            let sample: Vec<&str> = records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
+            Some(input::score_all(&sample, "train set"))
+        }
+        None => None,
+    };
+    type Getter = fn(&chem::MoleculeProps) -> Option<f64>;
+    let properties: [(&str, Getter); 5] = [
+        ("QED", |p| Some(p.qed)),
+        ("SA score", |p| Some(p.sa)),
+        ("MW", |p| p.descriptors.map(|d| d.mw)),
+        ("logP", |p| p.descriptors.map(|d| d.logp)),
+        ("TPSA", |p| p.descriptors.map(|d| d.tpsa)),
+    ];
+    for (name, get) in properties {
+        let values =
+            |set: &[Option<chem::MoleculeProps>]| set.iter().flatten().filter_map(get).collect::<Vec<f64>>();
+        report.distributions.push(Distribution {
+            name: name.to_string(),
+            generated: values(&scored),
+            reference: reference.as_deref().map(values),
+        });
+    }
+
+    // Candidates: a run's ranking as given; a samples file's distinct valid molecules by QED.
+    let mut seen = HashSet::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
+    for (i, props) in scored.iter().enumerate() {
+        let Some(p) = props else { continue };
+        if !seen.insert(p.canonical.clone()) {
+            continue;
+        }
+        let scores = match &molecules.ranked_scores {
+            Some(ranked) => ranked[i].clone(),
+            None => {
+                let d = p.descriptors;
+                vec![
+                    ("QED".to_string(), p.qed),
+                    ("SA".to_string(), p.sa),
+                    ("MW".to_string(), d.map_or(f64::NAN, |d| d.mw)),
+                    ("logP".to_string(), d.map_or(f64::NAN, |d| d.logp)),
+                ]
+            }
+        };
+        candidates.push(Candidate {
+            smiles: p.canonical.clone(),
+            name: molecules.names[i].clone(),
+            scores,
+        });
+    }
+    if molecules.ranked_scores.is_none() {
+        candidates.sort_by(|a, b| b.scores[0].1.total_cmp(&a.scores[0].1));
+    }
+    candidates.truncate(args.top);
+    report.candidates = candidates;
+
+    let html = report.to_html();
+    std::fs::write(&args.out, &html).with_context(|| format!("{}: cannot write", args.out.display()))?;
+    println!(
+        "report: {} ({} molecules, {} valid, {} KB)",
+        args.out.display(),
+        report.n_generated,
+        report.n_valid,
+        html.len() / 1024
+    );
+    Ok(())
+}
