@@ -10,9 +10,10 @@ use super::input;
 /// Arguments of `smirl pretrain`.
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
-    /// SMILES corpus (CSV/TSV/.smi, optionally .gz), e.g. data/moses/train.csv.gz.
+    /// SMILES corpus (CSV/TSV/.smi, optionally .gz), e.g. data/moses/train.csv.gz; default: the
+    /// embedded 100,000-molecule MOSES train subset.
     #[arg(long)]
-    data: PathBuf,
+    data: Option<PathBuf>,
     /// Name of the SMILES column of a CSV/TSV.
     #[arg(long)]
     smiles_column: Option<String>,
@@ -79,13 +80,20 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if args.atom_tokens {
         opts.tokenizer = TokenMode::Atom;
     }
-    let records = input::read(&args.data, args.smiles_column.as_deref())?;
-    let smiles: Vec<String> = records.into_iter().map(|r| r.smiles).collect();
-    eprintln!(
-        "pretraining on {} molecules from {}",
-        smiles.len(),
-        args.data.display()
-    );
+    let (smiles, source): (Vec<String>, String) = match &args.data {
+        Some(path) => {
+            let records = input::read(path, args.smiles_column.as_deref())?;
+            (
+                records.into_iter().map(|r| r.smiles).collect(),
+                path.display().to_string(),
+            )
+        }
+        None => (
+            datasets::embedded_corpus(),
+            datasets::EMBEDDED_CORPUS_NAME.to_string(),
+        ),
+    };
+    eprintln!("pretraining on {} molecules from {source}", smiles.len());
     let report = model::pretrain(&opts, &smiles, &model::Device::Cpu)?;
     let (unknown, too_long, empty) = report.skipped;
     println!(
