@@ -146,7 +146,8 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
         "intdiv_large_intdiv1": big_intdiv1,
     });
     if args.peer {
-        let peer = run_peer(&args)?;
+        let peer_args = [args.input.display().to_string(), "--json".to_string()];
+        let peer = run_python_peer(&args.python, "bench/score_peer.py", &peer_args)?;
         let ratio = |ours: &str, theirs: &str, higher_is_better: bool| -> Value {
             match (result[ours].as_f64(), peer[theirs].as_f64()) {
                 (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
@@ -169,27 +170,24 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_peer(args: &ScoreBenchArgs) -> anyhow::Result<Value> {
-    let script = PathBuf::from("bench/score_peer.py");
+/// Runs a Python peer script and returns the JSON object it prints last.
+fn run_python_peer(python: &str, script: &str, args: &[String]) -> anyhow::Result<Value> {
+    let script = PathBuf::from(script);
     anyhow::ensure!(
         script.is_file(),
         "{}: peer script not found (run from the repository root)",
         script.display()
     );
-    eprintln!(
-        "running the RDKit-Python peer ({} {}) ...",
-        args.python,
-        script.display()
-    );
-    let output = Command::new(&args.python)
+    eprintln!("running the peer ({python} {}) ...", script.display());
+    let output = Command::new(python)
         .arg(&script)
-        .arg(&args.input)
-        .arg("--json")
+        .args(args)
         .output()
-        .with_context(|| format!("cannot run {}", args.python))?;
+        .with_context(|| format!("cannot run {python}"))?;
     anyhow::ensure!(
         output.status.success(),
-        "the peer failed ({}): {}",
+        "the peer {} failed ({}): {}",
+        script.display(),
         output.status,
         String::from_utf8_lossy(&output.stderr).trim()
     );
@@ -199,10 +197,7 @@ fn run_peer(args: &ScoreBenchArgs) -> anyhow::Result<Value> {
         .rev()
         .find(|l| l.trim_start().starts_with('{'))
         .unwrap_or("");
-    let start = stdout.find('{').unwrap_or(0);
-    serde_json::from_str(&stdout[start..])
-        .or_else(|_| serde_json::from_str(line))
-        .context("the peer's JSON output")
+    serde_json::from_str(line).with_context(|| format!("the JSON output of {}", script.display()))
 }
 
 fn print_human(r: &Value) {
@@ -340,59 +335,19 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         "peak_rss_mb": peak_rss_mb(),
     });
     if args.peer {
-        let script = PathBuf::from("bench/model_peer.py");
-        anyhow::ensure!(
-            script.is_file(),
-            "{}: peer script not found (run from the repository root)",
-            script.display()
-        );
-        eprintln!(
-            "running the PyTorch peer ({} {}) ...",
-            args.python,
-            script.display()
-        );
-        let output = Command::new(&args.python)
-            .arg(&script)
-            .arg(&args.input)
-            .args([
-                "--n-layer",
-                &args.n_layer.to_string(),
-                "--n-head",
-                &args.n_head.to_string(),
-            ])
-            .args([
-                "--n-embd",
-                &args.n_embd.to_string(),
-                "--batch",
-                &args.batch.to_string(),
-            ])
-            .args([
-                "--steps",
-                &args.steps.to_string(),
-                "--sample-batch",
-                &b.to_string(),
-            ])
-            .args([
-                "--new-tokens",
-                &args.new_tokens.to_string(),
-                "--threads",
-                &rayon::current_num_threads().to_string(),
-            ])
-            .output()
-            .with_context(|| format!("cannot run {}", args.python))?;
-        anyhow::ensure!(
-            output.status.success(),
-            "the PyTorch peer failed ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.trim_start().starts_with('{'))
-            .unwrap_or("");
-        let peer: Value = serde_json::from_str(line).context("the PyTorch peer's JSON output")?;
+        let peer_args: Vec<String> = [
+            args.input.display().to_string(),
+            format!("--n-layer={}", args.n_layer),
+            format!("--n-head={}", args.n_head),
+            format!("--n-embd={}", args.n_embd),
+            format!("--batch={}", args.batch),
+            format!("--steps={}", args.steps),
+            format!("--sample-batch={b}"),
+            format!("--new-tokens={}", args.new_tokens),
+            format!("--threads={}", rayon::current_num_threads()),
+        ]
+        .into();
+        let peer = run_python_peer(&args.python, "bench/model_peer.py", &peer_args)?;
         let ratio = |key: &str| match (result[key].as_f64(), peer[key].as_f64()) {
             (Some(a), Some(b)) if b > 0.0 => json!(a / b),
             _ => Value::Null,

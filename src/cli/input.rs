@@ -49,6 +49,11 @@ pub fn score_all(smiles: &[&str], what: &str) -> Vec<Option<MoleculeProps>> {
 /// Reads a training set and returns its canonical SMILES (invalid entries are counted and reported).
 pub fn canonical_set(path: &Path, column: Option<&str>) -> anyhow::Result<HashSet<String>> {
     let records = read(path, column).with_context(|| "reading the training set")?;
+    Ok(canonical_set_of(&records, path))
+}
+
+/// Canonical SMILES of already-read training records (invalid entries are counted and reported).
+pub fn canonical_set_of(records: &[SmilesRecord], path: &Path) -> HashSet<String> {
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let bar = progress(smiles.len(), "train");
     let mut set = HashSet::with_capacity(smiles.len());
@@ -72,5 +77,5 @@ pub fn canonical_set(path: &Path, column: Option<&str>) -> anyhow::Result<HashSe
             path.display()
         );
     }
-    Ok(set)
+    set
 }

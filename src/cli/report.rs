@@ -159,23 +159,23 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 
     let smiles: Vec<&str> = molecules.smiles.iter().map(String::as_str).collect();
     let scored = input::score_all(&smiles, "scoring");
-    let train = match &args.train {
-        Some(path) => Some(input::canonical_set(path, None)?),
+    let train_records = match &args.train {
+        Some(path) => Some(input::read(path, None).context("reading the training set")?),
         None => None,
     };
+    let train = train_records
+        .as_ref()
+        .zip(args.train.as_ref())
+        .map(|(records, path)| input::canonical_set_of(records, path));
     report.n_generated = scored.len();
     report.n_valid = scored.iter().flatten().count();
     report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&scored, train.as_ref(), None));
 
     // Reference distributions from (up to 5,000 molecules of) the training set.
-    let reference = match &args.train {
-        Some(path) => {
-            let records = input::read(path, None)?;
-            let sample: Vec<&str> = records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
-            Some(input::score_all(&sample, "train set"))
-        }
-        None => None,
-    };
+    let reference = train_records.as_ref().map(|records| {
+        let sample: Vec<&str> = records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
+        input::score_all(&sample, "train set")
+    });
     type Getter = fn(&chem::MoleculeProps) -> Option<f64>;
     let properties: [(&str, Getter); 5] = [
         ("QED", |p| Some(p.qed)),
