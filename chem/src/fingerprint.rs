@@ -97,43 +97,58 @@ pub fn max_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<f
 fn all_pairs_row_sums(fps: &[Fingerprint]) -> (Vec<f64>, Vec<f64>) {
     let n = fps.len();
     let counts: Vec<u32> = fps.iter().map(Fingerprint::count_ones).collect();
+    // T = common / union with union ≤ 2048: multiplying by a table of reciprocals (L1-resident)
+    // instead of dividing makes the inner loop about twice as fast; the sums agree to ~1e-16.
+    let recip: Vec<f64> = (0..=2 * Fingerprint::BITS)
+        .map(|u| if u == 0 { 0.0 } else { 1.0 / u as f64 })
+        .collect();
+    let tanimoto = |common: u32, union: u32| {
+        if union == 0 {
+            1.0
+        } else {
+            common as f64 * recip[union as usize]
+        }
+    };
     // Rows are split into blocks; block b handles rows i with j > i. Rows are interleaved across
-    // blocks so the triangle's work is balanced.
+    // blocks so the triangle's work is balanced. Each block keeps its own column sums [T, T²].
     let n_blocks = (rayon::current_num_threads() * 8).max(1);
-    let (s1, s2) = (0..n_blocks)
+    let sums = (0..n_blocks)
         .into_par_iter()
         .map(|block| {
-            let mut s1 = vec![0.0f64; n];
-            let mut s2 = vec![0.0f64; n];
+            let mut col = vec![[0.0f64; 2]; n];
             let mut i = block;
             while i < n {
                 let (fi, ci) = (&fps[i], counts[i]);
                 let (mut row1, mut row2) = (0.0, 0.0);
-                for j in i + 1..n {
-                    let t = tanimoto_from_counts(fi.common(&fps[j]), ci, counts[j]);
+                for ((fj, &cj), col_j) in fps[i + 1..].iter().zip(&counts[i + 1..]).zip(&mut col[i + 1..]) {
+                    let common = fi.common(fj);
+                    let t = tanimoto(common, ci + cj - common);
                     row1 += t;
                     row2 += t * t;
-                    s1[j] += t;
-                    s2[j] += t * t;
+                    col_j[0] += t;
+                    col_j[1] += t * t;
                 }
-                let self_t = tanimoto_from_counts(ci, ci, ci);
-                s1[i] += row1 + self_t;
-                s2[i] += row2 + self_t * self_t;
+                let self_t = tanimoto(ci, ci);
+                col[i][0] += row1 + self_t;
+                col[i][1] += row2 + self_t * self_t;
                 i += n_blocks;
             }
-            (s1, s2)
+            col
         })
         .reduce(
-            || (vec![0.0; n], vec![0.0; n]),
-            |(mut a1, mut a2), (b1, b2)| {
-                for k in 0..n {
-                    a1[k] += b1[k];
-                    a2[k] += b2[k];
+            || vec![[0.0; 2]; n],
+            |mut a, b| {
+                for (x, y) in a.iter_mut().zip(&b) {
+                    x[0] += y[0];
+                    x[1] += y[1];
                 }
-                (a1, a2)
+                a
             },
         );
-    (s1, s2)
+    (
+        sums.iter().map(|s| s[0]).collect(),
+        sums.iter().map(|s| s[1]).collect(),
+    )
 }
 
 /// Internal diversity with MOSES semantics for p = 1 and p = 2 at once:
