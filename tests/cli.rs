@@ -211,15 +211,6 @@ mod bad_input {
             .success()
             .stderr(predicate::str::is_empty());
     }
-
-    #[test]
-    fn unbuilt_commands_say_so() {
-        smirl()
-            .args(["tune", "--model", "x"])
-            .assert()
-            .failure()
-            .stderr(predicate::str::contains("not implemented yet"));
-    }
 }
 
 // `smirl eval`: the MOSES table beside the published baselines.
@@ -466,5 +457,82 @@ mod report_in_chromium {
             differing > pixels.len() / step / 50,
             "screenshot looks blank: {differing} non-background pixels"
         );
+    }
+}
+
+// `smirl tune`: a tiny prior tuned for a few steps writes its config, log and candidates; resume.
+mod tune {
+    use super::*;
+
+    #[test]
+    fn tiny_prior_tunes_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let model_cfg = dir.path().join("tiny.toml");
+        std::fs::write(&model_cfg, "max_steps = 6\nbatch_size = 16\ncheckpoint_interval = 6\n[model]\nn_layer = 1\nn_head = 2\nn_embd = 16\nblock_size = 64\n").unwrap();
+        let prior = dir.path().join("prior");
+        smirl()
+            .arg("pretrain")
+            .arg("--data")
+            .arg(data("moses_test_sample.smi"))
+            .arg("--out")
+            .arg(&prior)
+            .arg("--config")
+            .arg(&model_cfg)
+            .assert()
+            .success();
+        let drug_like =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/drug_like.toml"))
+                .unwrap();
+        let tune_cfg = dir.path().join("tune.toml");
+        let small = drug_like
+            .replace("steps = 200", "steps = 3")
+            .replace("batch_size = 256", "batch_size = 16")
+            .replace("checkpoint_every = 10", "checkpoint_every = 1");
+        assert_ne!(small, drug_like, "configs/drug_like.toml changed shape");
+        std::fs::write(&tune_cfg, &small).unwrap();
+        let run = dir.path().join("run");
+        let tune = || {
+            let mut cmd = smirl();
+            cmd.arg("tune")
+                .arg("--model")
+                .arg(&prior)
+                .arg("--config")
+                .arg(&tune_cfg)
+                .arg("--out")
+                .arg(&run);
+            cmd
+        };
+        tune().assert().success();
+        for file in ["config.toml", "log.csv", "candidates.csv"] {
+            assert!(run.join(file).is_file(), "missing {file}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(run.join("log.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            4
+        );
+        // An existing run is not overwritten without --resume; with it and more steps it continues.
+        tune().assert().failure();
+        std::fs::write(&tune_cfg, small.replace("steps = 3", "steps = 5")).unwrap();
+        tune().arg("--resume").assert().success();
+        assert_eq!(
+            std::fs::read_to_string(run.join("log.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            6
+        );
+        // The run directory makes a report with RL curves.
+        let html = dir.path().join("r.html");
+        smirl()
+            .arg("report")
+            .arg(&run)
+            .arg("--out")
+            .arg(&html)
+            .assert()
+            .success();
+        assert!(std::fs::read_to_string(&html).unwrap().contains("id=\"curves\""));
     }
 }

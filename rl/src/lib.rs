@@ -1,1 +1,45 @@
-//! REINFORCE tuning of the SMILES GPT on chemistry rewards. Not built yet: see the RL issue.
+/*!
+REINFORCE tuning of the SMILES GPT on chemistry rewards.
+
+# Brief overview
+- [`scoring`]: REINVENT 4-style layers. [`scoring::components`] (validity, novelty, diversity,
+  QED, SAS, similarity, required/forbidden SMARTS, property windows; each a
+  [`scoring::components::Component`] returning one value per molecule, NaN for failures),
+  [`scoring::transforms`] (sigmoid, reverse sigmoid, double sigmoid, step, in closed form) and
+  [`scoring::aggregate`] (weighted arithmetic/geometric means with NaN masked).
+  [`scoring::Scorer`] runs them; invalid molecules score 0.
+- [`Policy`] (`policy.rs`): the frozen prior GPT behind a learnable soft prompt (`prefix` mode,
+  the default) or with every weight trainable (`full` mode).
+- [`reinforce`]: the losses (REINFORCE with per-token discounted returns, a baseline, optional
+  z-score and per-token KL to the prior; or REINVENT's augmented-likelihood loss) and
+  [`reinforce::Trainer`], one step at a time.
+- [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (Murcko
+  scaffold buckets), [`candidates::CandidateTable`] (every distinct valid molecule sampled).
+- [`TuneConfig`] (`config.rs`): the TOML config, `deny_unknown_fields` everywhere and
+  `validate()` naming the bad field; [`run_tune`] (`run.rs`) is `smirl tune`: logs, candidates,
+  atomic checkpoints and resume.
+
+```no_run
+let cfg = rl::TuneConfig::from_file(std::path::Path::new("configs/qed.toml"))?;
+let opts = rl::TuneOptions { model_dir: "models/prior".into(), out_dir: "runs/qed".into(), ..Default::default() };
+let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.3}", row.step, row.mean_reward))?;
+# Ok::<(), rl::Error>(())
+```
+*/
+
+#![warn(missing_docs)]
+
+pub mod candidates;
+pub mod config;
+pub mod diversity_filter;
+mod error;
+pub mod memory;
+pub mod policy;
+pub mod reinforce;
+pub mod run;
+pub mod scoring;
+
+pub use config::{LossConfig, PolicyMode, TuneConfig};
+pub use error::{Error, Result};
+pub use policy::Policy;
+pub use run::{run_tune, StepLog, TuneOptions, TuneReport};

@@ -8,6 +8,7 @@ mod report;
 mod sample;
 mod score;
 mod table;
+mod tune;
 
 use clap::{Parser, Subcommand};
 
@@ -25,8 +26,8 @@ enum Command {
     Pretrain(pretrain::PretrainArgs),
     /// Sample molecules from a trained model, with their log-likelihoods.
     Sample(sample::SampleArgs),
-    /// Tune a model with REINFORCE on chemistry rewards (not implemented yet).
-    Tune(NotYet),
+    /// Tune a model with REINFORCE on chemistry rewards (resumable, checkpointed).
+    Tune(tune::TuneArgs),
     /// Score molecules: validity, canonical SMILES, QED, SA, scaffold, MOSES filters, set metrics.
     Score(score::ScoreArgs),
     /// The MOSES metric table of a sample set against train/test sets, next to published baselines.
@@ -38,23 +39,12 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Arguments of a subcommand that is not built yet: accepted and refused with a clear error.
-#[derive(Debug, clap::Args)]
-struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    args: Vec<String>,
-}
-
-fn not_yet(name: &str) -> anyhow::Result<()> {
-    anyhow::bail!("`smirl {name}` is not implemented yet")
-}
-
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),
-        Command::Tune(_) => not_yet("tune"),
+        Command::Tune(args) => tune::run(args),
         Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),

@@ -1,0 +1,415 @@
+//! The `smirl tune` config (TOML). Every section has `deny_unknown_fields` and typed defaults;
+//! [`TuneConfig::validate`] names the first bad field. Relative paths resolve against the config
+//! file's folder and are written back absolute, so the resolved `config.toml` of a run directory
+//! stands on its own.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::scoring::components::ComponentConfig;
+use crate::scoring::ScoringConfig;
+use crate::{Error, Result};
+
+/// What the optimizer trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyMode {
+    /// A learnable soft prompt before the frozen GPT (prefix tuning).
+    #[default]
+    Prefix,
+    /// Every GPT weight (Taiga / REINVENT style).
+    Full,
+}
+
+/// How the prefix vectors start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PrefixInit {
+    /// Copies of randomly chosen (seeded) token embeddings: inputs the GPT has seen.
+    #[default]
+    Tokens,
+    /// N(0, `init_std`) noise.
+    Noise,
+}
+
+/// The `[prefix]` section (prefix mode only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrefixConfig {
+    /// Number of prefix vectors P; the last one takes BOS's place (see `policy.rs`), so P = 1
+    /// keeps every token at its pretraining position and P > 1 shifts tokens by P − 1.
+    pub length: usize,
+    /// How vectors other than the BOS one start: `tokens` or `noise`.
+    pub init: PrefixInit,
+    /// Standard deviation of `noise` init (GPT-2's init scale).
+    pub init_std: f64,
+}
+
+impl Default for PrefixConfig {
+    fn default() -> Self {
+        Self {
+            length: 1,
+            init: PrefixInit::Tokens,
+            init_std: 0.02,
+        }
+    }
+}
+
+/// The `[sampling]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Softmax temperature (1 = the policy itself, as REINFORCE assumes).
+    pub temperature: f64,
+    /// Most tokens per molecule, EOS included (also capped by the context).
+    pub max_len: usize,
+    /// Sequences decoded together.
+    pub decode_batch: usize,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            max_len: 100,
+            decode_batch: 256,
+        }
+    }
+}
+
+/// Baseline b subtracted from the reward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BaselineKind {
+    /// Mean reward of the current batch.
+    #[default]
+    Mean,
+    /// Exponential moving average of batch means (`baseline_decay`).
+    MovingAverage,
+    /// No baseline (b = 0).
+    None,
+}
+
+fn d_gamma() -> f64 {
+    1.0
+}
+fn d_decay() -> f64 {
+    0.9
+}
+fn d_sigma() -> f64 {
+    128.0
+}
+
+/// The `[loss]` section, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum LossConfig {
+    /// −mean_seq Σ_t A_t log π(a_t | s_t), A_t = γ^(T−1−t)·(R − b)/s − β·Σ_{t'≥t} γ^(t'−t)·kl_t'.
+    Reinforce {
+        /// Discount from the end of the sequence (1 = none; Taiga used 0.99).
+        #[serde(default = "d_gamma")]
+        gamma: f64,
+        /// `mean`, `moving_average` or `none`.
+        #[serde(default)]
+        baseline: BaselineKind,
+        /// Decay of the moving-average baseline.
+        #[serde(default = "d_decay")]
+        baseline_decay: f64,
+        /// Divide R − b by the batch's reward standard deviation (z-score, RLPrompt).
+        #[serde(default)]
+        normalize: bool,
+        /// Per-token KL penalty coefficient β to the frozen prior (0 = off).
+        #[serde(default)]
+        kl_beta: f64,
+    },
+    /// REINVENT: (log p_prior(x) + σ·R − log π(x))², mean over sequences.
+    Reinvent {
+        /// σ, the reward's scale in nats.
+        #[serde(default = "d_sigma")]
+        sigma: f64,
+    },
+}
+
+impl Default for LossConfig {
+    fn default() -> Self {
+        LossConfig::Reinforce {
+            gamma: 1.0,
+            baseline: BaselineKind::Mean,
+            baseline_decay: 0.9,
+            normalize: false,
+            kl_beta: 0.0,
+        }
+    }
+}
+
+/// The `[replay]` section: experience replay of the top-scored molecules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplayConfig {
+    /// Molecules kept (the top `size` by reward; 0 disables replay).
+    pub size: usize,
+    /// Molecules replayed per step (drawn at random from the memory).
+    pub per_step: usize,
+}
+
+/// The `[diversity_filter]` section: Murcko scaffold buckets (REINVENT 4's defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiversityFilterConfig {
+    /// Whether the filter is on.
+    pub enabled: bool,
+    /// Hits a scaffold may produce before its molecules score 0.
+    pub bucket_size: usize,
+    /// A hit is a molecule scoring at least this.
+    pub min_score: f64,
+}
+
+impl Default for DiversityFilterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            bucket_size: 25,
+            min_score: 0.4,
+        }
+    }
+}
+
+fn d_steps() -> usize {
+    100
+}
+fn d_batch() -> usize {
+    128
+}
+fn d_lr() -> f64 {
+    1e-3
+}
+fn d_ckpt() -> usize {
+    10
+}
+fn d_top() -> usize {
+    1000
+}
+
+/// A whole `tune.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuneConfig {
+    /// `prefix` (default) or `full`.
+    #[serde(default)]
+    pub mode: PolicyMode,
+    /// Optimizer steps (a resumed run may raise it).
+    #[serde(default = "d_steps")]
+    pub steps: usize,
+    /// Molecules sampled per step.
+    #[serde(default = "d_batch")]
+    pub batch_size: usize,
+    /// Adam learning rate (prefix vectors tolerate far larger rates than full weights).
+    #[serde(default = "d_lr")]
+    pub lr: f64,
+    /// Clip the global gradient norm to this (0 = off).
+    #[serde(default)]
+    pub grad_clip: f64,
+    /// Seed of the prefix init, sampling and replay draws.
+    #[serde(default)]
+    pub seed: u64,
+    /// Checkpoint every this many steps (and at the end).
+    #[serde(default = "d_ckpt")]
+    pub checkpoint_every: usize,
+    /// Rows of `candidates.csv` (the best distinct molecules).
+    #[serde(default = "d_top")]
+    pub top_candidates: usize,
+    /// Sampling options.
+    #[serde(default)]
+    pub sampling: SamplingConfig,
+    /// Prefix options (prefix mode).
+    #[serde(default)]
+    pub prefix: PrefixConfig,
+    /// The loss.
+    #[serde(default)]
+    pub loss: LossConfig,
+    /// Experience replay.
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    /// Scaffold diversity filter.
+    #[serde(default)]
+    pub diversity_filter: DiversityFilterConfig,
+    /// The reward.
+    pub scoring: ScoringConfig,
+}
+
+impl TuneConfig {
+    /// Parses TOML text; relative paths resolve against `base_dir`. Validates.
+    pub fn from_toml(text: &str, base_dir: &Path, origin: &Path) -> Result<Self> {
+        let mut cfg: TuneConfig = toml::from_str(text).map_err(|e| Error::ConfigParse {
+            path: origin.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        cfg.resolve_paths(base_dir);
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads a config file; relative paths resolve against its folder.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let base = std::fs::canonicalize(if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        })
+        .map_err(|e| Error::io(base, e))?;
+        Self::from_toml(&text, &base, path)
+    }
+
+    /// Makes relative paths (the novelty training set) absolute against `base_dir`.
+    pub fn resolve_paths(&mut self, base_dir: &Path) {
+        for c in &mut self.scoring.components {
+            if let ComponentConfig::Novelty(p) = c {
+                if let Some(path) = &p.training_set {
+                    if path.is_relative() {
+                        p.training_set = Some(base_dir.join(path));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The resolved config as TOML (what `config.toml` of a run holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("TuneConfig serialises to TOML")
+    }
+
+    /// Checks the values; the error names the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        let positive = [
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("checkpoint_every", self.checkpoint_every),
+            ("sampling.max_len", self.sampling.max_len),
+            ("sampling.decode_batch", self.sampling.decode_batch),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(Error::config(field, "must be > 0"));
+            }
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("lr", "must be > 0"));
+        }
+        if !(self.grad_clip.is_finite() && self.grad_clip >= 0.0) {
+            return Err(Error::config("grad_clip", "must be >= 0"));
+        }
+        if !(self.sampling.temperature.is_finite() && self.sampling.temperature > 0.0) {
+            return Err(Error::config("sampling.temperature", "must be > 0"));
+        }
+        if self.mode == PolicyMode::Prefix {
+            if self.prefix.length == 0 {
+                return Err(Error::config("prefix.length", "must be > 0 in prefix mode"));
+            }
+            if !(self.prefix.init_std.is_finite() && self.prefix.init_std >= 0.0) {
+                return Err(Error::config("prefix.init_std", "must be >= 0"));
+            }
+        }
+        match self.loss {
+            LossConfig::Reinforce {
+                gamma,
+                baseline_decay,
+                kl_beta,
+                ..
+            } => {
+                if !(gamma > 0.0 && gamma <= 1.0) {
+                    return Err(Error::config("loss.gamma", "must be in (0, 1]"));
+                }
+                if !(0.0..1.0).contains(&baseline_decay) {
+                    return Err(Error::config("loss.baseline_decay", "must be in [0, 1)"));
+                }
+                if !(kl_beta.is_finite() && kl_beta >= 0.0) {
+                    return Err(Error::config("loss.kl_beta", "must be >= 0"));
+                }
+            }
+            LossConfig::Reinvent { sigma } => {
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(Error::config("loss.sigma", "must be > 0"));
+                }
+            }
+        }
+        if self.replay.per_step > self.replay.size {
+            return Err(Error::config("replay.per_step", "must be <= replay.size"));
+        }
+        if self.diversity_filter.bucket_size == 0 {
+            return Err(Error::config("diversity_filter.bucket_size", "must be > 0"));
+        }
+        if !(0.0..=1.0).contains(&self.diversity_filter.min_score) {
+            return Err(Error::config("diversity_filter.min_score", "must be in [0, 1]"));
+        }
+        self.scoring.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[[scoring.components]]\ntype = \"qed\"\n";
+
+    /// Defaults fill a minimal config; the resolved TOML round-trips; relative paths resolve.
+    #[test]
+    fn defaults_round_trip_and_paths() {
+        let cfg = TuneConfig::from_toml(MINIMAL, Path::new("/x"), Path::new("t.toml")).unwrap();
+        assert_eq!(cfg.mode, PolicyMode::Prefix);
+        assert_eq!(cfg.diversity_filter.bucket_size, 25);
+        let back = TuneConfig::from_toml(&cfg.to_toml(), Path::new("/y"), Path::new("c.toml")).unwrap();
+        assert_eq!(cfg, back);
+        let text = "[[scoring.components]]\ntype = \"novelty\"\ntraining_set = \"train.smi\"\n\
+                    [loss]\ntype = \"reinvent\"\n";
+        let cfg = TuneConfig::from_toml(text, Path::new("/data/cfgs"), Path::new("t.toml")).unwrap();
+        match &cfg.scoring.components[0] {
+            ComponentConfig::Novelty(p) => {
+                assert_eq!(p.training_set.as_deref(), Some(Path::new("/data/cfgs/train.smi")))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(cfg.loss, LossConfig::Reinvent { sigma: 128.0 });
+        let back = TuneConfig::from_toml(&cfg.to_toml(), Path::new("/y"), Path::new("c.toml")).unwrap();
+        assert_eq!(cfg, back);
+    }
+
+    /// Unknown keys are refused in every section; bad values are named.
+    #[test]
+    fn errors_name_the_field() {
+        let parse = |t: &str| TuneConfig::from_toml(t, Path::new("."), Path::new("t.toml"));
+        for extra in [
+            "stepz = 3\n",
+            "[sampling]\ntemp = 1\n",
+            "[loss]\ntype = \"reinforce\"\nsigma = 1\n",
+        ] {
+            assert!(parse(&format!("{extra}{MINIMAL}")).is_err(), "{extra}");
+        }
+        let err = parse(&format!("lr = 0\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("`lr`"), "{err}");
+        let err = parse(&format!("[loss]\ntype = \"reinforce\"\ngamma = 1.5\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("loss.gamma"), "{err}");
+        let err = parse(&format!("[replay]\nsize = 2\nper_step = 3\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("replay.per_step"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod shipped_configs {
+    use super::*;
+
+    /// The example configs in `configs/` parse, validate and build their scorers.
+    #[test]
+    fn shipped_configs_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
+        for name in ["qed.toml", "drug_like.toml", "similar_to.toml"] {
+            let cfg = TuneConfig::from_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+            crate::scoring::Scorer::new(&cfg.scoring, Path::new("."))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        let qed = TuneConfig::from_file(&dir.join("qed.toml")).unwrap();
+        assert_eq!((qed.mode, qed.batch_size, qed.lr), (PolicyMode::Full, 500, 3e-5));
+    }
+}

@@ -1,0 +1,402 @@
+//! The policy being tuned: the pretrained GPT with either a learnable soft prompt (prefix mode,
+//! every GPT weight frozen) or all weights trainable (full mode), plus a frozen copy of the prior
+//! for KL and REINVENT's augmented likelihood.
+//!
+//! # The soft prompt takes BOS's place
+//! `Gpt::forward` puts P prefix vectors at positions 0..P and the tokens after them. A prior
+//! pretrained without prompts has only ever seen BOS at position 0 and the first SMILES character
+//! at position 1; shifting every token by P positions wrecks it (a tiny test prior went from
+//! ~100 % to ~2 % valid with a single extra vector). So here the *last* prefix vector stands in
+//! for BOS: the input is `[prefix_0 .. prefix_{P−1}, x_1, x_2, …]`, and with P = 1 (the default)
+//! every token sits exactly where pretraining put it. That vector starts as BOS's embedding, so
+//! the untuned agent *is* the prior (KL 0 at step 1); the others (P > 1) start from token
+//! embeddings or noise and shift tokens by P − 1 positions.
+//!
+//! `Gpt::forward` returns logits for token positions only, so the distribution of the first
+//! token x_1 (read at the BOS position) is the prior's, unaffected by the prompt: log π(x_1) is
+//! the prior's and carries no gradient. Sampling is therefore done here (KV cache, temperature)
+//! rather than by `model::sample`, whose BOS would follow the prefix.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarMap;
+use model::rng::Rng;
+use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
+
+use crate::config::{PolicyMode, PrefixConfig, PrefixInit};
+use crate::{Error, Result};
+
+/// Name of the prefix variable in checkpoints.
+pub const PREFIX_VAR: &str = "prefix";
+
+/// The agent (prefix + frozen GPT, or a trainable GPT) and its frozen prior.
+pub struct Policy {
+    mode: PolicyMode,
+    /// Prefix mode: the prior's detached weights; full mode: the trainable weights of `varmap`.
+    agent: Gpt,
+    prior: Gpt,
+    prior_varmap: VarMap,
+    varmap: VarMap,
+    prefix: Option<Var>,
+    vocab: Vocab,
+}
+
+impl Policy {
+    /// Loads the prior from a model directory (`smirl pretrain` output). Prefix mode builds P
+    /// prefix vectors as `prefix` says (seeded); full mode loads the weights a second time as
+    /// the trainable agent (the optimizer updates `Var`s in place, so the prior needs its own).
+    pub fn load(
+        model_dir: &Path,
+        mode: PolicyMode,
+        prefix: &PrefixConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let prior_run = model::load_checkpoint(model_dir, device)?;
+        let prior = prior_run.model.detached();
+        let vocab = prior_run.vocab;
+        match mode {
+            PolicyMode::Prefix => {
+                let c = prior_run.config.n_embd;
+                let p = prefix.length;
+                if p + 1 > prior_run.config.block_size {
+                    return Err(Error::config(
+                        "prefix.length",
+                        format!("{p} leaves no room in block_size {}", prior_run.config.block_size),
+                    ));
+                }
+                let mut rng = Rng::derive(seed, 0x5052_4546); // "PREF"
+                let wte = prior_run
+                    .varmap
+                    .data()
+                    .lock()
+                    .map_err(|_| Error::config("model", "poisoned varmap"))?
+                    .get("wte.weight")
+                    .map(|v| v.as_tensor().detach())
+                    .ok_or_else(|| Error::config("model", "checkpoint has no wte.weight"))?;
+                let bos = wte.narrow(0, BOS as usize, 1)?; // (1, C): the vector standing in for BOS
+                let init = if p == 1 {
+                    bos
+                } else {
+                    let extra = match prefix.init {
+                        PrefixInit::Tokens => {
+                            let n_special = EOS as usize + 1;
+                            let n_tok = vocab.len().saturating_sub(n_special).max(1);
+                            let ids: Vec<u32> = (0..p - 1)
+                                .map(|_| (n_special + rng.below(n_tok)) as u32)
+                                .collect();
+                            wte.index_select(&Tensor::new(ids.as_slice(), device)?, 0)?
+                        }
+                        PrefixInit::Noise => {
+                            let xs: Vec<f32> = (0..(p - 1) * c)
+                                .map(|_| (rng.normal() * prefix.init_std) as f32)
+                                .collect();
+                            Tensor::from_vec(xs, (p - 1, c), device)?
+                        }
+                    };
+                    Tensor::cat(&[&extra, &bos], 0)?
+                };
+                let var = Var::from_tensor(&init.to_dtype(DType::F32)?.reshape((1, p, c))?)?;
+                Ok(Self {
+                    mode,
+                    agent: prior.clone(),
+                    prior,
+                    prior_varmap: prior_run.varmap,
+                    varmap: VarMap::new(),
+                    prefix: Some(var),
+                    vocab,
+                })
+            }
+            PolicyMode::Full => {
+                let agent_run = model::load_checkpoint(model_dir, device)?;
+                Ok(Self {
+                    mode,
+                    agent: agent_run.model,
+                    prior,
+                    prior_varmap: prior_run.varmap,
+                    varmap: agent_run.varmap,
+                    prefix: None,
+                    vocab,
+                })
+            }
+        }
+    }
+
+    /// Prefix or full.
+    pub fn mode(&self) -> PolicyMode {
+        self.mode
+    }
+
+    /// The vocabulary.
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// The agent GPT (in prefix mode: the frozen prior's weights).
+    pub fn agent(&self) -> &Gpt {
+        &self.agent
+    }
+
+    /// The frozen prior.
+    pub fn prior(&self) -> &Gpt {
+        &self.prior
+    }
+
+    /// The soft prompt `(1, P, n_embd)`, prefix mode only; gradients flow into it.
+    pub fn prefix(&self) -> Option<&Tensor> {
+        self.prefix.as_ref().map(Var::as_tensor)
+    }
+
+    /// The variables the optimizer trains, by name.
+    pub fn trainable_vars(&self) -> HashMap<String, Var> {
+        match &self.prefix {
+            Some(v) => HashMap::from([(PREFIX_VAR.to_string(), v.clone())]),
+            None => self.varmap.data().lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The GPT's weights by name: the agent's (in prefix mode the same tensors as the prior's) or
+    /// the frozen prior's. For checks that tuning left what it must not touch bit-for-bit intact.
+    pub fn gpt_weights(&self, agent: bool) -> HashMap<String, Tensor> {
+        let vm = if agent && self.mode == PolicyMode::Full {
+            &self.varmap
+        } else {
+            &self.prior_varmap
+        };
+        vm.data()
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Samples molecules from the agent (temperature only: top-k/top-p are ignored, since
+    /// REINFORCE needs samples from the policy itself).
+    pub fn sample(&self, opts: &SampleOptions) -> Result<Vec<Sample>> {
+        match self.prefix() {
+            None => Ok(model::sample(&self.agent, &self.vocab, None, opts)?),
+            Some(prefix) => self.sample_prefixed(&prefix.detach(), opts),
+        }
+    }
+
+    /// Most tokens a sequence may have (EOS included) behind the prefix.
+    pub fn max_tokens(&self) -> usize {
+        let block = self.agent.config().block_size;
+        match self.prefix() {
+            None => block,
+            Some(p) => block + 1 - p.dim(1).unwrap_or(1),
+        }
+    }
+
+    /// Sampling with the soft prompt in BOS's place: x_1 from the prior's BOS distribution, the
+    /// rest through the KV cache of the prompted agent.
+    fn sample_prefixed(&self, prefix: &Tensor, opts: &SampleOptions) -> Result<Vec<Sample>> {
+        if opts.batch_size == 0 || opts.max_len == 0 || opts.temperature.is_nan() || opts.temperature <= 0.0 {
+            return Err(Error::config(
+                "sampling",
+                "batch_size and max_len must be > 0, temperature > 0",
+            ));
+        }
+        let device = self.agent.device();
+        let p = prefix.dim(1)?;
+        let max_len = opts.max_len.min(self.max_tokens());
+        let first = self.prior.forward(&Tensor::new(&[[BOS]], device)?, None)?; // (1, 1, V)
+        let first = log_softmax(&first.flatten_all()?.to_vec1::<f32>()?);
+        let mut m = self.agent.detached();
+        let mut rng = Rng::new(opts.seed);
+        let mut out = Vec::with_capacity(opts.n);
+        while out.len() < opts.n {
+            let b = opts.batch_size.min(opts.n - out.len());
+            let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
+            let mut ll = vec![0f64; b];
+            let mut done = vec![false; b];
+            for r in 0..b {
+                let id = pick(&first, opts.temperature, &mut rng);
+                ll[r] += first[id as usize];
+                toks[r].push(id);
+                done[r] = id == EOS;
+            }
+            m.clear_kv_cache();
+            let mut active: Vec<usize> = (0..b).filter(|&r| !done[r]).collect(); // batch row -> molecule
+            let mut offset = 0;
+            let mut input: Vec<u32> = active.iter().map(|&r| toks[r][0]).collect();
+            for _ in 1..max_len {
+                if active.is_empty() {
+                    break;
+                }
+                let x = Tensor::from_vec(input.clone(), (active.len(), 1), device)?;
+                let logits = if offset == 0 {
+                    m.forward_cached(&x, Some(prefix), 0)?
+                } else {
+                    m.forward_cached(&x, None, offset)?
+                };
+                offset = if offset == 0 { p + 1 } else { offset + 1 };
+                let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+                let mut next = vec![PAD; active.len()];
+                for (ci, &r) in active.iter().enumerate() {
+                    let logp = log_softmax(&rows[ci]);
+                    let id = pick(&logp, opts.temperature, &mut rng);
+                    ll[r] += logp[id as usize];
+                    toks[r].push(id);
+                    next[ci] = id;
+                    done[r] = id == EOS;
+                }
+                let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
+                if live.len() < active.len() && !live.is_empty() {
+                    m.retain_kv_rows(&live.iter().map(|&ci| ci as u32).collect::<Vec<_>>())?;
+                }
+                input = live.iter().map(|&ci| next[ci]).collect();
+                active = live.iter().map(|&ci| active[ci]).collect();
+            }
+            for r in 0..b {
+                let tokens = std::mem::take(&mut toks[r]);
+                out.push(Sample {
+                    smiles: self.vocab.decode(&tokens),
+                    log_likelihood: ll[r],
+                    complete: done[r],
+                    tokens,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when present):
+    /// `(logp (B, T), mask (B, T))`, under the agent (differentiable) or the prior (detached).
+    /// In prefix mode the agent's first column is the prior's (see the module docs).
+    pub fn token_log_probs(&self, seqs: &[Vec<u32>], agent: bool) -> Result<(Tensor, Tensor)> {
+        let device = self.agent.device();
+        let (input, target) = pad_batch(seqs, device)?;
+        let mask = target.ne(PAD)?.to_dtype(candle_core::DType::F32)?;
+        let lp = match (agent, self.prefix()) {
+            (false, _) => model::token_log_probs(&self.prior.forward(&input, None)?, &target)?.detach(),
+            (true, None) => model::token_log_probs(&self.agent.forward(&input, None)?, &target)?,
+            (true, Some(prefix)) => {
+                // Column 0 (x_1 after BOS) from the prior; the prompt replaces BOS for the rest.
+                let first = self.prior.forward(&input.narrow(1, 0, 1)?.contiguous()?, None)?;
+                let first = model::token_log_probs(&first, &target.narrow(1, 0, 1)?.contiguous()?)?.detach(); // (B, 1)
+                let t = input.dim(1)?;
+                if t == 1 {
+                    first
+                } else {
+                    let rest_in = input.narrow(1, 1, t - 1)?.contiguous()?;
+                    let rest_tg = target.narrow(1, 1, t - 1)?.contiguous()?;
+                    let rest =
+                        model::token_log_probs(&self.agent.forward(&rest_in, Some(prefix))?, &rest_tg)?;
+                    Tensor::cat(&[&first, &rest], 1)?
+                }
+            }
+        };
+        Ok(((lp * &mask)?, mask))
+    }
+
+    /// Saves the trainable part (prefix, or every agent weight) to a safetensors file.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        match &self.prefix {
+            Some(v) => {
+                let ts = HashMap::from([(PREFIX_VAR.to_string(), v.as_tensor().clone())]);
+                candle_core::safetensors::save(&ts, path)?;
+            }
+            None => self.varmap.save(path)?,
+        }
+        Ok(())
+    }
+
+    /// Restores what [`Policy::save`] wrote; errors name the file.
+    pub fn load_trainable(&mut self, path: &Path) -> Result<()> {
+        match &self.prefix {
+            Some(v) => {
+                let ts = candle_core::safetensors::load(path, self.agent.device())
+                    .map_err(|e| Error::checkpoint(path, e))?;
+                let t = ts
+                    .get(PREFIX_VAR)
+                    .ok_or_else(|| Error::checkpoint(path, "no prefix tensor"))?;
+                if t.shape() != v.shape() {
+                    return Err(Error::checkpoint(
+                        path,
+                        format!("prefix shape {:?}, config wants {:?}", t.shape(), v.shape()),
+                    ));
+                }
+                v.set(t)?;
+            }
+            None => self.varmap.load(path).map_err(|e| Error::checkpoint(path, e))?,
+        }
+        Ok(())
+    }
+}
+
+/// `(input (B, T), targets (B, T) PAD-filled)` for `[BOS] + tokens` sequences.
+fn pad_batch(seqs: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
+    if let Some(s) = seqs.iter().find(|s| s.len() < 2 || s[0] != BOS) {
+        return Err(Error::config(
+            "seqs",
+            format!("a sequence needs BOS and a token, got {s:?}"),
+        ));
+    }
+    let t = seqs.iter().map(|s| s.len() - 1).max().unwrap_or(1);
+    let (mut input, mut target) = (vec![PAD; seqs.len() * t], vec![PAD; seqs.len() * t]);
+    for (r, s) in seqs.iter().enumerate() {
+        input[r * t..r * t + s.len() - 1].copy_from_slice(&s[..s.len() - 1]);
+        target[r * t..r * t + s.len() - 1].copy_from_slice(&s[1..]);
+    }
+    Ok((
+        Tensor::from_vec(input, (seqs.len(), t), device)?,
+        Tensor::from_vec(target, (seqs.len(), t), device)?,
+    ))
+}
+
+/// Log-softmax of one row, in f64.
+fn log_softmax(xs: &[f32]) -> Vec<f64> {
+    let max = xs.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+    let lse = max + xs.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+    xs.iter().map(|&v| v as f64 - lse).collect()
+}
+
+/// Draws a token from `logp` at `temperature`; PAD and BOS are never drawn.
+fn pick(logp: &[f64], temperature: f64, rng: &mut Rng) -> u32 {
+    let top = logp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weight = |i: usize| {
+        if i as u32 == PAD || i as u32 == BOS {
+            0.0
+        } else {
+            ((logp[i] - top) / temperature).exp()
+        }
+    };
+    let total: f64 = (0..logp.len()).map(weight).sum();
+    let mut u = rng.next_f64() * total;
+    let mut last = EOS;
+    for i in 0..logp.len() {
+        let w = weight(i);
+        if w > 0.0 {
+            last = i as u32;
+            u -= w;
+            if u < 0.0 {
+                return last;
+            }
+        }
+    }
+    last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Temperature sampling follows the distribution and never draws PAD or BOS.
+    #[test]
+    fn pick_follows_probabilities() {
+        let logp: Vec<f64> = [0.1f64, 0.1, 0.2, 0.6].iter().map(|p| p.ln()).collect();
+        let mut rng = Rng::new(3);
+        let mut counts = [0usize; 4];
+        for _ in 0..10_000 {
+            counts[pick(&logp, 1.0, &mut rng) as usize] += 1;
+        }
+        assert_eq!(counts[0] + counts[1], 0);
+        assert!((counts[3] as f64 / 10_000.0 - 0.75).abs() < 0.02, "{counts:?}");
+    }
+}

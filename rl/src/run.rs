@@ -1,0 +1,300 @@
+//! `smirl tune` as a library call: a run directory with the resolved config, a per-step
+//! `log.csv`, ranked `candidates.csv`, and atomic, resumable checkpoints.
+//!
+//! Layout of `RUN_DIR`:
+//! - `config.toml`: the resolved config (absolute paths, every default written out);
+//! - `log.csv`: one row per step (see [`StepLog`]); component means are `score_<name>` columns;
+//! - `candidates.csv`: the best `top_candidates` distinct molecules, ranked (rewritten at every
+//!   checkpoint and at the end);
+//! - `checkpoint/`: `trainable.safetensors` (the prefix, or all agent weights in full mode),
+//!   `optimizer.safetensors` (Adam moments), `state.json` (step, baseline, replay memory,
+//!   diversity-filter buckets, candidate table). A checkpoint is written whole into
+//!   `checkpoint.tmp/` and then renamed into place, so a kill at any moment leaves a complete one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+pub use crate::reinforce::StepLog;
+use crate::reinforce::{Trainer, TrainerState};
+use crate::{Error, Policy, Result, TuneConfig};
+
+/// Per-step log file name.
+pub const LOG_FILE: &str = "log.csv";
+/// Ranked candidates file name.
+pub const CANDIDATES_FILE: &str = "candidates.csv";
+/// Resolved config file name.
+pub const CONFIG_FILE: &str = "config.toml";
+/// Checkpoint directory name.
+pub const CHECKPOINT_DIR: &str = "checkpoint";
+const TRAINABLE_FILE: &str = "trainable.safetensors";
+const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+const STATE_FILE: &str = "state.json";
+
+/// Where to run.
+#[derive(Debug, Clone, Default)]
+pub struct TuneOptions {
+    /// The prior's model directory (`smirl pretrain` output).
+    pub model_dir: PathBuf,
+    /// The run directory.
+    pub out_dir: PathBuf,
+    /// Continue from the checkpoint in `out_dir` (starts fresh when there is none).
+    pub resume: bool,
+    /// Testing aid: stop after this many steps of this call without a final checkpoint, as if
+    /// the process had been killed.
+    pub interrupt_after: Option<usize>,
+}
+
+/// What a call did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TuneReport {
+    /// Step the call started from (0, or the checkpoint's).
+    pub start_step: usize,
+    /// Steps completed at the end of the call.
+    pub step: usize,
+    /// Mean reward of every step of this call.
+    pub mean_rewards: Vec<f64>,
+    /// Distinct valid molecules sampled by the run so far.
+    pub candidates: usize,
+    /// Steps per second over this call.
+    pub steps_per_s: f64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CheckpointState {
+    trainer: TrainerState,
+    optimizer_steps: usize,
+}
+
+fn log_header(names: &[String]) -> String {
+    let mut cols = vec!["step".to_string(), "mean_reward".into(), "max_reward".into()];
+    cols.extend(names.iter().map(|n| format!("score_{n}")));
+    cols.extend(
+        [
+            "validity",
+            "uniqueness",
+            "novelty",
+            "int_div1",
+            "kl",
+            "entropy",
+            "loss",
+            "replayed",
+            "filtered",
+            "seconds",
+        ]
+        .map(String::from),
+    );
+    cols.join(",")
+}
+
+fn log_row(r: &StepLog) -> String {
+    let mut cols = vec![
+        r.step.to_string(),
+        format!("{:.6}", r.mean_reward),
+        format!("{:.6}", r.max_reward),
+    ];
+    cols.extend(r.components.iter().map(|v| format!("{v:.6}")));
+    cols.extend(
+        [
+            r.validity,
+            r.uniqueness,
+            r.novelty,
+            r.int_div1,
+            r.kl,
+            r.entropy,
+            r.loss,
+        ]
+        .map(|v| format!("{v:.6}")),
+    );
+    cols.extend([
+        r.replayed.to_string(),
+        r.filtered.to_string(),
+        format!("{:.3}", r.seconds),
+    ]);
+    cols.join(",")
+}
+
+/// Writes the checkpoint of `trainer` into `out/checkpoint` atomically (tmp dir + rename).
+fn save_checkpoint(trainer: &mut Trainer, out: &Path) -> Result<()> {
+    let tmp = out.join("checkpoint.tmp");
+    let dst = out.join(CHECKPOINT_DIR);
+    let old = out.join("checkpoint.old");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    trainer.policy().save(&tmp.join(TRAINABLE_FILE))?;
+    trainer.optimizer().save(&tmp.join(OPTIMIZER_FILE))?;
+    let state = CheckpointState {
+        trainer: trainer.state.clone(),
+        optimizer_steps: trainer.optimizer().step_count(),
+    };
+    let json = serde_json::to_vec(&state).map_err(|e| Error::checkpoint(&tmp, e))?;
+    model::checkpoint::write_atomic(&tmp.join(STATE_FILE), &json)?;
+    if dst.exists() {
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+        }
+        std::fs::rename(&dst, &old).map_err(|e| Error::io(&dst, e))?;
+    }
+    std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&tmp, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint directory of `out`, if any (`checkpoint/`, or
+/// `checkpoint.old/` when a kill hit between the two renames).
+fn find_checkpoint(out: &Path) -> Option<PathBuf> {
+    [CHECKPOINT_DIR, "checkpoint.old"]
+        .iter()
+        .map(|d| out.join(d))
+        .find(|d| d.join(STATE_FILE).exists())
+}
+
+fn load_checkpoint(trainer: &mut Trainer, dir: &Path) -> Result<()> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| Error::checkpoint(&path, e))?;
+    trainer.policy_mut().load_trainable(&dir.join(TRAINABLE_FILE))?;
+    trainer.optimizer().load(&dir.join(OPTIMIZER_FILE))?;
+    if trainer.optimizer().step_count() != state.optimizer_steps {
+        return Err(Error::checkpoint(
+            dir.join(OPTIMIZER_FILE),
+            "optimizer step does not match state.json",
+        ));
+    }
+    trainer.state = state.trainer;
+    Ok(())
+}
+
+/// Keeps the header and the rows of `log.csv` with step ≤ `step` (a killed run may have logged
+/// steps after its last checkpoint; they are redone).
+fn truncate_log(path: &Path, step: usize, header: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut out = String::new();
+    let mut lines = text.lines();
+    match lines.next() {
+        Some(h) if h == header => {}
+        Some(_) => {
+            return Err(Error::checkpoint(
+                path,
+                "log.csv header does not match the config's components",
+            ))
+        }
+        None => {}
+    }
+    out.push_str(header);
+    out.push('\n');
+    for l in lines {
+        let s: Option<usize> = l.split(',').next().and_then(|s| s.parse().ok());
+        if s.is_some_and(|s| s <= step) {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    model::checkpoint::write_atomic(path, out.as_bytes())?;
+    Ok(())
+}
+
+/// Runs (or resumes) a tuning run; `on_step` sees every step's log row (the CLI's progress bar).
+pub fn run_tune(
+    cfg: &TuneConfig,
+    opts: &TuneOptions,
+    on_step: &mut dyn FnMut(&StepLog),
+) -> Result<TuneReport> {
+    cfg.validate()?;
+    let out = &opts.out_dir;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let ckpt = find_checkpoint(out);
+    if ckpt.is_some() && !opts.resume {
+        return Err(Error::checkpoint(
+            out,
+            "already holds a run checkpoint; pass --resume to continue it or pick another --out",
+        ));
+    }
+    let cfg_path = out.join(CONFIG_FILE);
+    if let (true, Ok(text)) = (ckpt.is_some(), std::fs::read_to_string(&cfg_path)) {
+        // Everything but the planned number of steps must match the run being resumed.
+        let mut old: TuneConfig = toml::from_str(&text).map_err(|e| Error::checkpoint(&cfg_path, e))?;
+        old.steps = cfg.steps;
+        if &old != cfg {
+            return Err(Error::checkpoint(
+                &cfg_path,
+                "the config differs from the run's (only `steps` may change on --resume)",
+            ));
+        }
+    }
+    model::checkpoint::write_atomic(&cfg_path, cfg.to_toml().as_bytes())?;
+
+    let device = Device::Cpu;
+    let policy = Policy::load(&opts.model_dir, cfg.mode, &cfg.prefix, cfg.seed, &device)?;
+    let mut trainer = Trainer::new(cfg.clone(), policy)?;
+    if let Some(dir) = &ckpt {
+        load_checkpoint(&mut trainer, dir)?;
+    }
+    let names = trainer.component_names().to_vec();
+    let header = log_header(&names);
+    let log_path = out.join(LOG_FILE);
+    if ckpt.is_some() {
+        truncate_log(&log_path, trainer.state.step, &header)?;
+    } else {
+        // A fresh run (or one killed before its first checkpoint) starts a fresh log.
+        model::checkpoint::write_atomic(&log_path, format!("{header}\n").as_bytes())?;
+    }
+    let mut log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
+
+    let start_step = trainer.state.step;
+    let t0 = std::time::Instant::now();
+    let mut mean_rewards = Vec::new();
+    let mut this_call = 0;
+    while trainer.state.step < cfg.steps {
+        let row = trainer.step()?;
+        writeln!(log, "{}", log_row(&row)).map_err(|e| Error::io(&log_path, e))?;
+        log.flush().map_err(|e| Error::io(&log_path, e))?;
+        mean_rewards.push(row.mean_reward);
+        on_step(&row);
+        this_call += 1;
+        if opts.interrupt_after == Some(this_call) {
+            return Ok(report(start_step, &trainer, mean_rewards, t0));
+        }
+        if row.step % cfg.checkpoint_every == 0 || row.step == cfg.steps {
+            save_checkpoint(&mut trainer, out)?;
+            trainer
+                .state
+                .candidates
+                .write_csv(&out.join(CANDIDATES_FILE), &names, cfg.top_candidates)?;
+        }
+    }
+    if this_call == 0 {
+        // Nothing to do (already at `steps`): still leave the outputs in place.
+        save_checkpoint(&mut trainer, out)?;
+    }
+    trainer
+        .state
+        .candidates
+        .write_csv(&out.join(CANDIDATES_FILE), &names, cfg.top_candidates)?;
+    Ok(report(start_step, &trainer, mean_rewards, t0))
+}
+
+fn report(
+    start_step: usize,
+    trainer: &Trainer,
+    mean_rewards: Vec<f64>,
+    t0: std::time::Instant,
+) -> TuneReport {
+    let secs = t0.elapsed().as_secs_f64();
+    TuneReport {
+        start_step,
+        step: trainer.state.step,
+        steps_per_s: mean_rewards.len() as f64 / secs.max(1e-9),
+        mean_rewards,
+        candidates: trainer.state.candidates.len(),
+    }
+}

@@ -1,0 +1,98 @@
+//! Novelty: 1 when the molecule's canonical SMILES is not in the training set, else 0.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{default_weight, Component, MolBatch, ScoringContext};
+use crate::scoring::transforms::Transform;
+use crate::Result;
+
+/// The shipped training sample (`examples/train_sample.smi`, 5000 MOSES molecules), the
+/// default training set when a config gives none.
+const DEFAULT_TRAINING_SET: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../examples/train_sample.smi"
+));
+
+/// Parameters of the `novelty` component.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoveltyParams {
+    /// Aggregation weight.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Column name in logs (default `novelty`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Transform of the raw value.
+    #[serde(default)]
+    pub transform: Transform,
+    /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
+    /// Default: the shipped `examples/train_sample.smi`.
+    #[serde(default)]
+    pub training_set: Option<PathBuf>,
+}
+super::common_impl!(NoveltyParams);
+
+/// The novelty component: the canonical training set.
+pub struct Novelty {
+    train: HashSet<String>,
+}
+
+impl Novelty {
+    /// Reads and canonicalises the training set (invalid lines are skipped).
+    pub fn new(p: &NoveltyParams, base_dir: &Path) -> Result<Self> {
+        let smiles: Vec<String> = match &p.training_set {
+            Some(path) => datasets::read_smiles(&base_dir.join(path), None)?
+                .into_iter()
+                .map(|r| r.smiles)
+                .collect(),
+            None => DEFAULT_TRAINING_SET
+                .lines()
+                .filter_map(|l| l.split_whitespace().next())
+                .map(str::to_string)
+                .collect(),
+        };
+        Ok(Self::from_canonical(
+            chem::canonicalize_batch(&smiles).into_iter().flatten(),
+        ))
+    }
+
+    /// A novelty component over already canonical SMILES.
+    pub fn from_canonical(train: impl IntoIterator<Item = String>) -> Self {
+        Self {
+            train: train.into_iter().collect(),
+        }
+    }
+
+    /// Whether `canonical` is in the training set.
+    pub fn contains(&self, canonical: &str) -> bool {
+        self.train.contains(canonical)
+    }
+
+    /// Training molecules known.
+    pub fn len(&self) -> usize {
+        self.train.len()
+    }
+
+    /// Whether the training set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.train.is_empty()
+    }
+}
+
+impl Component for Novelty {
+    fn score(&self, batch: &MolBatch, _ctx: &ScoringContext) -> Vec<f64> {
+        batch
+            .canonical
+            .iter()
+            .map(|c| match c {
+                Some(c) if self.train.contains(c) => 0.0,
+                Some(_) => 1.0,
+                None => f64::NAN,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,63 @@
+//! `smirl tune`: REINFORCE tuning of a pretrained model on chemistry rewards (the `rl` crate).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+/// Arguments of `smirl tune`.
+#[derive(Debug, clap::Args)]
+pub struct TuneArgs {
+    /// Run directory of the pretrained prior (from `smirl pretrain`).
+    #[arg(long)]
+    model: PathBuf,
+    /// Tuning config (TOML; see configs/qed.toml). Relative paths in it resolve against its folder.
+    #[arg(long)]
+    config: PathBuf,
+    /// Run directory: config.toml, log.csv, candidates.csv, checkpoint/.
+    #[arg(long)]
+    out: PathBuf,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// Runs `smirl tune`.
+pub fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let cfg = rl::TuneConfig::from_file(&args.config)
+        .with_context(|| format!("reading config {}", args.config.display()))?;
+    let opts = rl::TuneOptions {
+        model_dir: args.model.clone(),
+        out_dir: args.out.clone(),
+        resume: args.resume,
+        interrupt_after: None,
+    };
+    let pb = indicatif::ProgressBar::new(cfg.steps as u64);
+    pb.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| {
+        pb.set_position(row.step as u64);
+        pb.set_message(format!(
+            "reward {:.3} valid {:.2} unique {:.2}",
+            row.mean_reward, row.validity, row.uniqueness
+        ));
+    })
+    .with_context(|| format!("tuning {} into {}", args.model.display(), args.out.display()))?;
+    pb.finish();
+    let last = report.mean_rewards.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "steps {}..{} ({:.2} steps/s), last mean reward {:.3}, {} distinct valid molecules; \
+         see {}/log.csv and {}/candidates.csv",
+        report.start_step,
+        report.step,
+        report.steps_per_s,
+        last,
+        report.candidates,
+        args.out.display(),
+        args.out.display()
+    );
+    Ok(())
+}
