@@ -1,5 +1,5 @@
 # smirl — the two commands the README opens with. Both install missing system packages first.
-.PHONY: deps demo test bench fmt
+.PHONY: deps demo test notebooks bench fmt
 
 deps:
 	@bash scripts/deps.sh
@@ -15,6 +15,12 @@ demo: deps
 # one optimized build serves the tests and the demo).
 test: deps
 	cargo test --workspace --release
+
+# Execute the notebooks headless (installs their Python packages with pip first).
+notebooks: deps
+	cargo build --release
+	python3 -m pip install --quiet --disable-pip-version-check nbformat nbclient ipykernel polars matplotlib
+	python3 scripts/run_notebooks.py
 
 # Scoring throughput against the RDKit-Python peer (needs Debian's python3-rdkit for the peer).
 bench: deps
