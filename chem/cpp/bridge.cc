@@ -194,17 +194,6 @@ SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol) {
   return out;
 }
 
-Descriptors descriptors(const std::shared_ptr<ROMol> &mol) {
-  Descriptors out;
-  out.mw = RDKit::Descriptors::calcAMW(*mol, false);
-  out.logp = RDKit::Descriptors::calcClogP(*mol);
-  out.tpsa = RDKit::Descriptors::calcTPSA(*mol);
-  out.hbd = RDKit::Descriptors::calcNumHBD(*mol);
-  out.hba = RDKit::Descriptors::calcNumHBA(*mol);
-  out.rotb = RDKit::Descriptors::calcNumRotatableBonds(*mol, RDKit::Descriptors::Strict);
-  return out;
-}
-
 static std::unique_ptr<ROMol> murcko_scaffold(const ROMol &mol) {
   // MurckoScaffold.GetScaffoldForMol.
   std::unique_ptr<ROMol> res(MurckoDecompose(mol));

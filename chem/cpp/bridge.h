@@ -15,7 +15,6 @@ using RDKit::ROMol;
 
 struct QedInputs;
 struct SaInputs;
-struct Descriptors;
 
 // A compiled list of SMARTS queries, shared read-only between threads, with each query's pattern
 // fingerprint: a query can only match a molecule whose pattern fingerprint has all the query's bits.
@@ -40,7 +39,6 @@ QedInputs qed_inputs(const std::shared_ptr<ROMol> &mol, const PatternSet &accept
 uint32_t rdkit_strict_rotatable_bonds(const std::shared_ptr<ROMol> &mol);
 uint32_t rdkit_num_hba(const std::shared_ptr<ROMol> &mol);
 SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol);
-Descriptors descriptors(const std::shared_ptr<ROMol> &mol);
 rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol);
 uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol);
 rust::String brics_fragments_smiles(const std::shared_ptr<ROMol> &mol);

@@ -30,17 +30,6 @@ pub(crate) mod bridge {
         n_macrocycles: u32,
     }
 
-    /// Common medicinal-chemistry descriptors.
-    #[derive(Debug, Clone, Copy)]
-    struct Descriptors {
-        mw: f64,
-        logp: f64,
-        tpsa: f64,
-        hbd: u32,
-        hba: u32,
-        rotb: u32,
-    }
-
     unsafe extern "C++" {
         include!("chem/cpp/bridge.h");
 
@@ -79,7 +68,6 @@ pub(crate) mod bridge {
         fn rdkit_strict_rotatable_bonds(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn rdkit_num_hba(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn sa_inputs(mol: &SharedPtr<ROMol>) -> Result<SaInputs>;
-        fn descriptors(mol: &SharedPtr<ROMol>) -> Result<Descriptors>;
         fn murcko_scaffold_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
         fn murcko_scaffold_rings(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn brics_fragments_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;

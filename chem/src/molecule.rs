@@ -129,19 +129,10 @@ impl Molecule {
         Fingerprint::from_words(&words)
     }
 
-    /// MW, logP, TPSA, HBD, HBA, rotatable bonds.
+    /// MW, logP, TPSA, HBD, HBA, rotatable bonds (strict), on the molecule with hydrogens removed:
+    /// the same pass as QED's inputs (see [`Molecule::qed_properties_and_descriptors`]).
     pub fn descriptors(&self) -> Result<Descriptors> {
-        let d = self
-            .with(|m| bridge::descriptors(m))
-            .map_err(rdkit("descriptors"))?;
-        Ok(Descriptors {
-            mw: d.mw,
-            logp: d.logp,
-            tpsa: d.tpsa,
-            hbd: d.hbd,
-            hba: d.hba,
-            rotb: d.rotb,
-        })
+        Ok(self.qed_properties_and_descriptors()?.1)
     }
 
     /// Canonical SMILES of the Bemis–Murcko scaffold (`MurckoScaffold.GetScaffoldForMol`); empty when
