@@ -10,11 +10,11 @@
 //! 2. nanoGPT: <https://github.com/karpathy/nanoGPT/blob/master/model.py>.
 //! 3. Prefix tuning: Li & Liang 2021; soft prompts: Lester et al. 2021.
 //!
-//! Training runs through [`crate::ops`]' fused kernels, which (unlike candle 0.11's fused
-//! LayerNorm/softmax) have a backward pass.
+//! Training runs through the fused kernels of [`crate::ops`] and [`crate::attention`], which
+//! (unlike candle 0.11's fused LayerNorm/softmax) have a backward pass.
 
-use crate::ops;
 use crate::rng::Rng;
+use crate::{attention, ops};
 use candle_core::{DType, Device, Module, Result, Tensor, Var, D};
 use candle_nn::{var_builder::SimpleBackend, Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
@@ -113,15 +113,7 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let mut dims = xs.dims().to_vec();
-        let d_in = dims.pop().unwrap_or(1);
-        let n: usize = dims.iter().product();
-        let ys = xs
-            .reshape((n, d_in))?
-            .matmul(&self.w.t()?)?
-            .broadcast_add(&self.b)?;
-        dims.push(self.w.dim(0)?);
-        ys.reshape(dims)
+        ops::linear(xs, &self.w, &self.b)
     }
 }
 
@@ -146,11 +138,11 @@ impl Module for LayerNorm {
     }
 }
 
-/// Preallocated keys and values of one layer: `(B, n_head, block_size, head_dim)`, `len` filled.
+/// Preallocated keys and values of one layer: `(B, block_size, 2 · n_embd)`, keys then values with
+/// the heads side by side (as `c_attn` emits them), the first `len` positions filled.
 #[derive(Debug, Clone)]
 struct KvCache {
-    k: Tensor,
-    v: Tensor,
+    kv: Tensor,
     len: usize,
 }
 
@@ -176,44 +168,29 @@ impl CausalSelfAttention {
 
     /// With `cache`, the new keys/values are written into it and attention sees all cached ones.
     fn forward(&self, xs: &Tensor, cache: Option<&mut Option<KvCache>>) -> Result<Tensor> {
-        let (b, t, c) = xs.dims3()?;
-        let (h, hd) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(xs)?; // (B, T, 3C)
-        let heads = |i: usize| {
-            qkv.narrow(2, i * c, c)?
-                .reshape((b, t, h, hd))?
-                .transpose(1, 2)?
-                .contiguous()
+        let Some(slot) = cache else {
+            return self
+                .c_proj
+                .forward(&attention::causal_attention(&qkv, self.n_head)?);
         };
-        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?); // (B, nh, T, hs)
-        let scale = 1.0 / (hd as f64).sqrt();
-        let ys = match cache {
-            None => {
-                let att = q.matmul(&k.t()?)?; // (B, nh, T, T)
-                let att = ops::causal_softmax(&att, scale)?;
-                att.matmul(&v)? // (B, nh, T, hs)
-            }
-            Some(slot) => {
-                if !matches!(slot, Some(kv) if kv.k.dim(0).ok() == Some(b)) {
-                    let zeros = Tensor::zeros((b, h, self.block_size, hd), k.dtype(), k.device())?;
-                    *slot = Some(KvCache {
-                        k: zeros.clone(),
-                        v: zeros.zeros_like()?,
-                        len: 0,
-                    });
-                }
-                let kv = slot.as_mut().expect("allocated above");
-                if kv.len + t > self.block_size {
-                    candle_core::bail!("KV cache full: {} + {t} > block_size {}", kv.len, self.block_size);
-                }
-                kv.k.slice_set(&k.detach(), 2, kv.len)?;
-                kv.v.slice_set(&v.detach(), 2, kv.len)?;
-                kv.len += t;
-                let (k, v) = (kv.k.narrow(2, 0, kv.len)?, kv.v.narrow(2, 0, kv.len)?); // (B, nh, S, hs)
-                ops::cached_attention(&q, &k, &v, scale)? // (B, nh, T, hs)
-            }
-        };
-        let ys = ys.transpose(1, 2)?.reshape((b, t, c))?; // re-assemble heads side by side
+        let (b, t, c3) = qkv.dims3()?;
+        if !matches!(slot, Some(cache) if cache.kv.dim(0).ok() == Some(b)) {
+            let kv = Tensor::zeros((b, self.block_size, 2 * c3 / 3), qkv.dtype(), qkv.device())?;
+            *slot = Some(KvCache { kv, len: 0 });
+        }
+        let cache = slot.as_mut().expect("allocated above");
+        if cache.len + t > self.block_size {
+            candle_core::bail!(
+                "KV cache full: {} + {t} > block_size {}",
+                cache.len,
+                self.block_size
+            );
+        }
+        let new_kv = qkv.narrow(2, c3 / 3, 2 * c3 / 3)?.detach().contiguous()?;
+        cache.kv.slice_set(&new_kv, 1, cache.len)?;
+        cache.len += t;
+        let ys = attention::cached_attention(&qkv, &cache.kv, cache.len, self.n_head)?; // (B, T, C)
         self.c_proj.forward(&ys)
     }
 }
@@ -400,9 +377,8 @@ impl Gpt {
     /// stop costing compute; the next `forward_cached` call takes `rows.len()` rows.
     pub fn retain_kv_rows(&mut self, rows: &[u32]) -> Result<()> {
         let idx = Tensor::new(rows, self.device())?;
-        for kv in self.caches.iter_mut().flatten() {
-            kv.k = kv.k.index_select(&idx, 0)?; // (B', nh, block_size, hs), contiguous
-            kv.v = kv.v.index_select(&idx, 0)?;
+        for cache in self.caches.iter_mut().flatten() {
+            cache.kv = cache.kv.index_select(&idx, 0)?; // (B', block_size, 2C), contiguous
         }
         Ok(())
     }
