@@ -131,6 +131,12 @@ pub struct StepLog {
     pub filtered: usize,
     /// Wall-clock seconds of the step.
     pub seconds: f64,
+    /// Of `seconds`: sampling the batch from the agent.
+    pub sample_seconds: f64,
+    /// Of `seconds`: scoring, the diversity filter, batch metrics, candidates and memory.
+    pub score_seconds: f64,
+    /// Of `seconds`: the teacher-forced log-probs (agent and prior), loss, backward and Adam step.
+    pub update_seconds: f64,
 }
 
 /// Holds everything a run updates: policy, optimizer, scorer, memories.
@@ -227,6 +233,7 @@ impl Trainer {
             seed: rng.next_u64(),
         };
         let samples = self.policy.sample(&opts)?;
+        let sample_seconds = t0.elapsed().as_secs_f64();
         let smiles: Vec<String> = samples.iter().map(|s| s.smiles.clone()).collect();
         let complete: Vec<bool> = samples.iter().map(|s| s.complete).collect();
         let batch = MolBatch::new(&smiles, Some(&complete));
@@ -304,6 +311,8 @@ impl Trainer {
             canonical: batch.canonical[i].clone().unwrap_or_default(),
             score: rewards[i],
         }));
+
+        let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
 
         // Sequences for the loss: the sampled batch, then replayed molecules.
         let mut seqs: Vec<Vec<u32>> = samples
@@ -394,6 +403,7 @@ impl Trainer {
         }
         self.opt.step(&grads, grad_scale)?;
         self.state.step = step;
+        let seconds = t0.elapsed().as_secs_f64();
 
         Ok(StepLog {
             step,
@@ -409,7 +419,10 @@ impl Trainer {
             loss: loss_value,
             replayed,
             filtered,
-            seconds: t0.elapsed().as_secs_f64(),
+            seconds,
+            sample_seconds,
+            score_seconds,
+            update_seconds: seconds - sample_seconds - score_seconds,
         })
     }
 }

@@ -177,6 +177,15 @@ fn prefix_mode_leaves_the_gpt_untouched() {
     assert_eq!(flat(&tr.policy().gpt_weights(false)), prior_before);
     assert_ne!(flat(&tr.policy().gpt_weights(true)), agent_before);
     assert!(row.kl.is_finite() && row.kl != 0.0, "kl {}", row.kl);
+    // The phase timings are parts of the step's wall clock.
+    let phases = [row.sample_seconds, row.score_seconds, row.update_seconds];
+    assert!(phases.iter().all(|&s| s > 0.0), "{phases:?}");
+    let sum: f64 = phases.iter().sum();
+    assert!(
+        sum <= row.seconds + 1e-9 && sum > 0.9 * row.seconds,
+        "{phases:?} vs {}",
+        row.seconds
+    );
 }
 
 /// A short prefix-tuning run raises the mean reward (fixed seed, with margin) and writes the

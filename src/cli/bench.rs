@@ -18,6 +18,8 @@ pub enum BenchCommand {
     Score(ScoreBenchArgs),
     /// GPT training tokens/s and sampling molecules/s against a same-size PyTorch GPT-2.
     Model(ModelBenchArgs),
+    /// REINFORCE steps/s (sample, score, update) against a PyTorch REINFORCE loop on the prior.
+    Rl(super::bench_rl::RlBenchArgs),
 }
 
 /// Arguments of `smirl bench model`.
@@ -83,6 +85,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Score(args) => bench_score(args),
         BenchCommand::Model(args) => bench_model(args),
+        BenchCommand::Rl(args) => super::bench_rl::run(args),
     }
 }
 

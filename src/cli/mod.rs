@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per run mode.
 
 mod bench;
+mod bench_rl;
 mod eval;
 mod input;
 mod pretrain;

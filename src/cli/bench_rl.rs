@@ -1,0 +1,269 @@
+//! `smirl bench rl`: REINFORCE steps per second at a given batch, through the `rl` crate's
+//! `Trainer` and `Policy` exactly as `smirl tune` runs them, against `bench/rl_peer.py` (a PyTorch
+//! REINFORCE loop on a `transformers` GPT-2 holding the same prior's weights), same run, same
+//! machine. A step is sampling + scoring + the teacher-forced forward, backward and Adam update.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context;
+use rl::reinforce::Trainer;
+use rl::{Policy, PolicyMode, TuneConfig};
+use serde_json::{json, Value};
+
+/// Which policy modes to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RlBenchMode {
+    /// Learnable prefix vector, frozen GPT (lr 5e-3).
+    Prefix,
+    /// Every GPT weight trainable (lr 3e-5).
+    Full,
+    /// Both, prefix first.
+    Both,
+}
+
+/// Arguments of `smirl bench rl`.
+#[derive(Debug, clap::Args)]
+pub struct RlBenchArgs {
+    /// The prior (a `smirl pretrain` model directory); the peer loads the same weights.
+    #[arg(long, default_value = "models/prior")]
+    model: PathBuf,
+    /// Molecules sampled per step.
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// Timed steps per mode (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// Policy mode(s).
+    #[arg(long, value_enum, default_value_t = RlBenchMode::Both)]
+    mode: RlBenchMode,
+    /// Also run the PyTorch peer (bench/rl_peer.py) and print ratios.
+    #[arg(long)]
+    peer: bool,
+    /// Python interpreter with torch, transformers and RDKit for the peer.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Learning rate of each mode (configs/qed.toml's for full; the prefix default of the examples).
+fn lr(mode: PolicyMode) -> f64 {
+    match mode {
+        PolicyMode::Full => 3e-5,
+        PolicyMode::Prefix => 5e-3,
+    }
+}
+
+/// configs/qed.toml at `batch` molecules per step: QED reward (0 if invalid), γ 0.99 from the end,
+/// batch-mean baseline; no replay, diversity filter or KL penalty. All molecules are decoded in
+/// one batch, as the peer does.
+fn tune_config(mode: PolicyMode, batch: usize, steps: usize) -> anyhow::Result<TuneConfig> {
+    let mode_name = match mode {
+        PolicyMode::Full => "full",
+        PolicyMode::Prefix => "prefix",
+    };
+    let text = format!(
+        "mode = \"{mode_name}\"\nsteps = {steps}\nbatch_size = {batch}\nlr = {lr}\nseed = 0\n\
+         [sampling]\ntemperature = 1.0\nmax_len = 100\ndecode_batch = {batch}\n\
+         [loss]\ntype = \"reinforce\"\ngamma = 0.99\nbaseline = \"mean\"\n\
+         [scoring]\naggregation = \"arithmetic\"\n\
+         [[scoring.components]]\ntype = \"qed\"\nweight = 1.0\n",
+        lr = lr(mode)
+    );
+    Ok(TuneConfig::from_toml(
+        &text,
+        Path::new("."),
+        Path::new("<bench rl>"),
+    )?)
+}
+
+/// One mode: a warm-up step, then `steps` timed steps; mean seconds per phase.
+fn bench_mode(args: &RlBenchArgs, mode: PolicyMode) -> anyhow::Result<Value> {
+    let cfg = tune_config(mode, args.batch, args.steps + 1)?;
+    let policy = Policy::load(&args.model, mode, &cfg.prefix, cfg.seed, &model::Device::Cpu)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let trainable: usize = policy.trainable_vars().values().map(|v| v.elem_count()).sum();
+    let mut trainer = Trainer::new(cfg, policy)?;
+    trainer.step()?; // warm-up
+    let rows = (0..args.steps)
+        .map(|_| trainer.step())
+        .collect::<rl::Result<Vec<_>>>()?;
+    let n = rows.len() as f64;
+    let mean = |f: &dyn Fn(&rl::StepLog) -> f64| rows.iter().map(f).sum::<f64>() / n;
+    let total: f64 = rows.iter().map(|r| r.seconds).sum();
+    Ok(json!({
+        "mode": if mode == PolicyMode::Full { "full" } else { "prefix" },
+        "lr": lr(mode),
+        "steps": rows.len(),
+        "steps_per_s": n / total,
+        "seconds_per_step": total / n,
+        "sample_seconds": mean(&|r| r.sample_seconds),
+        "score_seconds": mean(&|r| r.score_seconds),
+        "update_seconds": mean(&|r| r.update_seconds),
+        "mean_reward": mean(&|r| r.mean_reward),
+        "validity": mean(&|r| r.validity),
+        "trainable_params": trainable,
+    }))
+}
+
+/// Samples a few molecules from the prior with their log-likelihoods into a `smirl sample` CSV,
+/// for the peer to check its weight mapping against.
+fn write_check_csv(model_dir: &Path, path: &Path) -> anyhow::Result<()> {
+    let run = model::load_checkpoint(model_dir, &model::Device::Cpu)?;
+    let opts = model::SampleOptions {
+        n: 16,
+        batch_size: 16,
+        max_len: 100,
+        seed: 7,
+        ..Default::default()
+    };
+    let mut text = String::from("smiles,log_likelihood,complete\n");
+    for s in model::sample(&run.model, &run.vocab, None, &opts)? {
+        text.push_str(&format!(
+            "{},{:.6},{}\n",
+            s.smiles,
+            s.log_likelihood,
+            u8::from(s.complete)
+        ));
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Runs `bench/rl_peer.py` and returns the JSON object it prints last.
+fn run_peer(python: &str, args: &[String]) -> anyhow::Result<Value> {
+    let script = PathBuf::from("bench/rl_peer.py");
+    anyhow::ensure!(
+        script.is_file(),
+        "{}: peer script not found (run from the repository root)",
+        script.display()
+    );
+    eprintln!("running the peer ({python} {}) ...", script.display());
+    let output = Command::new(python)
+        .arg(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("cannot run {python}"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "the peer {} failed ({}): {}",
+        script.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("the JSON output of {}", script.display()))
+}
+
+/// Runs `smirl bench rl`.
+pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.batch > 0 && args.steps > 0,
+        "--batch and --steps must be > 0"
+    );
+    let modes: &[PolicyMode] = match args.mode {
+        RlBenchMode::Prefix => &[PolicyMode::Prefix],
+        RlBenchMode::Full => &[PolicyMode::Full],
+        RlBenchMode::Both => &[PolicyMode::Prefix, PolicyMode::Full],
+    };
+    let mut ours = serde_json::Map::new();
+    for &mode in modes {
+        eprintln!(
+            "smirl: {mode:?} mode, batch {}, 1 + {} steps ...",
+            args.batch, args.steps
+        );
+        let r = bench_mode(&args, mode)?;
+        ours.insert(r["mode"].as_str().unwrap_or("?").to_string(), r);
+    }
+    let mut result = json!({
+        "model": args.model.display().to_string(),
+        "batch": args.batch,
+        "threads": rayon::current_num_threads(),
+        "modes": ours,
+    });
+    if args.peer {
+        let check = std::env::temp_dir().join(format!("smirl-bench-rl-{}.csv", std::process::id()));
+        write_check_csv(&args.model, &check)?;
+        let mode = match args.mode {
+            RlBenchMode::Prefix => "prefix",
+            RlBenchMode::Full => "full",
+            RlBenchMode::Both => "both",
+        };
+        let peer_args: Vec<String> = vec![
+            format!("--model={}", args.model.display()),
+            format!("--batch={}", args.batch),
+            format!("--steps={}", args.steps),
+            format!("--mode={mode}"),
+            format!("--threads={}", rayon::current_num_threads()),
+            format!("--check-csv={}", check.display()),
+        ];
+        let peer = run_peer(&args.python, &peer_args);
+        let _ = std::fs::remove_file(&check);
+        let peer = peer?;
+        let mut ratios = serde_json::Map::new();
+        for (name, r) in result["modes"].as_object().cloned().unwrap_or_default() {
+            let p = &peer["modes"][&name];
+            if let (Some(a), Some(b)) = (r["steps_per_s"].as_f64(), p["steps_per_s"].as_f64()) {
+                ratios.insert(name, json!(a / b));
+            }
+        }
+        result["ratio_steps_per_s"] = Value::Object(ratios);
+        result["peer"] = peer;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print_human(&result);
+    }
+    Ok(())
+}
+
+fn print_human(r: &Value) {
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let line = |who: &str, m: &Value| {
+        println!(
+            "  {who:<8} {:>6.3} steps/s = {:>6.2} s/step: sample {:.2} s, score {:.2} s, \
+             update {:.2} s (mean reward {:.3}, validity {:.3})",
+            f(m, "steps_per_s"),
+            f(m, "seconds_per_step"),
+            f(m, "sample_seconds"),
+            f(m, "score_seconds"),
+            f(m, "update_seconds"),
+            f(m, "mean_reward"),
+            f(m, "validity"),
+        );
+    };
+    println!(
+        "smirl bench rl: {} , batch {}, {} threads",
+        r["model"].as_str().unwrap_or(""),
+        r["batch"],
+        r["threads"]
+    );
+    if let Some(peer) = r.get("peer") {
+        println!(
+            "peer: PyTorch {} + transformers {}, RDKit {} ({} threads); weight mapping check: {}",
+            peer["torch"].as_str().unwrap_or("?"),
+            peer["transformers"].as_str().unwrap_or("?"),
+            peer["rdkit_version"].as_str().unwrap_or("?"),
+            peer["threads"],
+            peer["mapping_check"]
+        );
+    }
+    for (name, m) in r["modes"].as_object().into_iter().flatten() {
+        println!("{name} mode (lr {}):", m["lr"]);
+        line("smirl", m);
+        if let Some(p) = r.get("peer").map(|p| &p["modes"][name]) {
+            line("PyTorch", p);
+            println!(
+                "  ratio (smirl / PyTorch steps/s): {:.2}x",
+                r["ratio_steps_per_s"][name].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+}
