@@ -563,6 +563,47 @@ mod tests {
         );
     }
 
+    /// The fused f32 kernels give the gradients of candle's composed ops (which an f64 copy of the
+    /// model runs on), for every weight and for the prefix.
+    #[test]
+    fn fused_gradients_match_composed_ops() {
+        let (m, vm) = tiny();
+        let vm64 = VarMap::new();
+        for (name, v) in vm.data().lock().unwrap().iter() {
+            let v64 = Var::from_tensor(&v.to_dtype(DType::F64).unwrap()).unwrap();
+            vm64.data().lock().unwrap().insert(name.clone(), v64);
+        }
+        let m64 = Gpt::new(
+            m.config(),
+            VarBuilder::from_varmap(&vm64, DType::F64, &Device::Cpu),
+        )
+        .unwrap();
+        let pre = prefix(3, 9);
+        let pre64 = Var::from_tensor(&pre.to_dtype(DType::F64).unwrap()).unwrap();
+        let x = ids(&[&[1, 4, 5, 6, 7], &[1, 8, 9, 10, 3]]);
+        let y = ids(&[&[4, 5, 6, 7, 2], &[8, 9, 10, 3, 2]]);
+        let grads = |m: &Gpt, p: &Tensor| {
+            let lp = token_log_probs(&m.forward(&x, Some(p)).unwrap(), &y).unwrap();
+            lp.sum_all().unwrap().backward().unwrap()
+        };
+        let (g32, g64) = (grads(&m, pre.as_tensor()), grads(&m64, pre64.as_tensor()));
+        let mut pairs = vec![(pre.as_tensor().clone(), pre64.as_tensor().clone())];
+        for (name, v) in vm.data().lock().unwrap().iter() {
+            pairs.push((
+                v.as_tensor().clone(),
+                vm64.get(v.shape(), name, Init::Const(0.0), DType::F64, &Device::Cpu)
+                    .unwrap(),
+            ));
+        }
+        for (a, b) in pairs {
+            let (ga, gb) = (
+                g32.get(&a).unwrap(),
+                g64.get(&b).unwrap().to_dtype(DType::F32).unwrap(),
+            );
+            assert!(max_diff(ga, &gb) < 1e-4, "{}", max_diff(ga, &gb));
+        }
+    }
+
     /// Changing token t leaves the logits at positions < t unchanged.
     #[test]
     fn attention_is_causal() {
