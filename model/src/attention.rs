@@ -7,7 +7,7 @@
 //! nothing stored for the backward (the probabilities are recomputed, as in FlashAttention).
 
 use crate::ops::{dispatch, dot, exp_fast, fused, slice_f32, with_f32};
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 type CResult<T> = candle_core::Result<T>;
@@ -130,6 +130,12 @@ impl CausalAttention {
     }
 }
 
+/// `(B, T, C)` → `(B, h, T, C / h)`, contiguous.
+fn split_heads(x: &Tensor, h: usize) -> CResult<Tensor> {
+    let (b, t, c) = x.dims3()?;
+    x.reshape((b, t, h, c / h))?.transpose(1, 2)?.contiguous()
+}
+
 /// Causal multi-head self-attention of packed `qkv (B, T, 3C)` (queries, keys, values side by
 /// side, heads side by side within each): `softmax(q kᵀ / √hd, causal) v` per head, returned with
 /// the heads side by side as `(B, T, C)`. Differentiable in `qkv`.
@@ -178,84 +184,65 @@ impl CustomOp1 for CausalAttention {
 // ---------------------------------------------------------------------------------------------
 // Attention over a KV cache, for decoding (no backward).
 
-/// `(B, T, C)` → `(B, h, T, C / h)`, contiguous.
-fn split_heads(x: &Tensor, h: usize) -> CResult<Tensor> {
-    let (b, t, c) = x.dims3()?;
-    x.reshape((b, t, h, c / h))?.transpose(1, 2)?.contiguous()
-}
-
 struct CachedAttention {
-    n_head: usize,
-    len: usize,
-}
-
-/// Decoding attention of the `T` new positions of packed `qkv (B, T, 3C)` against the first `len`
-/// positions of `kv (B, block_size, 2C)` (keys then values, heads side by side), the new ones
-/// included as its last `T`: query `i` sees positions `j <= i + len - T`. Returns `(B, T, C)`.
-/// Inference only: one pass per batch row reading everything in place, no gradient.
-pub fn cached_attention(qkv: &Tensor, kv: &Tensor, len: usize, n_head: usize) -> CResult<Tensor> {
-    if fused(qkv) && kv.is_contiguous() {
-        return qkv
-            .contiguous()?
-            .apply_op2_no_bwd(kv, &CachedAttention { n_head, len });
-    }
-    let (b, t, c3) = qkv.dims3()?;
-    let c = c3 / 3;
-    let q = split_heads(&qkv.narrow(2, 0, c)?, n_head)?;
-    let k = split_heads(&kv.narrow(1, 0, len)?.narrow(2, 0, c)?, n_head)?;
-    let v = split_heads(&kv.narrow(1, 0, len)?.narrow(2, c, c)?, n_head)?;
-    let att = crate::ops::causal_softmax(&q.matmul(&k.t()?)?, 1.0 / ((c / n_head) as f64).sqrt())?;
-    att.matmul(&v)?.transpose(1, 2)?.reshape((b, t, c))
-}
-
-/// Shapes of one batch row of a `cached_attention` call.
-struct CacheGeo {
-    t: usize,
-    c: usize,
-    h: usize,
-    len: usize,
     scale: f32,
 }
 
-/// One batch row: `qkv (T, 3C)`, `kv (block_size, 2C)` → `y (T, C)` (zeroed). Positions outer,
-/// heads inner: each cached key and value row is read once, front to back (the cache is far
-/// larger than the caches of the CPU, so this pass is bound by memory, not arithmetic).
+/// `softmax(scale · q kᵀ, causal) v` for `q (B, H, T, hd)` against `k, v (B, H, S, hd)` that may
+/// be strided views into a preallocated cache; query `i` sees keys `j <= i + S - T`. Inference
+/// only: one pass per query row instead of 2·B·H tiny GEMMs, and no gradient.
+pub fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
+    if fused(q) && k.stride().last() == Some(&1) && v.stride().last() == Some(&1) {
+        return q
+            .contiguous()?
+            .apply_op3_no_bwd(k, v, &CachedAttention { scale: scale as f32 });
+    }
+    let att = crate::ops::causal_softmax(&q.matmul(&k.t()?)?, scale)?;
+    att.matmul(&v.contiguous()?)
+}
+
+/// Shapes and strides of one `cached_attention` call.
+struct AttnGeo {
+    h: usize,
+    t: usize,
+    hd: usize,
+    s: usize,
+    ks: [usize; 3],
+    vs: [usize; 3],
+    ko: usize,
+    vo: usize,
+    scale: f32,
+}
+
+/// Attention of the `t` query rows of batch×head `bh` into `o` (zeroed).
 #[inline(always)]
-fn attend_body(g: &CacheGeo, qkv: &[f32], kv: &[f32], y: &mut [f32]) {
-    let (c, h, len, hd) = (g.c, g.h, g.len, g.c / g.h);
-    let mut p = vec![0f32; h * len]; // (head, position)
+fn attend_body(g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]) {
+    let (bi, hi, hd) = (bh / g.h, bh % g.h, g.hd);
+    let kb = g.ko + bi * g.ks[0] + hi * g.ks[1];
+    let vb = g.vo + bi * g.vs[0] + hi * g.vs[1];
+    let mut p = vec![0f32; g.s];
     for i in 0..g.t {
-        let q = &qkv[i * 3 * c..][..c];
-        let visible = i + len - g.t + 1;
+        let qr = &q[(bh * g.t + i) * hd..][..hd];
+        let visible = i + g.s - g.t + 1;
+        let mut max = f32::NEG_INFINITY;
         for j in 0..visible {
-            let k = &kv[j * 2 * c..][..c];
-            for hi in 0..h {
-                p[hi * len + j] = dot(&q[hi * hd..][..hd], &k[hi * hd..][..hd]) * g.scale;
-            }
+            p[j] = dot(qr, &k[kb + j * g.ks[2]..][..hd]) * g.scale;
+            max = max.max(p[j]);
         }
-        for ph in p.chunks_mut(len) {
-            let ph = &mut ph[..visible];
-            let max = ph.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let mut sum = 0f32;
-            for v in ph.iter_mut() {
-                *v = exp_fast(*v - max);
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            ph.iter_mut().for_each(|v| *v *= inv);
+        let mut sum = 0f32;
+        for pj in &mut p[..visible] {
+            *pj = exp_fast(*pj - max);
+            sum += *pj;
         }
-        let o = &mut y[i * c..][..c];
+        let orow = &mut o[i * hd..][..hd];
         for j in 0..visible {
-            let v = &kv[j * 2 * c + c..][..c];
-            for hi in 0..h {
-                axpy(p[hi * len + j], &v[hi * hd..][..hd], &mut o[hi * hd..][..hd]);
-            }
+            axpy(p[j] / sum, &v[vb + j * g.vs[2]..][..hd], orow);
         }
     }
 }
-dispatch!(attend, attend_avx2, attend_body, (g: &CacheGeo, qkv: &[f32], kv: &[f32], y: &mut [f32]));
+dispatch!(attend, attend_avx2, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
 
-impl CustomOp2 for CachedAttention {
+impl CustomOp3 for CachedAttention {
     fn name(&self) -> &'static str {
         "cached-attention"
     }
@@ -266,36 +253,45 @@ impl CustomOp2 for CachedAttention {
         l1: &Layout,
         s2: &CpuStorage,
         l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
     ) -> CResult<(CpuStorage, Shape)> {
-        let (qkv, kv) = (slice_f32(s1, l1)?, slice_f32(s2, l2)?);
-        let ([b, t, c3], [kb, block, c2]) = (l1.dims(), l2.dims()) else {
-            candle_core::bail!(
-                "cached_attention: qkv {:?} and kv {:?} must be 3D",
-                l1.dims(),
-                l2.dims()
-            )
+        let q = slice_f32(s1, l1)?;
+        let (CpuStorage::F32(k), CpuStorage::F32(v)) = (s2, s3) else {
+            candle_core::bail!("cached_attention: expected f32 keys and values")
         };
-        let (b, t, c) = (*b, *t, c3 / 3);
-        if *kb != b || *c2 != 2 * c || self.len > *block || t > self.len || c % self.n_head != 0 {
+        let [b, h, t, hd] = l1.dims() else {
+            candle_core::bail!("cached_attention: q must be 4D")
+        };
+        let (b, h, t, hd) = (*b, *h, *t, *hd);
+        let s = l2.dims()[2];
+        if l2.dims() != [b, h, s, hd] || l3.dims() != [b, h, s, hd] {
             candle_core::bail!(
-                "cached_attention: qkv {:?}, kv {:?}, len {}",
-                l1.dims(),
+                "cached_attention: k/v shapes {:?} {:?} vs q {:?}",
                 l2.dims(),
-                self.len
+                l3.dims(),
+                l1.dims()
             );
         }
-        let g = CacheGeo {
+        let (ks, vs) = (l2.stride(), l3.stride());
+        let (ko, vo) = (l2.start_offset(), l3.start_offset());
+        let mut out = vec![0f32; q.len()];
+        let geo = AttnGeo {
+            h,
             t,
-            c,
-            h: self.n_head,
-            len: self.len,
-            scale: 1.0 / ((c / self.n_head) as f32).sqrt(),
+            hd,
+            s,
+            ks: [ks[0], ks[1], ks[2]],
+            vs: [vs[0], vs[1], vs[2]],
+            ko,
+            vo,
+            scale: self.scale,
         };
-        let mut y = vec![0f32; b * t * c];
-        y.par_chunks_mut(t * c)
-            .zip(qkv.par_chunks(t * 3 * c).zip(kv.par_chunks(block * 2 * c)))
-            .for_each(|(y, (x, kv))| attend(&g, x, kv, y));
-        Ok((CpuStorage::F32(y), Shape::from((b, t, c))))
+        out.par_chunks_mut(t * hd)
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(bh, o)| attend(&geo, bh, q, k, v, o));
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
 
@@ -337,18 +333,17 @@ mod tests {
         }
     }
 
-    /// Cached attention equals the full causal attention on the last `T` positions.
+    /// Cached attention on strided k/v views equals the matmul path.
     #[test]
-    fn cached_attention_matches_full_attention() {
-        let (b, s, t, h, c) = (2, 6, 2, 2, 16);
-        let qkv = randn(&[b, s, 3 * c], 10);
-        let full = causal_attention(&qkv, h).unwrap().narrow(1, s - t, t).unwrap();
-        let kv = Tensor::cat(
-            &[&qkv.narrow(2, c, 2 * c).unwrap(), &randn(&[b, 3, 2 * c], 11)],
-            1,
-        )
-        .unwrap();
-        let a = cached_attention(&qkv.narrow(1, s - t, t).unwrap(), &kv, s, h).unwrap();
-        assert!(max_diff(&a, &full) < 1e-5, "{}", max_diff(&a, &full));
+    fn cached_attention_matches_matmul_path() {
+        let q = randn(&[2, 3, 2, 16], 10);
+        let kc = randn(&[2, 3, 9, 16], 11).narrow(2, 0, 6).unwrap();
+        let vc = randn(&[2, 3, 9, 16], 12).narrow(2, 0, 6).unwrap();
+        let a = cached_attention(&q, &kc, &vc, 0.25).unwrap();
+        let r = crate::ops::causal_softmax(&q.matmul(&kc.t().unwrap()).unwrap(), 0.25)
+            .unwrap()
+            .matmul(&vc.contiguous().unwrap())
+            .unwrap();
+        assert!(max_diff(&a, &r) < 1e-5);
     }
 }

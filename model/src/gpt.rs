@@ -138,11 +138,11 @@ impl Module for LayerNorm {
     }
 }
 
-/// Preallocated keys and values of one layer: `(B, block_size, 2 · n_embd)`, keys then values with
-/// the heads side by side (as `c_attn` emits them), the first `len` positions filled.
+/// Preallocated keys and values of one layer: `(B, n_head, block_size, head_dim)`, `len` filled.
 #[derive(Debug, Clone)]
 struct KvCache {
-    kv: Tensor,
+    k: Tensor,
+    v: Tensor,
     len: usize,
 }
 
@@ -168,29 +168,37 @@ impl CausalSelfAttention {
 
     /// With `cache`, the new keys/values are written into it and attention sees all cached ones.
     fn forward(&self, xs: &Tensor, cache: Option<&mut Option<KvCache>>) -> Result<Tensor> {
+        let (b, t, c) = xs.dims3()?;
+        let (h, hd) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(xs)?; // (B, T, 3C)
         let Some(slot) = cache else {
-            return self
-                .c_proj
-                .forward(&attention::causal_attention(&qkv, self.n_head)?);
+            return self.c_proj.forward(&attention::causal_attention(&qkv, h)?);
         };
-        let (b, t, c3) = qkv.dims3()?;
-        if !matches!(slot, Some(cache) if cache.kv.dim(0).ok() == Some(b)) {
-            let kv = Tensor::zeros((b, self.block_size, 2 * c3 / 3), qkv.dtype(), qkv.device())?;
-            *slot = Some(KvCache { kv, len: 0 });
+        let heads = |i: usize| {
+            qkv.narrow(2, i * c, c)?
+                .reshape((b, t, h, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?); // (B, nh, T, hs)
+        if !matches!(slot, Some(kv) if kv.k.dim(0).ok() == Some(b)) {
+            let zeros = Tensor::zeros((b, h, self.block_size, hd), k.dtype(), k.device())?;
+            *slot = Some(KvCache {
+                k: zeros.clone(),
+                v: zeros.zeros_like()?,
+                len: 0,
+            });
         }
-        let cache = slot.as_mut().expect("allocated above");
-        if cache.len + t > self.block_size {
-            candle_core::bail!(
-                "KV cache full: {} + {t} > block_size {}",
-                cache.len,
-                self.block_size
-            );
+        let kv = slot.as_mut().expect("allocated above");
+        if kv.len + t > self.block_size {
+            candle_core::bail!("KV cache full: {} + {t} > block_size {}", kv.len, self.block_size);
         }
-        let new_kv = qkv.narrow(2, c3 / 3, 2 * c3 / 3)?.detach().contiguous()?;
-        cache.kv.slice_set(&new_kv, 1, cache.len)?;
-        cache.len += t;
-        let ys = attention::cached_attention(&qkv, &cache.kv, cache.len, self.n_head)?; // (B, T, C)
+        kv.k.slice_set(&k.detach(), 2, kv.len)?;
+        kv.v.slice_set(&v.detach(), 2, kv.len)?;
+        kv.len += t;
+        let (k, v) = (kv.k.narrow(2, 0, kv.len)?, kv.v.narrow(2, 0, kv.len)?); // (B, nh, S, hs)
+        let ys = attention::cached_attention(&q, &k, &v, 1.0 / (hd as f64).sqrt())?; // (B, nh, T, hs)
+        let ys = ys.transpose(1, 2)?.reshape((b, t, c))?; // re-assemble heads side by side
         self.c_proj.forward(&ys)
     }
 }
@@ -377,8 +385,9 @@ impl Gpt {
     /// stop costing compute; the next `forward_cached` call takes `rows.len()` rows.
     pub fn retain_kv_rows(&mut self, rows: &[u32]) -> Result<()> {
         let idx = Tensor::new(rows, self.device())?;
-        for cache in self.caches.iter_mut().flatten() {
-            cache.kv = cache.kv.index_select(&idx, 0)?; // (B', block_size, 2C), contiguous
+        for kv in self.caches.iter_mut().flatten() {
+            kv.k = kv.k.index_select(&idx, 0)?; // (B', nh, block_size, hs), contiguous
+            kv.v = kv.v.index_select(&idx, 0)?;
         }
         Ok(())
     }
