@@ -524,15 +524,84 @@ mod tune {
                 .count(),
             6
         );
-        // The run directory makes a report with RL curves.
+        // The tuned agent samples; the run directory with those samples makes a report with RL
+        // curves that names the prior and the samples.
+        let samples = dir.path().join("tuned.csv");
+        smirl()
+            .args(["sample", "-n", "20", "--seed", "3"])
+            .arg("--model")
+            .arg(&prior)
+            .arg("--agent")
+            .arg(&run)
+            .arg("--out")
+            .arg(&samples)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read_to_string(&samples).unwrap().lines().count(), 21);
         let html = dir.path().join("r.html");
         smirl()
             .arg("report")
             .arg(&run)
+            .arg("--samples")
+            .arg(&samples)
             .arg("--out")
             .arg(&html)
             .assert()
             .success();
-        assert!(std::fs::read_to_string(&html).unwrap().contains("id=\"curves\""));
+        let html = std::fs::read_to_string(&html).unwrap();
+        assert!(html.contains("id=\"curves\""));
+        assert!(html.contains("tuned.csv") && html.contains(&*prior.display().to_string()));
+        // Sampling an agent needs a run directory.
+        smirl()
+            .args(["sample", "-n", "2"])
+            .arg("--model")
+            .arg(&prior)
+            .arg("--agent")
+            .arg(dir.path())
+            .arg("--out")
+            .arg(dir.path().join("x.csv"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("config.toml"));
+    }
+}
+
+// `smirl data clean`: counts, splits and outputs that the readers take back.
+mod data_clean {
+    use super::*;
+
+    #[test]
+    fn cleans_splits_and_writes_parquet() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        // 3 distinct valid molecules, 1 duplicate (another spelling), 1 invalid, 1 charged.
+        std::fs::write(&input, "id,smiles\n1,CCO\n2,OCC\n3,C1CC\n4,c1ccccc1\n5,CC(=O)[O-]\n6,CCN\n").unwrap();
+        let out = dir.path().join("clean");
+        smirl()
+            .args(["data", "clean"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .args(["--moses-filters", "--split", "0.34,0.33,0.33", "--seed", "5"])
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("train.parquet (1 molecules)"));
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("clean_report.json")).unwrap()).unwrap();
+        assert_eq!(report["counts"]["invalid"], 1);
+        assert_eq!(report["counts"]["duplicates"], 1);
+        assert_eq!(report["counts"]["failed_filters"], 1);
+        assert_eq!(report["counts"]["kept"], 3);
+        let mut all = Vec::new();
+        for split in ["train", "valid", "test"] {
+            let path = out.join(format!("{split}.parquet"));
+            // Each split is a corpus smirl reads (here: scores) again.
+            let scored = dir.path().join(format!("{split}.csv"));
+            smirl().arg("score").arg(&path).arg("--out").arg(&scored).assert().success();
+            let text = std::fs::read_to_string(&scored).unwrap();
+            all.extend(text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()));
+        }
+        all.sort();
+        assert_eq!(all, ["CCN", "CCO", "c1ccccc1"]);
     }
 }

@@ -9,16 +9,31 @@ pub const EMBEDDED_CORPUS_NAME: &str =
 /// Every 15th molecule of MOSES train (molsets 0.3.1), the first 100,000 of them, gzip-compressed.
 static CORPUS_GZ: &[u8] = include_bytes!("../corpus/moses_train_100k.smi.gz");
 
-/// The embedded corpus's SMILES, in file order.
-pub fn embedded_corpus() -> Vec<String> {
+/// What the embedded test set is.
+pub const EMBEDDED_TEST_SET_NAME: &str = "embedded MOSES test subset (its first 10,000 molecules)";
+
+/// The first 10,000 molecules of MOSES test (molsets 0.3.1), gzip-compressed.
+static TEST_GZ: &[u8] = include_bytes!("../corpus/moses_test_10k.smi.gz");
+
+fn lines_of(gz: &[u8]) -> Vec<String> {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(CORPUS_GZ)
+    flate2::read::GzDecoder::new(gz)
         .read_to_string(&mut text)
-        .expect("the embedded corpus is valid gzip UTF-8");
+        .expect("embedded corpora are valid gzip UTF-8");
     text.lines()
         .filter(|l| !l.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// The embedded corpus's SMILES, in file order.
+pub fn embedded_corpus() -> Vec<String> {
+    lines_of(CORPUS_GZ)
+}
+
+/// The embedded test set's SMILES, in file order.
+pub fn embedded_test_set() -> Vec<String> {
+    lines_of(TEST_GZ)
 }
 
 #[cfg(test)]
@@ -29,5 +44,9 @@ mod tests {
         assert_eq!(corpus.len(), 100_000);
         let distinct: std::collections::HashSet<&String> = corpus.iter().collect();
         assert_eq!(distinct.len(), 100_000);
+        // MOSES test and train are disjoint.
+        let test = super::embedded_test_set();
+        assert_eq!(test.len(), 10_000);
+        assert!(test.iter().all(|s| !distinct.contains(s)));
     }
 }

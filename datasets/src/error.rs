@@ -23,7 +23,7 @@ pub enum DatasetError {
         source: std::io::Error,
     },
     /// The extension is not one we read.
-    #[error("{path}: unknown file type (expected .csv, .tsv or .smi, optionally .gz)")]
+    #[error("{path}: unknown file type (expected .csv, .tsv or .smi, optionally .gz, or .parquet)")]
     UnknownFormat {
         /// The file.
         path: PathBuf,
@@ -61,6 +61,28 @@ pub enum DatasetError {
     /// The file has no molecules at all.
     #[error("{path}: empty file (no molecules)")]
     Empty {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A Parquet file polars cannot read or write, or a SMILES column that is not text.
+    #[error("{path}: Parquet error: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// An output file cannot be created or written.
+    #[error("{path}: cannot write: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The output name says neither Parquet nor CSV.
+    #[error("{path}: unknown output type (expected .parquet, .csv or .csv.gz)")]
+    UnknownOutputFormat {
         /// The file.
         path: PathBuf,
     },

@@ -4,15 +4,22 @@ SMILES corpora for smirl.
 # Brief overview
 [`read_smiles`] reads a SMILES file into [`SmilesRecord`]s: `.csv` / `.tsv` (column `smiles` or
 `SMILES` by default, or any named column) and `.smi` (SMILES, optionally whitespace and a name), each
-optionally gzip-compressed (`.csv.gz`…). Every problem is a [`DatasetError`] naming the file and, where
+optionally gzip-compressed (`.csv.gz`…), and `.parquet` (through polars). Every problem is a [`DatasetError`] naming the file and, where
 it applies, the line. An invalid SMILES is not an error here: validity is `chem`'s business.
-[`embedded_corpus`] is the default corpus compiled into the binary: 100,000 MOSES training molecules.
+[`embedded_corpus`] is the default corpus compiled into the binary: 100,000 MOSES training molecules;
+[`embedded_test_set`] the first 10,000 molecules of MOSES test, the default reference for evaluation.
+[`clean`] canonicalises, deduplicates and filters a corpus, [`split`] makes seeded train / valid /
+test splits (random or by scaffold), and [`write_rows`] writes Parquet or CSV.
 */
 
+mod clean;
 mod embedded;
 mod error;
+mod parquet;
 mod read;
 
-pub use embedded::{embedded_corpus, EMBEDDED_CORPUS_NAME};
+pub use clean::{clean, rows_to_frame, split, write_rows, CleanOptions, CleanReport, CleanRow, SplitBy, SplitError, SPLIT_NAMES};
+pub use embedded::{embedded_corpus, embedded_test_set, EMBEDDED_CORPUS_NAME, EMBEDDED_TEST_SET_NAME};
 pub use error::DatasetError;
+pub use parquet::{read_parquet, write_parquet};
 pub use read::{read_smiles, Format, SmilesRecord};

@@ -1,4 +1,5 @@
-//! Readers for SMILES files: CSV/TSV with a header, and .smi, plain or gzip-compressed.
+//! Readers for SMILES files: CSV/TSV with a header, and .smi, plain or gzip-compressed (Parquet is
+//! in `parquet.rs`).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -26,6 +27,8 @@ pub enum Format {
     Tsv,
     /// One SMILES per line, optionally followed by whitespace and a name; no header.
     Smi,
+    /// Apache Parquet (read through polars).
+    Parquet,
 }
 
 impl Format {
@@ -44,6 +47,7 @@ impl Format {
             Some("csv") => Format::Csv,
             Some("tsv") => Format::Tsv,
             Some("smi") | Some("smiles") => Format::Smi,
+            Some("parquet") if !gz => Format::Parquet,
             _ => {
                 return Err(DatasetError::UnknownFormat {
                     path: path.to_path_buf(),
@@ -70,8 +74,12 @@ fn open(path: &Path, gz: bool) -> Result<Box<dyn Read>, DatasetError> {
 /// `smiles`, else `SMILES`, else any column named so case-insensitively).
 pub fn read_smiles(path: &Path, column: Option<&str>) -> Result<Vec<SmilesRecord>, DatasetError> {
     let (format, gz) = Format::from_path(path)?;
+    if format == Format::Parquet {
+        return crate::parquet::read_parquet(path, column);
+    }
     let reader = open(path, gz)?;
     let records = match format {
+        Format::Parquet => unreachable!("handled above"),
         Format::Smi => read_smi(path, reader)?,
         Format::Csv => read_delimited(path, reader, b',', "CSV", column)?,
         Format::Tsv => read_delimited(path, reader, b'\t', "TSV", column)?,
@@ -125,14 +133,9 @@ fn read_smi(path: &Path, reader: Box<dyn Read>) -> Result<Vec<SmilesRecord>, Dat
 }
 
 fn find_column(header: &csv::StringRecord, column: Option<&str>) -> Option<usize> {
-    match column {
-        Some(c) => header.iter().position(|h| h == c),
-        None => header
-            .iter()
-            .position(|h| h == "smiles")
-            .or_else(|| header.iter().position(|h| h == "SMILES"))
-            .or_else(|| header.iter().position(|h| h.eq_ignore_ascii_case("smiles"))),
-    }
+    let names: Vec<&str> = header.iter().collect();
+    let name = crate::parquet::pick_column(&names, column)?;
+    names.iter().position(|n| *n == name)
 }
 
 fn read_delimited(

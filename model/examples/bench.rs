@@ -89,7 +89,7 @@ fn main() -> model::Result<()> {
     let kv = Tensor::randn(0f32, 1.0, (256, 4, 128, n_embd / 4), &dev)?.narrow(2, 0, 50)?;
     let t0 = Instant::now();
     for _ in 0..100 {
-        model::attention::cached_attention(&q, &kv, &kv, 0.125)?;
+        ops::cached_attention(&q, &kv, &kv, 0.125)?;
     }
     println!("cached attention (S=50) x100: {:.3}s", t0.elapsed().as_secs_f64());
     let w = Tensor::randn(0f32, 1.0, (4 * n_embd, n_embd), &dev)?;

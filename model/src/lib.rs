@@ -16,10 +16,9 @@
 //! - [`load_checkpoint`] reads a run directory back into a [`Loaded`] (model, varmap, vocab,
 //!   config, state).
 //!
-//! Training uses the fused CPU kernels of [`ops`] (linear layer, LayerNorm, erf GELU,
-//! cross-entropy) and [`attention`] (causal self-attention), which carry their own backward pass;
-//! decoding uses a fused attention over the KV cache. Other devices and dtypes fall back to
-//! candle's composed ops.
+//! Training uses the fused CPU kernels of [`ops`] (LayerNorm, causal softmax, erf GELU,
+//! cross-entropy), which carry their own backward pass; decoding uses a fused attention over the
+//! KV cache. Other devices and dtypes fall back to candle's composed ops.
 //!
 //! # CPU performance notes for the binary
 //!
@@ -43,7 +42,6 @@
 
 #![warn(missing_docs)]
 
-pub mod attention;
 pub mod checkpoint;
 mod error;
 pub mod gpt;

@@ -1,5 +1,5 @@
-//! Fused CPU kernels **with** a backward pass for the hot spots of training (linear layer,
-//! LayerNorm, causal softmax, erf GELU, cross-entropy); attention is in [`crate::attention`].
+//! Fused CPU kernels **with** a backward pass for the hot spots of training (LayerNorm, causal
+//! softmax, erf GELU, cross-entropy), and a fused attention over the KV cache for decoding.
 //!
 //! candle 0.11's fused `LayerNorm` and `softmax_last_dim` have no backward (gradients are silently
 //! lost), and the composed versions allocate a temporary per elementwise op. These custom ops do
@@ -14,12 +14,12 @@ use std::sync::Arc;
 
 type CResult<T> = candle_core::Result<T>;
 
-pub(crate) fn fused(xs: &Tensor) -> bool {
+fn fused(xs: &Tensor) -> bool {
     xs.device().is_cpu() && xs.dtype() == DType::F32
 }
 
 /// Runs `f` on the f32 data of `t` (made contiguous first).
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> CResult<R> {
+fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> CResult<R> {
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     let (o1, o2) = layout
@@ -31,7 +31,7 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> CResult<R>
     }
 }
 
-pub(crate) fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [f32]> {
+fn slice_f32<'a>(s: &'a CpuStorage, l: &Layout) -> CResult<&'a [f32]> {
     let (o1, o2) = l
         .contiguous_offsets()
         .ok_or_else(|| candle_core::Error::Msg("fused op: input not contiguous".into()))?;
@@ -219,99 +219,6 @@ impl CustomOp3 for LayerNormOp {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Linear layer: y = x wᵀ + b as one node (one GEMM and a bias pass forward, two GEMMs and a column
-// sum backward) instead of reshape, transpose, matmul, broadcast and add, each with its gradient.
-
-struct LinearOp;
-
-/// `xs (…, in) @ wᵀ + b` for `w (out, in)`, `b (out)`, on the flattened leading dims;
-/// differentiable in all three.
-pub fn linear(xs: &Tensor, w: &Tensor, b: &Tensor) -> CResult<Tensor> {
-    if fused(xs) {
-        return xs.contiguous()?.apply_op3(w, b, LinearOp);
-    }
-    let mut dims = xs.dims().to_vec();
-    let d_in = dims.pop().unwrap_or(1);
-    let n: usize = dims.iter().product();
-    let ys = xs.reshape((n, d_in))?.matmul(&w.t()?)?.broadcast_add(b)?;
-    dims.push(w.dim(0)?);
-    ys.reshape(dims)
-}
-
-/// Sums of the columns of row-major `rows × n` data: partial sums per fixed group of rows, added in
-/// order (deterministic, and parallel, unlike candle's strided `sum(0)`).
-fn column_sums(x: &[f32], n: usize) -> Vec<f32> {
-    const ROWS: usize = 64;
-    let parts: Vec<Vec<f32>> = x
-        .par_chunks(n * ROWS)
-        .map(|rows| {
-            let mut acc = vec![0f32; n];
-            for r in rows.chunks(n) {
-                acc.iter_mut().zip(r).for_each(|(a, v)| *a += v);
-            }
-            acc
-        })
-        .collect();
-    let mut sum = vec![0f32; n];
-    for p in &parts {
-        sum.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-    }
-    sum
-}
-
-impl CustomOp3 for LinearOp {
-    fn name(&self) -> &'static str {
-        "linear-fused"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> CResult<(CpuStorage, Shape)> {
-        let (d_out, d_in) = l2.shape().dims2()?;
-        let n = l1.shape().elem_count() / d_in;
-        if l1.dims().last() != Some(&d_in) || l3.dims() != [d_out] || !l2.is_contiguous() {
-            candle_core::bail!("linear: shapes {:?} {:?} {:?}", l1.dims(), l2.dims(), l3.dims());
-        }
-        let lhs = Layout::contiguous_with_offset((n, d_in), l1.start_offset());
-        let rhs = Layout::new((d_in, d_out).into(), vec![1, d_in], l2.start_offset()); // wᵀ, no copy
-        let CpuStorage::F32(mut y) = s1.matmul(s2, (1, n, d_out, d_in), &lhs, &rhs)? else {
-            candle_core::bail!("linear: expected f32")
-        };
-        let b = slice_f32(s3, l3)?;
-        y.par_chunks_mut(d_out * 64).for_each(|rows| {
-            rows.chunks_mut(d_out)
-                .for_each(|r| r.iter_mut().zip(b).for_each(|(y, b)| *y += b))
-        });
-        let mut dims = l1.dims().to_vec();
-        *dims.last_mut().expect("rank >= 1") = d_out;
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _b: &Tensor,
-        _y: &Tensor,
-        g: &Tensor,
-    ) -> CResult<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (d_out, d_in) = w.dims2()?;
-        let n = x.elem_count() / d_in;
-        let g = g.detach().reshape((n, d_out))?;
-        let dx = g.matmul(&w.detach())?.reshape(x.shape())?;
-        let dw = g.t()?.matmul(&x.detach().reshape((n, d_in))?)?;
-        let db = with_f32(&g, |g| column_sums(g, d_out))?;
-        Ok((Some(dx), Some(dw), Some(Tensor::from_vec(db, d_out, w.device())?)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Cross-entropy with an ignore index, mean over the counted rows.
 
 struct CrossEntropy {
@@ -416,7 +323,7 @@ impl CustomOp1 for CrossEntropy {
 
 /// Cephes `expf`: range reduction by ln 2, degree-5 polynomial; relative error < 2e-7.
 #[inline(always)]
-pub(crate) fn exp_fast(x: f32) -> f32 {
+fn exp_fast(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
@@ -474,28 +381,8 @@ macro_rules! dispatch {
         }
     };
 }
-pub(crate) use dispatch;
 dispatch!(gelu_fwd, gelu_fwd_avx2, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
 dispatch!(gelu_bwd, gelu_bwd_avx2, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
-
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators so the compiler can vectorise the reduction.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 // ---------------------------------------------------------------------------------------------
 // GELU (erf form) with a one-pass backward.
@@ -538,19 +425,155 @@ impl CustomOp1 for GeluErf {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Attention over a KV cache, for decoding (no backward).
+
+struct CachedAttention {
+    scale: f32,
+}
+
+/// `softmax(scale · q kᵀ, causal) v` for `q (B, H, T, hd)` against `k, v (B, H, S, hd)` that may
+/// be strided views into a preallocated cache; query `i` sees keys `j <= i + S - T`. Inference
+/// only: one pass per query row instead of 2·B·H tiny GEMMs, and no gradient.
+pub fn cached_attention(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64) -> CResult<Tensor> {
+    if fused(q) && k.stride().last() == Some(&1) && v.stride().last() == Some(&1) {
+        return q
+            .contiguous()?
+            .apply_op3_no_bwd(k, v, &CachedAttention { scale: scale as f32 });
+    }
+    let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
+    att.matmul(&v.contiguous()?)
+}
+
+/// Shapes and strides of one `cached_attention` call.
+struct AttnGeo {
+    h: usize,
+    t: usize,
+    hd: usize,
+    s: usize,
+    ks: [usize; 3],
+    vs: [usize; 3],
+    ko: usize,
+    vo: usize,
+    scale: f32,
+}
+
+/// Attention of the `t` query rows of batch×head `bh` into `o` (zeroed).
+#[inline(always)]
+fn attend_body(g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]) {
+    let (bi, hi, hd) = (bh / g.h, bh % g.h, g.hd);
+    let kb = g.ko + bi * g.ks[0] + hi * g.ks[1];
+    let vb = g.vo + bi * g.vs[0] + hi * g.vs[1];
+    let mut p = vec![0f32; g.s];
+    for i in 0..g.t {
+        let qr = &q[(bh * g.t + i) * hd..][..hd];
+        let visible = i + g.s - g.t + 1;
+        let mut max = f32::NEG_INFINITY;
+        for j in 0..visible {
+            p[j] = dot(qr, &k[kb + j * g.ks[2]..][..hd]) * g.scale;
+            max = max.max(p[j]);
+        }
+        let mut sum = 0f32;
+        for pj in &mut p[..visible] {
+            *pj = exp_fast(*pj - max);
+            sum += *pj;
+        }
+        let orow = &mut o[i * hd..][..hd];
+        for j in 0..visible {
+            let w = p[j] / sum;
+            for (od, &vd) in orow.iter_mut().zip(&v[vb + j * g.vs[2]..][..hd]) {
+                *od += w * vd;
+            }
+        }
+    }
+}
+dispatch!(attend, attend_avx2, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight independent accumulators so the compiler can vectorise the reduction.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+impl CustomOp3 for CachedAttention {
+    fn name(&self) -> &'static str {
+        "cached-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> CResult<(CpuStorage, Shape)> {
+        let q = slice_f32(s1, l1)?;
+        let (CpuStorage::F32(k), CpuStorage::F32(v)) = (s2, s3) else {
+            candle_core::bail!("cached_attention: expected f32 keys and values")
+        };
+        let [b, h, t, hd] = l1.dims() else {
+            candle_core::bail!("cached_attention: q must be 4D")
+        };
+        let (b, h, t, hd) = (*b, *h, *t, *hd);
+        let s = l2.dims()[2];
+        if l2.dims() != [b, h, s, hd] || l3.dims() != [b, h, s, hd] {
+            candle_core::bail!(
+                "cached_attention: k/v shapes {:?} {:?} vs q {:?}",
+                l2.dims(),
+                l3.dims(),
+                l1.dims()
+            );
+        }
+        let (ks, vs) = (l2.stride(), l3.stride());
+        let (ko, vo) = (l2.start_offset(), l3.start_offset());
+        let mut out = vec![0f32; q.len()];
+        let geo = AttnGeo {
+            h,
+            t,
+            hd,
+            s,
+            ks: [ks[0], ks[1], ks[2]],
+            vs: [vs[0], vs[1], vs[2]],
+            ko,
+            vo,
+            scale: self.scale,
+        };
+        out.par_chunks_mut(t * hd)
+            .enumerate()
+            .with_min_len(16)
+            .for_each(|(bh, o)| attend(&geo, bh, q, k, v, o));
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
-    pub(crate) fn randn(shape: &[usize], seed: u64) -> Tensor {
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
         let mut r = crate::rng::Rng::new(seed);
         let n = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|_| r.normal() as f32).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()
@@ -612,23 +635,6 @@ pub(crate) mod tests {
         let g1 = (a * 3.0).unwrap().backward().unwrap();
         let g2 = (r * 3.0).unwrap().backward().unwrap();
         assert!(max_diff(g1.get(&l).unwrap(), g2.get(&l).unwrap()) < 1e-5);
-        // Linear layer on a 3D input, gradients for x, w, b.
-        let x = Var::from_tensor(&randn(&[2, 3, 5], 13)).unwrap();
-        let w = Var::from_tensor(&randn(&[4, 5], 14)).unwrap();
-        let b = Var::from_tensor(&randn(&[4], 15)).unwrap();
-        let c = randn(&[2, 3, 4], 16);
-        let y = linear(&x, &w, &b).unwrap();
-        let yr = x
-            .broadcast_matmul(&w.t().unwrap())
-            .unwrap()
-            .broadcast_add(&b)
-            .unwrap();
-        assert!(max_diff(&y, &yr) < 1e-5);
-        let g1 = (y * &c).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (yr * &c).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&x, &w, &b] {
-            assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-5);
-        }
         // GELU.
         let x = Var::from_tensor(&(randn(&[3, 50], 8) * 3.0).unwrap()).unwrap();
         let c = randn(&[3, 50], 9);
@@ -637,5 +643,15 @@ pub(crate) mod tests {
         let g1 = (y * &c).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (yr * &c).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(max_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-4);
+        // Cached attention on strided k/v views equals the matmul path.
+        let q = randn(&[2, 3, 2, 16], 10);
+        let kc = randn(&[2, 3, 9, 16], 11).narrow(2, 0, 6).unwrap();
+        let vc = randn(&[2, 3, 9, 16], 12).narrow(2, 0, 6).unwrap();
+        let a = cached_attention(&q, &kc, &vc, 0.25).unwrap();
+        let r = causal_softmax(&q.matmul(&kc.t().unwrap()).unwrap(), 0.25)
+            .unwrap()
+            .matmul(&vc.contiguous().unwrap())
+            .unwrap();
+        assert!(max_diff(&a, &r) < 1e-5);
     }
 }

@@ -42,4 +42,4 @@ pub mod scoring;
 pub use config::{LossConfig, PolicyMode, TuneConfig};
 pub use error::{Error, Result};
 pub use policy::Policy;
-pub use run::{run_tune, StepLog, TuneOptions, TuneReport};
+pub use run::{load_tuned_policy, run_tune, StepLog, TuneOptions, TuneReport};

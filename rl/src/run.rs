@@ -27,6 +27,8 @@ pub const LOG_FILE: &str = "log.csv";
 pub const CANDIDATES_FILE: &str = "candidates.csv";
 /// Resolved config file name.
 pub const CONFIG_FILE: &str = "config.toml";
+/// What the run tunes (`{"model_dir": ...}`), in the run directory.
+pub const RUN_INFO_FILE: &str = "run.json";
 /// Checkpoint directory name.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 const TRAINABLE_FILE: &str = "trainable.safetensors";
@@ -155,6 +157,18 @@ fn find_checkpoint(out: &Path) -> Option<PathBuf> {
         .find(|d| d.join(STATE_FILE).exists())
 }
 
+/// The tuned agent of a run directory: the prior from `model_dir` with the trainable part (prefix
+/// or all weights) of the run's newest checkpoint, built as the run's config says.
+pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> Result<Policy> {
+    let cfg_path = run_dir.join(CONFIG_FILE);
+    let cfg = TuneConfig::from_file(&cfg_path)?;
+    let ckpt = find_checkpoint(run_dir)
+        .ok_or_else(|| Error::checkpoint(run_dir, "no checkpoint in this run directory (not a `smirl tune` run?)"))?;
+    let mut policy = Policy::load(model_dir, cfg.mode, &cfg.prefix, cfg.seed, device)?;
+    policy.load_trainable(&ckpt.join(TRAINABLE_FILE))?;
+    Ok(policy)
+}
+
 fn load_checkpoint(trainer: &mut Trainer, dir: &Path) -> Result<()> {
     let path = dir.join(STATE_FILE);
     let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
@@ -229,6 +243,9 @@ pub fn run_tune(
         }
     }
     model::checkpoint::write_atomic(&cfg_path, cfg.to_toml().as_bytes())?;
+    // Which prior the run tunes, for reports and for sampling the agent later.
+    let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
+    model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
 
     let device = Device::Cpu;
     let policy = Policy::load(&opts.model_dir, cfg.mode, &cfg.prefix, cfg.seed, &device)?;

@@ -12,12 +12,14 @@ use super::{input, table};
 pub struct EvalArgs {
     /// Generated samples (CSV/TSV/.smi, optionally .gz), in sampling order.
     samples: PathBuf,
-    /// Training set (for novelty), e.g. data/moses/train.csv.gz.
+    /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: the embedded 100,000
+    /// MOSES train molecules, which makes novelty an upper bound of novelty against all of train].
     #[arg(long)]
-    train: PathBuf,
-    /// Test set (for SNN, Frag, Scaf), e.g. data/moses/test.csv.gz.
+    train: Option<PathBuf>,
+    /// Test set (for SNN, Frag, Scaf), e.g. data/moses/test.csv.gz [default: the embedded first
+    /// 10,000 MOSES test molecules].
     #[arg(long)]
-    test: PathBuf,
+    test: Option<PathBuf>,
     /// Name of the SMILES column of the samples file.
     #[arg(long)]
     smiles_column: Option<String>,
@@ -31,8 +33,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let records = input::read(&args.samples, args.smiles_column.as_deref())?;
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let scored = input::score_all(&smiles, "samples");
-    let train = input::canonical_set(&args.train, None)?;
-    let test_records = input::read(&args.test, None).context("reading the test set")?;
+    let (train_records, train_name) =
+        input::read_or_embedded(args.train.as_deref(), input::Embedded::Train).context("reading the training set")?;
+    let train = input::canonical_set_of(&train_records, &train_name);
+    let (test_records, test_name) =
+        input::read_or_embedded(args.test.as_deref(), input::Embedded::Test).context("reading the test set")?;
+    if args.train.is_none() || args.test.is_none() {
+        eprintln!("reference sets: train = {train_name}; test = {test_name}");
+    }
     let test_smiles: Vec<&str> = test_records.iter().map(|r| r.smiles.as_str()).collect();
     let bar = input::progress(test_smiles.len(), "test set");
     let mut test = chem::ReferenceSet::default();

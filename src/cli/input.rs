@@ -49,11 +49,11 @@ pub fn score_all(smiles: &[&str], what: &str) -> Vec<Option<MoleculeProps>> {
 /// Reads a training set and returns its canonical SMILES (invalid entries are counted and reported).
 pub fn canonical_set(path: &Path, column: Option<&str>) -> anyhow::Result<HashSet<String>> {
     let records = read(path, column).with_context(|| "reading the training set")?;
-    Ok(canonical_set_of(&records, path))
+    Ok(canonical_set_of(&records, &path.display()))
 }
 
 /// Canonical SMILES of already-read training records (invalid entries are counted and reported).
-pub fn canonical_set_of(records: &[SmilesRecord], path: &Path) -> HashSet<String> {
+pub fn canonical_set_of(records: &[SmilesRecord], source: &dyn std::fmt::Display) -> HashSet<String> {
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let bar = progress(smiles.len(), "train");
     let mut set = HashSet::with_capacity(smiles.len());
@@ -74,8 +74,41 @@ pub fn canonical_set_of(records: &[SmilesRecord], path: &Path) -> HashSet<String
         eprintln!(
             "note: {invalid} of {} molecules in {} are invalid and were left out",
             smiles.len(),
-            path.display()
+            source
         );
     }
     set
+}
+
+/// The reference sets compiled into the binary, used when no file is given.
+#[derive(Debug, Clone, Copy)]
+pub enum Embedded {
+    /// 100,000 MOSES training molecules.
+    Train,
+    /// The first 10,000 MOSES test molecules.
+    Test,
+}
+
+/// Reads `path`, or, when there is none, the embedded set; returns the records and what they are.
+pub fn read_or_embedded(
+    path: Option<&Path>,
+    embedded: Embedded,
+) -> anyhow::Result<(Vec<SmilesRecord>, String)> {
+    if let Some(path) = path {
+        return Ok((read(path, None)?, path.display().to_string()));
+    }
+    let (smiles, name) = match embedded {
+        Embedded::Train => (datasets::embedded_corpus(), datasets::EMBEDDED_CORPUS_NAME),
+        Embedded::Test => (datasets::embedded_test_set(), datasets::EMBEDDED_TEST_SET_NAME),
+    };
+    let records = smiles
+        .into_iter()
+        .enumerate()
+        .map(|(i, smiles)| SmilesRecord {
+            smiles,
+            name: None,
+            line: i as u64 + 1,
+        })
+        .collect();
+    Ok((records, name.to_string()))
 }

@@ -2,6 +2,8 @@
 
 mod bench;
 mod bench_rl;
+mod data;
+mod demo;
 mod eval;
 mod input;
 mod pretrain;
@@ -23,6 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// The main job end to end on the shipped prior: sample, tune, sample, evaluate, report.
+    Demo(demo::DemoArgs),
     /// Pretrain the SMILES GPT on a corpus (resumable, checkpointed).
     Pretrain(pretrain::PretrainArgs),
     /// Sample molecules from a trained model, with their log-likelihoods.
@@ -35,6 +39,9 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Write a self-contained HTML report for a samples file or a run directory.
     Report(report::ReportArgs),
+    /// Prepare corpora: clean, deduplicate, filter, split; Parquet or CSV out.
+    #[command(subcommand)]
+    Data(data::DataCommand),
     /// Throughput benchmarks against the Python peers.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -43,12 +50,14 @@ enum Command {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Demo(args) => demo::run(args),
         Command::Pretrain(args) => pretrain::run(args),
         Command::Sample(args) => sample::run(args),
         Command::Tune(args) => tune::run(args),
         Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

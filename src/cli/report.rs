@@ -16,9 +16,14 @@ pub struct ReportArgs {
     /// Where to write the HTML.
     #[arg(long, default_value = "report.html")]
     out: PathBuf,
-    /// Training set: novelty and the reference property distributions.
+    /// Training set: novelty and the reference property distributions [default: the embedded
+    /// 100,000 MOSES train molecules].
     #[arg(long)]
     train: Option<PathBuf>,
+    /// For a run directory: fresh samples of the tuned agent (`smirl sample --agent RUN_DIR`) for the
+    /// metric table and the property distributions (default: the run's candidates).
+    #[arg(long)]
+    samples: Option<PathBuf>,
     /// Name of the SMILES column of a CSV/TSV samples file.
     #[arg(long)]
     smiles_column: Option<String>,
@@ -128,6 +133,14 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        if let Ok(text) = std::fs::read_to_string(dir.join(rl::run::RUN_INFO_FILE)) {
+            if let Some(model) = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["model_dir"].as_str().map(String::from))
+            {
+                report.summary.push(("model (prior)".into(), model));
+            }
+        }
         let log = dir.join("log.csv");
         if log.is_file() {
             let curves = curves_from_log(&log)?;
@@ -159,23 +172,35 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 
     let smiles: Vec<&str> = molecules.smiles.iter().map(String::as_str).collect();
     let scored = input::score_all(&smiles, "scoring");
-    let train_records = match &args.train {
-        Some(path) => Some(input::read(path, None).context("reading the training set")?),
-        None => None,
+    // The set the metric table and distributions describe.
+    let sampled = match &args.samples {
+        Some(path) => {
+            anyhow::ensure!(args.input.is_dir(), "--samples goes with a run directory as input");
+            report.summary.push(("samples".into(), path.display().to_string()));
+            let records = input::read(path, args.smiles_column.as_deref())?;
+            let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
+            input::score_all(&smiles, "samples")
+        }
+        None => {
+            if args.input.is_dir() {
+                report.summary.push(("metrics over".into(), "the run's candidates (distinct valid molecules)".into()));
+            }
+            scored.clone()
+        }
     };
-    let train = train_records
-        .as_ref()
-        .zip(args.train.as_ref())
-        .map(|(records, path)| input::canonical_set_of(records, path));
-    report.n_generated = scored.len();
-    report.n_valid = scored.iter().flatten().count();
-    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&scored, train.as_ref(), None));
+    let (train_records, train_name) =
+        input::read_or_embedded(args.train.as_deref(), input::Embedded::Train).context("reading the training set")?;
+    report.summary.push(("training set".into(), train_name.clone()));
+    let train = input::canonical_set_of(&train_records, &train_name);
+    report.n_generated = sampled.len();
+    report.n_valid = sampled.iter().flatten().count();
+    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&sampled, Some(&train), None));
 
     // Reference distributions from (up to 5,000 molecules of) the training set.
-    let reference = train_records.as_ref().map(|records| {
-        let sample: Vec<&str> = records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
-        input::score_all(&sample, "train set")
-    });
+    let reference = {
+        let sample: Vec<&str> = train_records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
+        Some(input::score_all(&sample, "train set"))
+    };
     type Getter = fn(&chem::MoleculeProps) -> Option<f64>;
     let properties: [(&str, Getter); 5] = [
         ("QED", |p| Some(p.qed)),
@@ -189,7 +214,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             |set: &[Option<chem::MoleculeProps>]| set.iter().flatten().filter_map(get).collect::<Vec<f64>>();
         report.distributions.push(Distribution {
             name: name.to_string(),
-            generated: values(&scored),
+            generated: values(&sampled),
             reference: reference.as_deref().map(values),
         });
     }

@@ -11,6 +11,9 @@ pub struct SampleArgs {
     /// Run directory of a trained model (from `smirl pretrain`).
     #[arg(long)]
     model: PathBuf,
+    /// Sample from the tuned agent of this `smirl tune` run directory (tuned from --model).
+    #[arg(long)]
+    agent: Option<PathBuf>,
     /// Number of molecules.
     #[arg(short = 'n', long, default_value_t = 1000)]
     n: usize,
@@ -39,7 +42,6 @@ pub struct SampleArgs {
 
 /// Runs `smirl sample`.
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
-    let run = model::load_checkpoint(&args.model, &model::Device::Cpu)?;
     let opts = SampleOptions {
         n: args.n,
         batch_size: args.batch,
@@ -49,7 +51,20 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         max_len: args.max_len,
         seed: args.seed,
     };
-    let samples = model::sample(&run.model, &run.vocab, None, &opts)?;
+    let samples = match &args.agent {
+        None => {
+            let run = model::load_checkpoint(&args.model, &model::Device::Cpu)?;
+            model::sample(&run.model, &run.vocab, None, &opts)?
+        }
+        Some(run_dir) => {
+            if args.top_k != 0 || args.top_p < 1.0 {
+                eprintln!("note: --top-k/--top-p are not applied to a tuned agent (it samples at --temperature only)");
+            }
+            let policy = rl::load_tuned_policy(run_dir, &args.model, &model::Device::Cpu)
+                .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
+            policy.sample(&opts)?
+        }
+    };
     let file =
         std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));

@@ -210,16 +210,11 @@ type = "novelty"
         assert_eq!(out.components[3], vec![1.0, 1.0, 1.0, 1.0, 0.0]);
         // "OCC" duplicates "CCO" (same canonical form); "NCCO" was seen in an earlier step.
         assert_eq!(out.components[4], vec![1.0, 1.0, 0.0, 1.0, 0.0]);
-        // Novelty against the shipped training sample: small fragments are not in MOSES.
+        // Novelty against the embedded MOSES corpus: small fragments are not in MOSES.
         assert!(out.components[5].iter().all(|&v| v == 1.0));
-        let train = chem::Molecule::parse(
-            include_str!("../../../examples/train_sample.smi")
-                .lines()
-                .next()
-                .unwrap(),
-        )
-        .unwrap()
-        .canonical_smiles();
+        let train = chem::Molecule::parse(&datasets::embedded_corpus()[0])
+            .unwrap()
+            .canonical_smiles();
         let nb = MolBatch::new(&[train], None);
         let nov = s.score(&nb, &ctx).unwrap();
         assert_eq!(nov.components[5], vec![0.0]);

@@ -9,13 +9,6 @@ use super::{default_weight, Component, MolBatch, ScoringContext};
 use crate::scoring::transforms::Transform;
 use crate::Result;
 
-/// The shipped training sample (`examples/train_sample.smi`, 5000 MOSES molecules), the
-/// default training set when a config gives none.
-const DEFAULT_TRAINING_SET: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../examples/train_sample.smi"
-));
-
 /// Parameters of the `novelty` component.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +23,7 @@ pub struct NoveltyParams {
     #[serde(default)]
     pub transform: Transform,
     /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
-    /// Default: the shipped `examples/train_sample.smi`.
+    /// Default: the corpus embedded in the binary (100,000 MOSES train molecules).
     #[serde(default)]
     pub training_set: Option<PathBuf>,
 }
@@ -49,11 +42,7 @@ impl Novelty {
                 .into_iter()
                 .map(|r| r.smiles)
                 .collect(),
-            None => DEFAULT_TRAINING_SET
-                .lines()
-                .filter_map(|l| l.split_whitespace().next())
-                .map(str::to_string)
-                .collect(),
+            None => datasets::embedded_corpus(),
         };
         Ok(Self::from_canonical(
             chem::canonicalize_batch(&smiles).into_iter().flatten(),
