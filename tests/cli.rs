@@ -575,7 +575,11 @@ mod data_clean {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.csv");
         // 3 distinct valid molecules, 1 duplicate (another spelling), 1 invalid, 1 charged.
-        std::fs::write(&input, "id,smiles\n1,CCO\n2,OCC\n3,C1CC\n4,c1ccccc1\n5,CC(=O)[O-]\n6,CCN\n").unwrap();
+        std::fs::write(
+            &input,
+            "id,smiles\n1,CCO\n2,OCC\n3,C1CC\n4,c1ccccc1\n5,CC(=O)[O-]\n6,CCN\n",
+        )
+        .unwrap();
         let out = dir.path().join("clean");
         smirl()
             .args(["data", "clean"])
@@ -597,9 +601,19 @@ mod data_clean {
             let path = out.join(format!("{split}.parquet"));
             // Each split is a corpus smirl reads (here: scores) again.
             let scored = dir.path().join(format!("{split}.csv"));
-            smirl().arg("score").arg(&path).arg("--out").arg(&scored).assert().success();
+            smirl()
+                .arg("score")
+                .arg(&path)
+                .arg("--out")
+                .arg(&scored)
+                .assert()
+                .success();
             let text = std::fs::read_to_string(&scored).unwrap();
-            all.extend(text.lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()));
+            all.extend(
+                text.lines()
+                    .skip(1)
+                    .map(|l| l.split(',').next().unwrap().to_string()),
+            );
         }
         all.sort();
         assert_eq!(all, ["CCN", "CCO", "c1ccccc1"]);

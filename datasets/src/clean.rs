@@ -254,11 +254,14 @@ pub fn rows_to_frame(rows: &[CleanRow]) -> DataFrame {
     let smiles: Vec<&str> = rows.iter().map(|r| r.smiles.as_str()).collect();
     let lines: Vec<u64> = rows.iter().map(|r| r.source_line).collect();
     let names: Vec<Option<&str>> = rows.iter().map(|r| r.name.as_deref()).collect();
-    DataFrame::new(rows.len(), vec![
-        Column::new("smiles".into(), smiles),
-        Column::new("source_line".into(), lines),
-        Column::new("name".into(), names),
-    ])
+    DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new("smiles".into(), smiles),
+            Column::new("source_line".into(), lines),
+            Column::new("name".into(), names),
+        ],
+    )
     .expect("three columns of equal length")
 }
 
@@ -285,8 +288,11 @@ pub fn write_rows(path: &Path, rows: &[CleanRow]) -> Result<(), DatasetError> {
     }
     let file = std::fs::File::create(path).map_err(write_error)?;
     if gz {
-        let encoder = write_csv(flate2::write::GzEncoder::new(file, flate2::Compression::default()), rows)
-            .map_err(write_error)?;
+        let encoder = write_csv(
+            flate2::write::GzEncoder::new(file, flate2::Compression::default()),
+            rows,
+        )
+        .map_err(write_error)?;
         // finish() reports a failed final write, which dropping the encoder would swallow.
         encoder.finish().map_err(write_error)?;
     } else {
@@ -300,7 +306,11 @@ fn write_csv<W: Write>(sink: W, rows: &[CleanRow]) -> std::io::Result<W> {
     csv.write_record(["smiles", "source_line", "name"])?;
     for row in rows {
         let line = row.source_line.to_string();
-        csv.write_record([row.smiles.as_str(), line.as_str(), row.name.as_deref().unwrap_or("")])?;
+        csv.write_record([
+            row.smiles.as_str(),
+            line.as_str(),
+            row.name.as_deref().unwrap_or(""),
+        ])?;
     }
     csv.into_inner().map_err(|e| e.into_error())
 }
@@ -345,7 +355,13 @@ mod tests {
         assert_eq!(kept, ["CCO", "c1ccccc1", "CC(=O)O"]);
         assert_eq!(rows.iter().map(|r| r.source_line).collect::<Vec<_>>(), [1, 5, 9]);
         assert_eq!(
-            (report.read, report.invalid, report.duplicates, report.too_short, report.too_long),
+            (
+                report.read,
+                report.invalid,
+                report.duplicates,
+                report.too_short,
+                report.too_long
+            ),
             (9, 2, 1, 1, 1)
         );
         assert_eq!(report.disallowed_chars, 1);
@@ -410,14 +426,22 @@ mod tests {
         let splits = split(rows, [0.6, 0.2, 0.2], SplitBy::Scaffold, 1).unwrap();
         let scaffolds = |rows: &Vec<CleanRow>| -> HashSet<String> {
             rows.iter()
-                .map(|r| chem::Molecule::parse(&r.smiles).unwrap().murcko_scaffold().unwrap())
+                .map(|r| {
+                    chem::Molecule::parse(&r.smiles)
+                        .unwrap()
+                        .murcko_scaffold()
+                        .unwrap()
+                })
                 .collect()
         };
         let sets: Vec<HashSet<String>> = splits.iter().map(scaffolds).collect();
         for i in 0..3 {
             assert!(!splits[i].is_empty());
             for j in i + 1..3 {
-                assert!(sets[i].is_disjoint(&sets[j]), "splits {i} and {j} share a scaffold");
+                assert!(
+                    sets[i].is_disjoint(&sets[j]),
+                    "splits {i} and {j} share a scaffold"
+                );
             }
         }
         assert_eq!(splits.iter().map(Vec::len).sum::<usize>(), 100);
@@ -426,17 +450,29 @@ mod tests {
     #[test]
     fn writes_parquet_and_csv_that_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        let rows = vec![row("CCO", 3), CleanRow { name: Some("benzene".into()), ..row("c1ccccc1", 9) }];
+        let rows = vec![
+            row("CCO", 3),
+            CleanRow {
+                name: Some("benzene".into()),
+                ..row("c1ccccc1", 9)
+            },
+        ];
         for name in ["out.parquet", "out.csv", "out.csv.gz"] {
             let path = dir.path().join(name);
             write_rows(&path, &rows).unwrap();
             let back = crate::read_smiles(&path, None).unwrap();
-            assert_eq!(back.iter().map(|r| r.smiles.as_str()).collect::<Vec<_>>(), ["CCO", "c1ccccc1"], "{name}");
+            assert_eq!(
+                back.iter().map(|r| r.smiles.as_str()).collect::<Vec<_>>(),
+                ["CCO", "c1ccccc1"],
+                "{name}"
+            );
         }
         let parquet = crate::read_smiles(&dir.path().join("out.parquet"), None).unwrap();
         assert_eq!(parquet[1].name.as_deref(), Some("benzene"));
         assert_eq!(parquet[1].line, 2);
-        let e = write_rows(&dir.path().join("out.xlsx"), &rows).unwrap_err().to_string();
+        let e = write_rows(&dir.path().join("out.xlsx"), &rows)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("out.xlsx") && e.contains("unknown output type"), "{e}");
     }
 }

@@ -18,7 +18,10 @@ mod error;
 mod parquet;
 mod read;
 
-pub use clean::{clean, rows_to_frame, split, write_rows, CleanOptions, CleanReport, CleanRow, SplitBy, SplitError, SPLIT_NAMES};
+pub use clean::{
+    clean, rows_to_frame, split, write_rows, CleanOptions, CleanReport, CleanRow, SplitBy, SplitError,
+    SPLIT_NAMES,
+};
 pub use embedded::{embedded_corpus, embedded_test_set, EMBEDDED_CORPUS_NAME, EMBEDDED_TEST_SET_NAME};
 pub use error::DatasetError;
 pub use parquet::{read_parquet, write_parquet};

@@ -97,7 +97,10 @@ mod tests {
         let corrupt = dir.path().join("corrupt.parquet");
         std::fs::write(&corrupt, b"PAR1 this is not parquet").unwrap();
         let e = read_parquet(&corrupt, None).unwrap_err().to_string();
-        assert!(e.starts_with(&format!("{}: Parquet error", corrupt.display())), "{e}");
+        assert!(
+            e.starts_with(&format!("{}: Parquet error", corrupt.display())),
+            "{e}"
+        );
 
         let numbers = dir.path().join("numbers.parquet");
         let mut frame = DataFrame::new(2, vec![Column::new("smiles".into(), [1i64, 2])]).unwrap();
@@ -109,7 +112,10 @@ mod tests {
         let mut frame = DataFrame::new(1, vec![Column::new("mol".into(), ["CCO"])]).unwrap();
         write_parquet(&other, &mut frame).unwrap();
         let e = read_parquet(&other, None).unwrap_err().to_string();
-        assert!(e.contains("other.parquet") && e.contains("no column") && e.contains("mol"), "{e}");
+        assert!(
+            e.contains("other.parquet") && e.contains("no column") && e.contains("mol"),
+            "{e}"
+        );
         assert_eq!(read_parquet(&other, Some("mol")).unwrap()[0].smiles, "CCO");
     }
 }

@@ -162,8 +162,12 @@ fn find_checkpoint(out: &Path) -> Option<PathBuf> {
 pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> Result<Policy> {
     let cfg_path = run_dir.join(CONFIG_FILE);
     let cfg = TuneConfig::from_file(&cfg_path)?;
-    let ckpt = find_checkpoint(run_dir)
-        .ok_or_else(|| Error::checkpoint(run_dir, "no checkpoint in this run directory (not a `smirl tune` run?)"))?;
+    let ckpt = find_checkpoint(run_dir).ok_or_else(|| {
+        Error::checkpoint(
+            run_dir,
+            "no checkpoint in this run directory (not a `smirl tune` run?)",
+        )
+    })?;
     let mut policy = Policy::load(model_dir, cfg.mode, &cfg.prefix, cfg.seed, device)?;
     policy.load_trainable(&ckpt.join(TRAINABLE_FILE))?;
     Ok(policy)

@@ -73,8 +73,13 @@ pub struct CleanArgs {
 }
 
 fn vocab_chars(path: &std::path::Path) -> anyhow::Result<BTreeSet<char>> {
-    let file = if path.is_dir() { path.join("vocab.json") } else { path.to_path_buf() };
-    let vocab = model::Vocab::load(&file).with_context(|| format!("{}: cannot load vocabulary", file.display()))?;
+    let file = if path.is_dir() {
+        path.join("vocab.json")
+    } else {
+        path.to_path_buf()
+    };
+    let vocab =
+        model::Vocab::load(&file).with_context(|| format!("{}: cannot load vocabulary", file.display()))?;
     // Ids up to EOS are the special tokens (PAD, BOS, EOS), not SMILES text.
     Ok((model::EOS + 1..vocab.len() as u32)
         .filter_map(|id| vocab.token(id))
@@ -114,7 +119,10 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
             written.push((path, rows.len()));
         }
         Some(fractions) => {
-            anyhow::ensure!(fractions.len() == 3, "--split takes three fractions: train,valid,test");
+            anyhow::ensure!(
+                fractions.len() == 3,
+                "--split takes three fractions: train,valid,test"
+            );
             let by = match args.split_by {
                 SplitMode::Random => SplitBy::Random,
                 SplitMode::Scaffold => SplitBy::Scaffold,
@@ -156,8 +164,11 @@ pub fn run(command: DataCommand) -> anyhow::Result<()> {
         println!("dropped: {what:<17}{n:>9} ({:.2}%)", pct(n));
     }
     if !report.disallowed_examples.is_empty() {
-        let chars: Vec<String> =
-            report.disallowed_examples.iter().map(|(c, n)| format!("{c:?}×{n}")).collect();
+        let chars: Vec<String> = report
+            .disallowed_examples
+            .iter()
+            .map(|(c, n)| format!("{c:?}×{n}"))
+            .collect();
         println!("  characters dropped for: {}", chars.join(" "));
     }
     println!("kept               {:>9} ({:.2}%)", report.kept, pct(report.kept));

@@ -41,23 +41,51 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     // A previous demo's run would make `tune` ask for --resume; only a directory that is a
     // smirl run (it has run.json) is removed.
     if tune_dir.join(rl::run::RUN_INFO_FILE).is_file() {
-        std::fs::remove_dir_all(&tune_dir).with_context(|| format!("{}: cannot remove", tune_dir.display()))?;
+        std::fs::remove_dir_all(&tune_dir)
+            .with_context(|| format!("{}: cannot remove", tune_dir.display()))?;
     }
     let n = args.n.to_string();
     let s = |x: &str| x.to_string();
     step(
         1,
-        &[s("sample"), s("--model"), model.clone(), s("-n"), n.clone(), s("--seed"), s("0"), s("--out"), path("prior_samples.csv")],
+        &[
+            s("sample"),
+            s("--model"),
+            model.clone(),
+            s("-n"),
+            n.clone(),
+            s("--seed"),
+            s("0"),
+            s("--out"),
+            path("prior_samples.csv"),
+        ],
     )?;
     step(
         2,
-        &[s("tune"), s("--model"), model.clone(), s("--config"), args.config.display().to_string(), s("--out"), path("tune")],
+        &[
+            s("tune"),
+            s("--model"),
+            model.clone(),
+            s("--config"),
+            args.config.display().to_string(),
+            s("--out"),
+            path("tune"),
+        ],
     )?;
     step(
         3,
         &[
-            s("sample"), s("--model"), model.clone(), s("--agent"), path("tune"), s("-n"), n, s("--seed"), s("1"),
-            s("--out"), path("tuned_samples.csv"),
+            s("sample"),
+            s("--model"),
+            model.clone(),
+            s("--agent"),
+            path("tune"),
+            s("-n"),
+            n,
+            s("--seed"),
+            s("1"),
+            s("--out"),
+            path("tuned_samples.csv"),
         ],
     )?;
     println!("\nbefore tuning (samples of the prior):");
@@ -66,7 +94,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     step(4, &[s("eval"), path("tuned_samples.csv")])?;
     step(
         5,
-        &[s("report"), path("tune"), s("--samples"), path("tuned_samples.csv"), s("--out"), path("report.html")],
+        &[
+            s("report"),
+            path("tune"),
+            s("--samples"),
+            path("tuned_samples.csv"),
+            s("--out"),
+            path("report.html"),
+        ],
     )?;
     println!(
         "\ndemo finished in {:.0} s; open {} in a browser (top candidates: {})",

@@ -175,21 +175,29 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     // The set the metric table and distributions describe.
     let sampled = match &args.samples {
         Some(path) => {
-            anyhow::ensure!(args.input.is_dir(), "--samples goes with a run directory as input");
-            report.summary.push(("samples".into(), path.display().to_string()));
+            anyhow::ensure!(
+                args.input.is_dir(),
+                "--samples goes with a run directory as input"
+            );
+            report
+                .summary
+                .push(("samples".into(), path.display().to_string()));
             let records = input::read(path, args.smiles_column.as_deref())?;
             let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
             input::score_all(&smiles, "samples")
         }
         None => {
             if args.input.is_dir() {
-                report.summary.push(("metrics over".into(), "the run's candidates (distinct valid molecules)".into()));
+                report.summary.push((
+                    "metrics over".into(),
+                    "the run's candidates (distinct valid molecules)".into(),
+                ));
             }
             scored.clone()
         }
     };
-    let (train_records, train_name) =
-        input::read_or_embedded(args.train.as_deref(), input::Embedded::Train).context("reading the training set")?;
+    let (train_records, train_name) = input::read_or_embedded(args.train.as_deref(), input::Embedded::Train)
+        .context("reading the training set")?;
     report.summary.push(("training set".into(), train_name.clone()));
     let train = input::canonical_set_of(&train_records, &train_name);
     report.n_generated = sampled.len();
@@ -198,7 +206,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
 
     // Reference distributions from (up to 5,000 molecules of) the training set.
     let reference = {
-        let sample: Vec<&str> = train_records.iter().take(5_000).map(|r| r.smiles.as_str()).collect();
+        let sample: Vec<&str> = train_records
+            .iter()
+            .take(5_000)
+            .map(|r| r.smiles.as_str())
+            .collect();
         Some(input::score_all(&sample, "train set"))
     };
     type Getter = fn(&chem::MoleculeProps) -> Option<f64>;
