@@ -174,7 +174,7 @@ fn bench_score(args: ScoreBenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs a Python peer script and returns the JSON object it prints last.
-fn run_python_peer(python: &str, script: &str, args: &[String]) -> anyhow::Result<Value> {
+pub(super) fn run_python_peer(python: &str, script: &str, args: &[String]) -> anyhow::Result<Value> {
     let script = PathBuf::from(script);
     anyhow::ensure!(
         script.is_file(),

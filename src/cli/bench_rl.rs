@@ -4,7 +4,6 @@
 //! machine. A step is sampling + scoring + the teacher-forced forward, backward and Adam update.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context;
 use rl::reinforce::Trainer;
@@ -131,36 +130,6 @@ fn write_check_csv(model_dir: &Path, path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Runs `bench/rl_peer.py` and returns the JSON object it prints last.
-fn run_peer(python: &str, args: &[String]) -> anyhow::Result<Value> {
-    let script = PathBuf::from("bench/rl_peer.py");
-    anyhow::ensure!(
-        script.is_file(),
-        "{}: peer script not found (run from the repository root)",
-        script.display()
-    );
-    eprintln!("running the peer ({python} {}) ...", script.display());
-    let output = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
-    anyhow::ensure!(
-        output.status.success(),
-        "the peer {} failed ({}): {}",
-        script.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr).trim()
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .unwrap_or("");
-    serde_json::from_str(line).with_context(|| format!("the JSON output of {}", script.display()))
-}
-
 /// Runs `smirl bench rl`.
 pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -203,7 +172,7 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
             format!("--threads={}", rayon::current_num_threads()),
             format!("--check-csv={}", check.display()),
         ];
-        let peer = run_peer(&args.python, &peer_args);
+        let peer = super::bench::run_python_peer(&args.python, "bench/rl_peer.py", &peer_args);
         let _ = std::fs::remove_file(&check);
         let peer = peer?;
         let mut ratios = serde_json::Map::new();
