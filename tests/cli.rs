@@ -256,6 +256,43 @@ mod eval {
         assert_eq!(json["novelty"].as_f64().unwrap(), 0.0);
         assert_eq!(json["valid"].as_f64().unwrap(), 1.0);
     }
+
+    /// The share of distinct valid molecules with QED > 0.9, against RDKit Python's QED values
+    /// in the golden file; duplicates count once and invalid SMILES not at all.
+    #[test]
+    fn qed_above_0_9_counts_distinct_valid_molecules() {
+        let golden = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("chem/tests/data/golden_public.csv"),
+        )
+        .unwrap();
+        let mut lines = golden.lines().filter(|l| !l.starts_with('#'));
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+        let (smiles, valid, canonical, qed) = (col("smiles"), col("valid"), col("canonical"), col("qed"));
+        let rows: Vec<Vec<&str>> = lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|r| r.len() == header.len() && r[valid] == "1")
+            .take(60)
+            .collect();
+        let mut distinct = std::collections::HashMap::new();
+        for r in &rows {
+            distinct.insert(r[canonical], r[qed].parse::<f64>().unwrap());
+        }
+        let high = distinct.values().filter(|&&q| q > 0.9).count();
+        assert!(high > 0 && high < distinct.len(), "the sample needs both kinds");
+        let expected = high as f64 / distinct.len() as f64;
+        // Every molecule, the first ten again, and two invalid SMILES.
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("set.smi");
+        let mut text: Vec<&str> = rows.iter().map(|r| r[smiles]).collect();
+        text.extend(rows.iter().take(10).map(|r| r[canonical]));
+        text.extend(["C1CC", "c1cccc1X"]);
+        std::fs::write(&input, text.join("\n") + "\n").unwrap();
+        let assert = smirl().arg("eval").arg(&input).arg("--json").assert().success();
+        let json: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+        let got = json["qed_above_0.9_distinct"].as_f64().unwrap();
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+    }
 }
 
 // `smirl pretrain` and `smirl sample`: a tiny model end to end, resume, and a corrupt checkpoint.
@@ -550,6 +587,9 @@ mod tune {
             .success();
         let html = std::fs::read_to_string(&html).unwrap();
         assert!(html.contains("id=\"curves\""));
+        // candidates.csv's own rank column is not repeated as a score column.
+        assert_eq!(html.matches(">rank</th>").count(), 1);
+        assert!(html.contains("molecules replayed / filtered per step"));
         assert!(html.contains("tuned.csv") && html.contains(&*prior.display().to_string()));
         // Sampling an agent needs a run directory.
         smirl()

@@ -122,26 +122,66 @@ fn pick(logp: &[f64], opts: &SampleOptions, rng: &mut Rng) -> u32 {
     cand[probs.len() - 1].0
 }
 
+/// A soft prompt for [`sample`]: learned vectors fed before the tokens.
+#[derive(Debug, Clone, Copy)]
+pub enum Prompt<'a> {
+    /// `(1, P, n_embd)` or `(batch, P, n_embd)` vectors placed before BOS, which predicts x_1.
+    BeforeBos(&'a Tensor),
+    /// `(1, P, n_embd)` vectors whose last one takes BOS's place, so with P = 1 every token sits
+    /// where pretraining put it (rl's prefix mode). No position predicts x_1 then: it is drawn
+    /// from `first_log_probs` (rl passes the prior's distribution after BOS).
+    InBosPlace {
+        /// The prompt vectors.
+        prefix: &'a Tensor,
+        /// Log-probabilities of the first token, one per vocabulary entry.
+        first_log_probs: &'a [f64],
+    },
+}
+
 /// Generates `opts.n` molecules, `opts.batch_size` at a time with a KV cache, each ending at its
-/// own EOS. `prefix`: optional `(1, P, n_embd)` (or `(batch, P, n_embd)`) soft prompt.
+/// own EOS, optionally behind a soft [`Prompt`].
 pub fn sample(
     model: &Gpt,
     vocab: &Vocab,
-    prefix: Option<&Tensor>,
+    prompt: Option<Prompt>,
     opts: &SampleOptions,
 ) -> Result<Vec<Sample>> {
     opts.validate()?;
     let mut m = model.detached(); // no graph recording, own KV cache
-    let prefix = prefix.map(Tensor::detach);
+    let (prefix, first_log_probs) = match prompt {
+        None => (None, None),
+        Some(Prompt::BeforeBos(t)) => (Some(t.detach()), None),
+        Some(Prompt::InBosPlace {
+            prefix,
+            first_log_probs,
+        }) => {
+            if first_log_probs.len() != vocab.len() {
+                return Err(Error::option(
+                    "first_log_probs",
+                    format!(
+                        "{} values for a vocabulary of {}",
+                        first_log_probs.len(),
+                        vocab.len()
+                    ),
+                ));
+            }
+            if prefix.dim(0)? != 1 {
+                return Err(Error::option("prefix", "a prompt in BOS's place must have 1 row"));
+            }
+            (Some(prefix.detach()), Some(first_log_probs))
+        }
+    };
     let p = prefix.as_ref().map_or(Ok(0), |t| t.dim(1))?;
+    // Positions taken before x_1: the prompt, and BOS unless the prompt stands in for it.
+    let lead = p + usize::from(first_log_probs.is_none());
     let block = m.config().block_size;
-    if p + 1 > block {
+    if lead.max(p + 1) > block {
         return Err(Error::TooLong {
-            len: p + 1,
+            len: lead.max(p + 1),
             block_size: block,
         });
     }
-    let max_len = opts.max_len.min(block - p); // the last token is never fed back
+    let max_len = opts.max_len.min(block + 1 - lead); // the last token is never fed back
     let mut rng = Rng::new(opts.seed);
     let mut out = Vec::with_capacity(opts.n);
     while out.len() < opts.n {
@@ -159,17 +199,30 @@ pub fn sample(
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];
-        let input = Tensor::from_vec(vec![BOS; b], (b, 1), m.device())?;
-        let mut logits = m.forward_cached(&input, prefix.as_ref(), 0)?; // (B, 1, V)
+        // Logits for the next token of each active row; None before the first forward.
+        let mut logits = match first_log_probs {
+            Some(_) => None,
+            None => {
+                let bos = Tensor::from_vec(vec![BOS; b], (b, 1), m.device())?;
+                Some(m.forward_cached(&bos, prefix.as_ref(), 0)?) // (B, 1, V)
+            }
+        };
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
         for step in 0..max_len {
-            let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+            let rows = match &logits {
+                Some(l) => Some(l.squeeze(1)?.to_vec2::<f32>()?),
+                None => None,
+            };
             let mut next = vec![PAD; active.len()];
             for (ci, &r) in active.iter().enumerate() {
                 if done[r] {
                     continue;
                 }
-                let logp = log_softmax(&rows[ci]);
+                let logp = match (&rows, first_log_probs) {
+                    (Some(rows), _) => log_softmax(&rows[ci]),
+                    (None, Some(first)) => first.to_vec(),
+                    (None, None) => unreachable!("logits exist unless the first token is given"),
+                };
                 let id = pick(&logp, opts, &mut rng);
                 ll[r] += logp[id as usize];
                 toks[r].push(id);
@@ -187,7 +240,12 @@ pub fn sample(
                 active = live.iter().map(|&ci| active[ci]).collect();
             }
             let input = Tensor::from_vec(next, (active.len(), 1), m.device())?;
-            logits = m.forward_cached(&input, None, p + 1 + step)?;
+            // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
+            logits = Some(if logits.is_none() {
+                m.forward_cached(&input, prefix.as_ref(), 0)?
+            } else {
+                m.forward_cached(&input, None, lead + step)?
+            });
         }
         for r in 0..b {
             let tokens = std::mem::take(&mut toks[r]);
@@ -202,8 +260,9 @@ pub fn sample(
     Ok(out)
 }
 
-/// `(input (B, T), targets (B, T) PAD-filled)` for `[BOS] + tokens + [EOS]` sequences.
-fn pad_batch(seqs: &[Vec<u32>], device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
+/// `(input (B, T), targets (B, T) PAD-filled)` for teacher forcing `[BOS] + tokens` sequences
+/// (each at least 2 long): input drops the last token, targets drop BOS.
+pub fn pad_batch(seqs: &[Vec<u32>], device: &candle_core::Device) -> Result<(Tensor, Tensor)> {
     let t = seqs.iter().map(|s| s.len() - 1).max().unwrap_or(1);
     let (mut input, mut target) = (vec![PAD; seqs.len() * t], vec![PAD; seqs.len() * t]);
     for (r, s) in seqs.iter().enumerate() {
@@ -271,6 +330,25 @@ mod tests {
     use crate::vocab::TokenMode;
     use candle_core::Device;
     use candle_nn::VarMap;
+
+    /// Temperature sampling follows the distribution and never draws PAD or BOS.
+    #[test]
+    fn pick_follows_probabilities() {
+        let mut logp: Vec<f64> = [0.1f64, 0.1, 0.2, 0.3, 0.3].iter().map(|p| p.ln()).collect();
+        logp[PAD as usize] = 0.4f64.ln(); // would dominate if PAD were allowed
+        let mut rng = Rng::new(3);
+        let mut counts = [0usize; 5];
+        for _ in 0..10_000 {
+            counts[pick(&logp, &SampleOptions::default(), &mut rng) as usize] += 1;
+        }
+        assert_eq!(counts[PAD as usize] + counts[BOS as usize], 0, "{counts:?}");
+        let total: usize = counts.iter().sum();
+        let p_eos = 0.2 / 0.8; // renormalised without PAD and BOS
+        assert!(
+            (counts[EOS as usize] as f64 / total as f64 - p_eos).abs() < 0.02,
+            "{counts:?}"
+        );
+    }
 
     fn tiny() -> (Gpt, Vocab) {
         let vocab = Vocab::from_corpus(["CNOc1()=#"], TokenMode::Char);
@@ -365,7 +443,7 @@ mod tests {
         .unwrap();
         assert_eq!(greedy, nucleus);
         let pre = Tensor::ones((1, 3, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
-        let with_prefix = sample(&m, &vocab, Some(&pre), &opts).unwrap();
+        let with_prefix = sample(&m, &vocab, Some(Prompt::BeforeBos(&pre)), &opts).unwrap();
         assert!(with_prefix.iter().all(|s| s.tokens.len() <= 21));
         assert!(likelihood(&m, &vocab, &["CXC".to_string()], None, 4)
             .unwrap_err()

@@ -52,9 +52,12 @@ fn opt(x: Option<f64>) -> String {
 /// Which chart an RL log column belongs on.
 fn curve_group(name: &str) -> usize {
     let n = name.to_ascii_lowercase();
-    if n.contains("reward") {
+    // Components first: `score_novelty` belongs with the components, not with novelty.
+    if n.starts_with("score_") {
+        3
+    } else if n.contains("reward") {
         0
-    } else if ["valid", "unique", "novel", "intdiv"]
+    } else if ["valid", "unique", "novel", "intdiv", "int_div"]
         .iter()
         .any(|k| n.contains(k))
     {
@@ -62,7 +65,9 @@ fn curve_group(name: &str) -> usize {
     } else if ["kl", "entropy", "loss"].iter().any(|k| n.contains(k)) {
         2
     } else {
-        3
+        // Counts per step (replayed, filtered): on a 0..batch scale, they would flatten the
+        // component means' 0..1 lines if drawn with them.
+        4
     }
 }
 
@@ -104,6 +109,7 @@ pub(crate) fn render(r: &Report) -> String {
             "validity, uniqueness, novelty, diversity",
             "KL, entropy, loss",
             "component means",
+            "molecules replayed / filtered per step",
         ];
         for (group, chart_title) in titles.iter().enumerate() {
             let series: Vec<(&str, &[f64])> = curves
@@ -182,6 +188,25 @@ pub(crate) fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_columns_go_to_their_charts() {
+        let groups: Vec<usize> = [
+            "mean_reward",
+            "validity",
+            "int_div1",
+            "kl",
+            "loss",
+            "score_qed",
+            "score_sas",
+            "replayed",
+            "filtered",
+        ]
+        .iter()
+        .map(|n| curve_group(n))
+        .collect();
+        assert_eq!(groups, [0, 1, 1, 2, 2, 3, 3, 4, 4]);
+    }
 
     #[test]
     fn escapes_markup() {

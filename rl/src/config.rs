@@ -404,12 +404,29 @@ mod shipped_configs {
     #[test]
     fn shipped_configs_are_valid() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-        for name in ["qed.toml", "drug_like.toml", "similar_to.toml"] {
+        for name in [
+            "qed.toml",
+            "qed_prefix.toml",
+            "drug_like.toml",
+            "similar_to.toml",
+            "demo.toml",
+        ] {
             let cfg = TuneConfig::from_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
             crate::scoring::Scorer::new(&cfg.scoring, Path::new("."))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let qed = TuneConfig::from_file(&dir.join("qed.toml")).unwrap();
-        assert_eq!((qed.mode, qed.batch_size, qed.lr), (PolicyMode::Full, 500, 3e-5));
+        assert_eq!((qed.mode, qed.batch_size, qed.lr), (PolicyMode::Full, 500, 1e-4));
+        let prefix = TuneConfig::from_file(&dir.join("qed_prefix.toml")).unwrap();
+        assert_eq!(
+            TuneConfig {
+                mode: PolicyMode::Full,
+                lr: qed.lr,
+                steps: qed.steps,
+                ..prefix
+            },
+            qed,
+            "qed_prefix.toml is qed.toml in prefix mode"
+        );
     }
 }

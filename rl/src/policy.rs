@@ -14,8 +14,8 @@
 //!
 //! `Gpt::forward` returns logits for token positions only, so the distribution of the first
 //! token x_1 (read at the BOS position) is the prior's, unaffected by the prompt: log π(x_1) is
-//! the prior's and carries no gradient. Sampling is therefore done here (KV cache, temperature)
-//! rather than by `model::sample`, whose BOS would follow the prefix.
+//! the prior's and carries no gradient; sampling draws it from the prior too
+//! (`model::sample` with `Prompt::InBosPlace`).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,6 +23,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use model::rng::Rng;
+use model::sample::Prompt;
 use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
 
 use crate::config::{PolicyMode, PrefixConfig, PrefixInit};
@@ -175,13 +176,31 @@ impl Policy {
             .unwrap_or_default()
     }
 
-    /// Samples molecules from the agent (temperature only: top-k/top-p are ignored, since
-    /// REINFORCE needs samples from the policy itself).
+    /// Samples molecules from the agent. In prefix mode the prompt takes BOS's place and x_1 is
+    /// drawn from the prior's distribution after BOS (see the module docs).
     pub fn sample(&self, opts: &SampleOptions) -> Result<Vec<Sample>> {
-        match self.prefix() {
-            None => Ok(model::sample(&self.agent, &self.vocab, None, opts)?),
-            Some(prefix) => self.sample_prefixed(&prefix.detach(), opts),
-        }
+        let prompt_and_first = match self.prefix() {
+            None => None,
+            Some(prefix) => {
+                let first = self
+                    .prior
+                    .forward(&Tensor::new(&[[BOS]], self.agent.device())?, None)?; // (1, 1, V)
+                let first = first.flatten_all()?.to_vec1::<f32>()?;
+                let max = first.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+                let lse = max + first.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+                Some((
+                    prefix.detach(),
+                    first.iter().map(|&v| v as f64 - lse).collect::<Vec<f64>>(),
+                ))
+            }
+        };
+        let prompt = prompt_and_first
+            .as_ref()
+            .map(|(prefix, first_log_probs)| Prompt::InBosPlace {
+                prefix,
+                first_log_probs,
+            });
+        Ok(model::sample(&self.agent, &self.vocab, prompt, opts)?)
     }
 
     /// Most tokens a sequence may have (EOS included) behind the prefix.
@@ -191,79 +210,6 @@ impl Policy {
             None => block,
             Some(p) => block + 1 - p.dim(1).unwrap_or(1),
         }
-    }
-
-    /// Sampling with the soft prompt in BOS's place: x_1 from the prior's BOS distribution, the
-    /// rest through the KV cache of the prompted agent.
-    fn sample_prefixed(&self, prefix: &Tensor, opts: &SampleOptions) -> Result<Vec<Sample>> {
-        if opts.batch_size == 0 || opts.max_len == 0 || opts.temperature.is_nan() || opts.temperature <= 0.0 {
-            return Err(Error::config(
-                "sampling",
-                "batch_size and max_len must be > 0, temperature > 0",
-            ));
-        }
-        let device = self.agent.device();
-        let p = prefix.dim(1)?;
-        let max_len = opts.max_len.min(self.max_tokens());
-        let first = self.prior.forward(&Tensor::new(&[[BOS]], device)?, None)?; // (1, 1, V)
-        let first = log_softmax(&first.flatten_all()?.to_vec1::<f32>()?);
-        let mut m = self.agent.detached();
-        let mut rng = Rng::new(opts.seed);
-        let mut out = Vec::with_capacity(opts.n);
-        while out.len() < opts.n {
-            let b = opts.batch_size.min(opts.n - out.len());
-            let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
-            let mut ll = vec![0f64; b];
-            let mut done = vec![false; b];
-            for r in 0..b {
-                let id = pick(&first, opts.temperature, &mut rng);
-                ll[r] += first[id as usize];
-                toks[r].push(id);
-                done[r] = id == EOS;
-            }
-            m.clear_kv_cache();
-            let mut active: Vec<usize> = (0..b).filter(|&r| !done[r]).collect(); // batch row -> molecule
-            let mut offset = 0;
-            let mut input: Vec<u32> = active.iter().map(|&r| toks[r][0]).collect();
-            for _ in 1..max_len {
-                if active.is_empty() {
-                    break;
-                }
-                let x = Tensor::from_vec(input.clone(), (active.len(), 1), device)?;
-                let logits = if offset == 0 {
-                    m.forward_cached(&x, Some(prefix), 0)?
-                } else {
-                    m.forward_cached(&x, None, offset)?
-                };
-                offset = if offset == 0 { p + 1 } else { offset + 1 };
-                let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
-                let mut next = vec![PAD; active.len()];
-                for (ci, &r) in active.iter().enumerate() {
-                    let logp = log_softmax(&rows[ci]);
-                    let id = pick(&logp, opts.temperature, &mut rng);
-                    ll[r] += logp[id as usize];
-                    toks[r].push(id);
-                    next[ci] = id;
-                    done[r] = id == EOS;
-                }
-                let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
-                if live.len() < active.len() && !live.is_empty() {
-                    m.retain_kv_rows(&live.iter().map(|&ci| ci as u32).collect::<Vec<_>>())?;
-                }
-                input = live.iter().map(|&ci| next[ci]).collect();
-                active = live.iter().map(|&ci| active[ci]).collect();
-            }
-            for r in 0..b {
-                let tokens = std::mem::take(&mut toks[r]);
-                out.push(Sample {
-                    smiles: self.vocab.decode(&tokens),
-                    log_likelihood: ll[r],
-                    complete: done[r],
-                    tokens,
-                });
-            }
-        }
-        Ok(out)
     }
 
     /// Per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when present):
@@ -330,7 +276,7 @@ impl Policy {
     }
 }
 
-/// `(input (B, T), targets (B, T) PAD-filled)` for `[BOS] + tokens` sequences.
+/// Teacher-forcing tensors for `[BOS] + tokens` sequences; rejects sequences without BOS.
 fn pad_batch(seqs: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
     if let Some(s) = seqs.iter().find(|s| s.len() < 2 || s[0] != BOS) {
         return Err(Error::config(
@@ -338,65 +284,5 @@ fn pad_batch(seqs: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
             format!("a sequence needs BOS and a token, got {s:?}"),
         ));
     }
-    let t = seqs.iter().map(|s| s.len() - 1).max().unwrap_or(1);
-    let (mut input, mut target) = (vec![PAD; seqs.len() * t], vec![PAD; seqs.len() * t]);
-    for (r, s) in seqs.iter().enumerate() {
-        input[r * t..r * t + s.len() - 1].copy_from_slice(&s[..s.len() - 1]);
-        target[r * t..r * t + s.len() - 1].copy_from_slice(&s[1..]);
-    }
-    Ok((
-        Tensor::from_vec(input, (seqs.len(), t), device)?,
-        Tensor::from_vec(target, (seqs.len(), t), device)?,
-    ))
-}
-
-/// Log-softmax of one row, in f64.
-fn log_softmax(xs: &[f32]) -> Vec<f64> {
-    let max = xs.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-    let lse = max + xs.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
-    xs.iter().map(|&v| v as f64 - lse).collect()
-}
-
-/// Draws a token from `logp` at `temperature`; PAD and BOS are never drawn.
-fn pick(logp: &[f64], temperature: f64, rng: &mut Rng) -> u32 {
-    let top = logp.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let weight = |i: usize| {
-        if i as u32 == PAD || i as u32 == BOS {
-            0.0
-        } else {
-            ((logp[i] - top) / temperature).exp()
-        }
-    };
-    let total: f64 = (0..logp.len()).map(weight).sum();
-    let mut u = rng.next_f64() * total;
-    let mut last = EOS;
-    for i in 0..logp.len() {
-        let w = weight(i);
-        if w > 0.0 {
-            last = i as u32;
-            u -= w;
-            if u < 0.0 {
-                return last;
-            }
-        }
-    }
-    last
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Temperature sampling follows the distribution and never draws PAD or BOS.
-    #[test]
-    fn pick_follows_probabilities() {
-        let logp: Vec<f64> = [0.1f64, 0.1, 0.2, 0.6].iter().map(|p| p.ln()).collect();
-        let mut rng = Rng::new(3);
-        let mut counts = [0usize; 4];
-        for _ in 0..10_000 {
-            counts[pick(&logp, 1.0, &mut rng) as usize] += 1;
-        }
-        assert_eq!(counts[0] + counts[1], 0);
-        assert!((counts[3] as f64 / 10_000.0 - 0.75).abs() < 0.02, "{counts:?}");
-    }
+    Ok(model::sample::pad_batch(seqs, device)?)
 }

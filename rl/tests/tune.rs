@@ -188,13 +188,18 @@ fn prefix_mode_leaves_the_gpt_untouched() {
     );
 }
 
-/// A short prefix-tuning run raises the mean reward (fixed seed, with margin) and writes the
-/// run directory: resolved config, one log row per step, ranked candidates.
+/// A short tuning run raises the mean reward (fixed seed, with margin) and writes the run
+/// directory: resolved config, one log row per step, ranked candidates.
+///
+/// Full mode: on this tiny prior (about 20 % valid, 5–10 % sulfur hits) it lifts the reward
+/// from 0.05–0.13 to 0.79–0.88 in 30 steps for seeds 1–4 at this learning rate, a robust margin.
+/// A single prefix vector moves the same reward only by a few hundredths in 30 steps here (and
+/// too large a prefix step wrecks validity), too little to assert without flakiness.
 #[test]
 fn short_tune_raises_mean_reward() {
     let out = tempfile::tempdir().unwrap();
     let cfg = config(&format!(
-        "steps = 30\nbatch_size = 48\nlr = 0.05\nseed = 3\ncheckpoint_every = 10\n{SULFUR}"
+        "mode = \"full\"\nsteps = 30\nbatch_size = 64\nlr = 3e-4\nseed = 3\ncheckpoint_every = 10\n{SULFUR}"
     ));
     let rep = run_tune(&cfg, &opts(out.path()), &mut |_| {}).unwrap();
     let r = &rep.mean_rewards;
@@ -207,7 +212,7 @@ fn short_tune_raises_mean_reward() {
     let log = std::fs::read_to_string(out.path().join("log.csv")).unwrap();
     eprintln!("{log}");
     assert!(
-        last > first + 0.1,
+        last > first + 0.4,
         "reward did not rise: {first:.3} -> {last:.3}\n{log}"
     );
 

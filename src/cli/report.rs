@@ -92,8 +92,8 @@ fn molecules_from_candidates(path: &Path) -> anyhow::Result<Molecules> {
     let numeric: Vec<usize> = (0..header.len())
         .filter(|&i| {
             i != col
-                && header[i] != "step"
-                && header[i] != "first_step"
+                // Positions, not scores: the table numbers its rows itself.
+                && !matches!(header[i].as_str(), "rank" | "step" | "first_step")
                 && rows
                     .iter()
                     .all(|r| r.get(i).is_some_and(|v| v.is_empty() || v.parse::<f64>().is_ok()))

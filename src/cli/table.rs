@@ -15,11 +15,14 @@ fn opt(x: Option<f64>) -> Value {
     x.map_or(Value::Null, num)
 }
 
-/// Means of QED and SA over valid molecules.
+/// Means of QED and SA over valid molecules, and the share of high-QED molecules.
 #[derive(Debug, Clone, Copy)]
 pub struct PropertyMeans {
     pub qed: f64,
     pub sa: f64,
+    /// Fraction of the distinct valid molecules (by canonical SMILES) with QED > 0.9, the
+    /// usual "drug-like" bar of QED-optimisation benchmarks.
+    pub qed_above_0_9: f64,
 }
 
 /// The metrics as a JSON object (NaN and missing values are `null`).
@@ -39,6 +42,7 @@ pub fn metrics_json(m: &SetMetrics, means: PropertyMeans) -> Value {
         "scaf_test": opt(m.scaf_test),
         "qed_mean": num(means.qed),
         "sa_mean": num(means.sa),
+        "qed_above_0.9_distinct": num(means.qed_above_0_9),
     })
 }
 
@@ -71,6 +75,7 @@ pub fn metrics_table(m: &SetMetrics, means: PropertyMeans) -> String {
         ("Scaf/Test", opt_cell(m.scaf_test)),
         ("mean QED", cell(means.qed)),
         ("mean SA", cell(means.sa)),
+        ("QED > 0.9", cell(means.qed_above_0_9)),
     ];
     let mut out = String::new();
     for (name, value) in rows {
@@ -127,8 +132,21 @@ pub fn property_means(scored: &[Option<chem::MoleculeProps>]) -> PropertyMeans {
             vals.iter().sum::<f64>() / vals.len() as f64
         }
     };
+    let mut distinct = std::collections::HashSet::new();
+    let (mut high, mut total) = (0usize, 0usize);
+    for p in scored.iter().flatten() {
+        if distinct.insert(p.canonical.as_str()) {
+            total += 1;
+            high += usize::from(p.qed > 0.9);
+        }
+    }
     PropertyMeans {
         qed: mean(&|p| p.qed),
         sa: mean(&|p| p.sa),
+        qed_above_0_9: if total == 0 {
+            f64::NAN
+        } else {
+            high as f64 / total as f64
+        },
     }
 }

@@ -8,8 +8,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
+use super::{Component, MolBatch, ScoringContext};
 
 /// How diversity is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -22,24 +21,14 @@ pub enum DiversityMode {
     Tanimoto,
 }
 
-/// Parameters of the `diversity` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiversityParams {
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default `diversity`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Transform of the raw value.
-    #[serde(default)]
-    pub transform: Transform,
-    /// `unique` or `tanimoto`.
-    #[serde(default)]
-    pub mode: DiversityMode,
+super::component_params! {
+    /// Parameters of the `diversity` component.
+    pub struct DiversityParams {
+        /// `unique` or `tanimoto`.
+        #[serde(default)]
+        pub mode: DiversityMode,
+    }
 }
-super::common_impl!(DiversityParams);
 
 /// The diversity component.
 pub struct Diversity {

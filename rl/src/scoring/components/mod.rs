@@ -166,16 +166,45 @@ pub(crate) trait Common {
     fn transform(&self) -> &Transform;
 }
 
-macro_rules! common_impl {
-    ($($t:ty),*) => {$(
-        impl crate::scoring::components::Common for $t {
-            fn weight(&self) -> f64 { self.weight }
-            fn name(&self) -> Option<&str> { self.name.as_deref() }
-            fn transform(&self) -> &crate::scoring::transforms::Transform { &self.transform }
+/// Declares a component's parameter struct: the fields every component has (`weight`, `name`,
+/// `transform`), then its own, with [`Common`] implemented.
+macro_rules! component_params {
+    (
+        $(#[$meta:meta])*
+        pub struct $params:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $ty:ty, )*
         }
-    )*};
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $params {
+            /// Aggregation weight (default 1).
+            #[serde(default = "crate::scoring::components::default_weight")]
+            pub weight: f64,
+            /// Column name in logs (default: the component's type).
+            #[serde(default)]
+            pub name: Option<String>,
+            /// Transform of the raw value to [0, 1] (default: none).
+            #[serde(default)]
+            pub transform: crate::scoring::transforms::Transform,
+            $( $(#[$field_meta])* pub $field: $ty, )*
+        }
+
+        impl crate::scoring::components::Common for $params {
+            fn weight(&self) -> f64 {
+                self.weight
+            }
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+            fn transform(&self) -> &crate::scoring::transforms::Transform {
+                &self.transform
+            }
+        }
+    };
 }
-pub(crate) use common_impl;
+pub(crate) use component_params;
 
 pub(crate) fn default_weight() -> f64 {
     1.0

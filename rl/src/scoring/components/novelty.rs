@@ -3,31 +3,18 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
+use super::{Component, MolBatch, ScoringContext};
 use crate::Result;
 
-/// Parameters of the `novelty` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoveltyParams {
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default `novelty`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Transform of the raw value.
-    #[serde(default)]
-    pub transform: Transform,
-    /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
-    /// Default: the corpus embedded in the binary (100,000 MOSES train molecules).
-    #[serde(default)]
-    pub training_set: Option<PathBuf>,
+super::component_params! {
+    /// Parameters of the `novelty` component.
+    pub struct NoveltyParams {
+        /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
+        /// Default: the corpus embedded in the binary (100,000 MOSES train molecules).
+        #[serde(default)]
+        pub training_set: Option<PathBuf>,
+    }
 }
-super::common_impl!(NoveltyParams);
 
 /// The novelty component: the canonical training set.
 pub struct Novelty {

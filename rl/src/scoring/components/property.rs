@@ -4,8 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
+use super::{Component, MolBatch, ScoringContext};
 
 /// Which descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,22 +50,13 @@ impl Property {
     }
 }
 
-/// Parameters of the `property` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PropertyParams {
-    /// Which descriptor.
-    pub property: Property,
-    /// Transform to [0, 1] (required).
-    pub transform: Transform,
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default the property's name).
-    #[serde(default)]
-    pub name: Option<String>,
+super::component_params! {
+    /// Parameters of the `property` component.
+    pub struct PropertyParams {
+        /// Which descriptor.
+        pub property: Property,
+    }
 }
-super::common_impl!(PropertyParams);
 
 /// The property component (raw descriptor; the scorer applies the transform).
 pub struct PropertyComponent {

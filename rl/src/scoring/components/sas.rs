@@ -1,26 +1,13 @@
 //! Synthetic accessibility as a reward: (10 − SA) / 9, so SA 1 (easy) → 1 and SA 10 → 0. SA is
 //! Ertl & Schuffenhauer 2009 as RDKit Contrib's `sascorer.py`, computed by chem.
 
-use serde::{Deserialize, Serialize};
+use super::{Component, MolBatch, ScoringContext};
 
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
-
-/// Parameters of the `sas` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SasParams {
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default `sas`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Transform of (10 − SA) / 9.
-    #[serde(default)]
-    pub transform: Transform,
+super::component_params! {
+    /// Parameters of the `sas` component.
+    pub struct SasParams {
+    }
 }
-super::common_impl!(SasParams);
 
 /// The SAS component.
 pub struct Sas;

@@ -1,29 +1,16 @@
 //! Similarity: the max Tanimoto (Morgan radius 2, 1024 bits) of a molecule to reference
 //! molecules, e.g. a drug to look like.
 
-use serde::{Deserialize, Serialize};
-
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
+use super::{Component, MolBatch, ScoringContext};
 use crate::{Error, Result};
 
-/// Parameters of the `similarity` component.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SimilarityParams {
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default `similarity`).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Transform of the raw value.
-    #[serde(default)]
-    pub transform: Transform,
-    /// Reference SMILES (at least one).
-    pub smiles: Vec<String>,
+super::component_params! {
+    /// Parameters of the `similarity` component.
+    pub struct SimilarityParams {
+        /// Reference SMILES (at least one).
+        pub smiles: Vec<String>,
+    }
 }
-super::common_impl!(SimilarityParams);
 
 /// The similarity component: reference fingerprints.
 pub struct Similarity {

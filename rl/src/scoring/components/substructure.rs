@@ -2,29 +2,16 @@
 //! `forbidden_smarts` scores 0 when any matches (else 1). Matching is RDKit's, screened by pattern
 //! fingerprints, on the molecule without added hydrogens.
 
-use serde::{Deserialize, Serialize};
-
-use super::{default_weight, Component, MolBatch, ScoringContext};
-use crate::scoring::transforms::Transform;
+use super::{Component, MolBatch, ScoringContext};
 use crate::{Error, Result};
 
-/// Parameters of the `required_smarts` and `forbidden_smarts` components.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SubstructureParams {
-    /// Aggregation weight.
-    #[serde(default = "default_weight")]
-    pub weight: f64,
-    /// Column name in logs (default the type).
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Transform of the raw value.
-    #[serde(default)]
-    pub transform: Transform,
-    /// SMARTS patterns (at least one).
-    pub smarts: Vec<String>,
+super::component_params! {
+    /// Parameters of the `required_smarts` and `forbidden_smarts` components.
+    pub struct SubstructureParams {
+        /// SMARTS patterns (at least one).
+        pub smarts: Vec<String>,
+    }
 }
-super::common_impl!(SubstructureParams);
 
 /// A required or forbidden substructure list.
 pub struct Substructure {
