@@ -337,6 +337,33 @@ impl Gpt {
         self.wte.elem_count() + self.wpe.elem_count() + self.cfg.n_layer * block + 2 * c
     }
 
+    /// Every weight tensor with its nanoGPT name, in a fixed order: `wte`, `wpe`, then per block
+    /// `ln_1`, `attn.c_attn`, `attn.c_proj`, `ln_2`, `mlp.c_fc`, `mlp.c_proj` (weight, bias each),
+    /// then `ln_f` ([`crate::train_pass`] relies on this order).
+    pub fn parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![
+            ("wte.weight".to_string(), self.wte.clone()),
+            ("wpe.weight".to_string(), self.wpe.clone()),
+        ];
+        for (i, blk) in self.h.iter().enumerate() {
+            let parts = [
+                ("ln_1", &blk.ln_1.w, &blk.ln_1.b),
+                ("attn.c_attn", &blk.attn.c_attn.w, &blk.attn.c_attn.b),
+                ("attn.c_proj", &blk.attn.c_proj.w, &blk.attn.c_proj.b),
+                ("ln_2", &blk.ln_2.w, &blk.ln_2.b),
+                ("mlp.c_fc", &blk.mlp.c_fc.w, &blk.mlp.c_fc.b),
+                ("mlp.c_proj", &blk.mlp.c_proj.w, &blk.mlp.c_proj.b),
+            ];
+            for (name, w, b) in parts {
+                out.push((format!("h.{i}.{name}.weight"), w.clone()));
+                out.push((format!("h.{i}.{name}.bias"), b.clone()));
+            }
+        }
+        out.push(("ln_f.weight".to_string(), self.ln_f.w.clone()));
+        out.push(("ln_f.bias".to_string(), self.ln_f.b.clone()));
+        out
+    }
+
     /// A copy whose weights are detached constants: no gradient flows into them (e.g. the frozen
     /// prior of prefix tuning, or inference without recording a graph). Shares the storage.
     pub fn detached(&self) -> Self {

@@ -16,7 +16,10 @@
 //! - [`load_checkpoint`] reads a run directory back into a [`Loaded`] (model, varmap, vocab,
 //!   config, state).
 //!
-//! Training uses the fused CPU kernels of [`ops`] (LayerNorm, causal softmax, erf GELU,
+//! On the CPU, training (pretraining and the RL update) runs through [`train_pass`]: the GPT's
+//! forward and backward written out by hand over reusable buffers, checked against candle's
+//! autograd in its tests (1.6–2× faster than autograd here). Elsewhere training uses candle's
+//! autograd with the fused kernels of [`ops`] (LayerNorm, causal softmax, erf GELU,
 //! cross-entropy), which carry their own backward pass; decoding uses a fused attention over the
 //! KV cache. Other devices and dtypes fall back to candle's composed ops.
 //!
@@ -50,6 +53,7 @@ pub mod optim;
 pub mod rng;
 pub mod sample;
 pub mod train;
+pub mod train_pass;
 pub mod vocab;
 
 pub use candle_core::{Device, Tensor};

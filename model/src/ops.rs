@@ -129,7 +129,7 @@ pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tens
     candle_nn::ops::layer_norm_slow(xs, w, b, eps as f32)
 }
 
-fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
     let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
@@ -365,13 +365,13 @@ fn gelu_bwd_body(x: &[f32], g: &[f32], d: &mut [f32]) {
 
 /// Defines `$name` running `$body` compiled for AVX2+FMA when the CPU has it.
 macro_rules! dispatch {
-    ($name:ident, $avx:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
+    ($vis:vis $name:ident, $avx:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
         #[cfg(target_arch = "x86_64")]
         #[target_feature(enable = "avx2,fma")]
         unsafe fn $avx($($arg: $ty),*) {
             $body($($arg),*)
         }
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 // SAFETY: the features were detected just above.
@@ -381,8 +381,9 @@ macro_rules! dispatch {
         }
     };
 }
-dispatch!(gelu_fwd, gelu_fwd_avx2, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
-dispatch!(gelu_bwd, gelu_bwd_avx2, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
+pub(crate) use dispatch;
+dispatch!(pub(crate) gelu_fwd, gelu_fwd_avx2, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
+dispatch!(pub(crate) gelu_bwd, gelu_bwd_avx2, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
 
 // ---------------------------------------------------------------------------------------------
 // GELU (erf form) with a one-pass backward.
@@ -490,7 +491,7 @@ fn attend_body(g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut 
 dispatch!(attend, attend_avx2, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
 
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     // Eight independent accumulators so the compiler can vectorise the reduction.
     let mut acc = [0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));

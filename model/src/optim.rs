@@ -2,7 +2,7 @@
 //! checkpointed), global-norm gradient clipping, and the warmup + cosine learning-rate schedule.
 
 use crate::{Error, Result};
-use candle_core::{backprop::GradStore, Device, Tensor, Var};
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -78,6 +78,31 @@ impl AdamW {
         let bc2 = 1.0 - p.beta2.powi(self.step as i32);
         for (i, (_, var)) in self.vars.iter().enumerate() {
             let Some(g) = grads.get(var) else { continue };
+            let decay = if p.weight_decay > 0.0 && var.rank() >= 2 {
+                1.0 - p.lr * p.weight_decay
+            } else {
+                1.0
+            };
+            if var.device().is_cpu() && var.dtype() == DType::F32 {
+                // One pass over plain slices instead of a dozen temporary tensors per variable.
+                let (shape, dev) = (var.shape().clone(), var.device().clone());
+                let flat = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+                let (gv, mut mv, mut vv, mut wv) =
+                    (flat(g)?, flat(&self.m[i])?, flat(&self.v[i])?, flat(var)?);
+                let (b1, b2, scale) = (p.beta1 as f32, p.beta2 as f32, grad_scale as f32);
+                let (step_size, bc2, eps, decay) =
+                    ((p.lr / bc1) as f32, bc2 as f32, p.eps as f32, decay as f32);
+                for j in 0..wv.len() {
+                    let g = gv[j] * scale;
+                    mv[j] = b1 * mv[j] + (1.0 - b1) * g;
+                    vv[j] = b2 * vv[j] + (1.0 - b2) * g * g;
+                    wv[j] = wv[j] * decay - step_size * mv[j] / ((vv[j] / bc2).sqrt() + eps);
+                }
+                var.set(&Tensor::from_vec(wv, &shape, &dev)?)?;
+                self.m[i] = Tensor::from_vec(mv, &shape, &dev)?;
+                self.v[i] = Tensor::from_vec(vv, shape, &dev)?;
+                continue;
+            }
             let g = if grad_scale != 1.0 {
                 (g * grad_scale)?
             } else {
@@ -87,8 +112,8 @@ impl AdamW {
             let v = ((&self.v[i] * p.beta2)? + (g.sqr()? * (1.0 - p.beta2))?)?;
             let update = ((&m * (p.lr / bc1))? / ((&v / bc2)?.sqrt()? + p.eps)?)?;
             let mut w = var.as_tensor().clone();
-            if p.weight_decay > 0.0 && var.rank() >= 2 {
-                w = (w * (1.0 - p.lr * p.weight_decay))?;
+            if decay != 1.0 {
+                w = (w * decay)?;
             }
             var.set(&(w - update)?)?;
             self.m[i] = m;

@@ -10,6 +10,7 @@ use crate::checkpoint::{self, TrainState, OPTIMIZER_FILE, STATE_FILE};
 use crate::gpt::{Gpt, GptConfig};
 use crate::optim::{lr_at, AdamW, AdamWParams};
 use crate::rng::Rng;
+use crate::train_pass::{GradTarget, TrainPass};
 use crate::vocab::{Corpus, TokenMode, Vocab, PAD};
 use crate::{ops, Error, Result};
 use candle_core::{Device, Tensor};
@@ -204,6 +205,39 @@ fn make_batch(seqs: &[&[u32]], device: &Device) -> Result<(Tensor, Vec<u32>, usi
     }
     let n_tok = seqs.iter().map(|s| s.len() - 1).sum();
     Ok((Tensor::from_vec(input, (seqs.len(), t), device)?, targets, n_tok))
+}
+
+/// Mean next-token cross-entropy of a batch and its gradients, by `pass` when given (the
+/// hand-written CPU pass) or by candle's autograd. `rows` are `[BOS] + tokens + [EOS]` sequences.
+/// Also returns the number of counted tokens.
+pub fn loss_and_grads(
+    model: &Gpt,
+    rows: &[&[u32]],
+    pass: Option<&mut TrainPass>,
+) -> Result<(f64, candle_core::backprop::GradStore, usize)> {
+    let (input, targets, n_tok) = make_batch(rows, model.device())?;
+    match pass {
+        Some(pass) => {
+            let ids = input.flatten_all()?.to_vec1::<u32>()?;
+            let logp = pass.forward(model, &ids, &targets, rows.len(), None)?;
+            let w = 1.0 / n_tok.max(1) as f32;
+            let weights: Vec<f32> = targets.iter().map(|&y| if y == PAD { 0.0 } else { w }).collect();
+            let loss = -logp
+                .iter()
+                .zip(&weights)
+                .filter(|(_, &w)| w != 0.0)
+                .map(|(l, w)| (l * w) as f64)
+                .sum::<f64>();
+            Ok((loss, pass.backward(&weights, GradTarget::Weights)?, n_tok))
+        }
+        None => {
+            let logits = model.forward(&input, None)?;
+            let (b, t, v) = logits.dims3()?;
+            let loss = ops::cross_entropy(&logits.reshape((b * t, v))?, &targets, PAD)?;
+            let grads = loss.backward()?;
+            Ok((loss.to_scalar::<f32>()? as f64, grads, n_tok))
+        }
+    }
 }
 
 /// Length-bucketed batches of one epoch: a function of (seed, epoch) only.
@@ -405,6 +439,8 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
     pb.set_position(st.step as u64);
 
     let start_step = st.step;
+    // The hand-written pass on the CPU; candle's autograd elsewhere (e.g. CUDA).
+    let mut pass = TrainPass::supports(&model).then(TrainPass::new);
     let mut batches = epoch_batches(&lens, opts.batch_size, seed, st.epoch);
     let (mut losses, mut rows) = (Vec::new(), Vec::new());
     let (mut win_loss, mut win_steps, mut win_tok, mut win_time) = (0f64, 0usize, 0usize, 0f64);
@@ -426,13 +462,9 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
             .iter()
             .map(|&i| train[i].as_slice())
             .collect();
-        let (input, targets, n_tok) = make_batch(&rows_b, device)?;
         let lr = lr_at(st.step, opts.lr, opts.min_lr, opts.warmup_steps, total_steps);
         opt.set_lr(lr);
-        let logits = model.forward(&input, None)?;
-        let (b, t, v) = logits.dims3()?;
-        let loss = ops::cross_entropy(&logits.reshape((b * t, v))?, &targets, PAD)?;
-        let grads = loss.backward()?;
+        let (loss, grads, n_tok) = loss_and_grads(&model, &rows_b, pass.as_mut())?;
         let scale = if opts.grad_clip > 0.0 {
             let norm = opt.grad_norm(&grads)?;
             if norm > opts.grad_clip {
@@ -444,7 +476,6 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
             1.0
         };
         opt.step(&grads, scale)?;
-        let loss = loss.to_scalar::<f32>()? as f64;
         let dt = t0.elapsed().as_secs_f64();
         st.step += 1;
         st.batch_cursor += 1;

@@ -20,10 +20,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use model::rng::Rng;
 use model::sample::Prompt;
+use model::train_pass::{ChunkedPass, GradTarget};
 use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
 
 use crate::config::{PolicyMode, PrefixConfig, PrefixInit};
@@ -181,18 +182,7 @@ impl Policy {
     pub fn sample(&self, opts: &SampleOptions) -> Result<Vec<Sample>> {
         let prompt_and_first = match self.prefix() {
             None => None,
-            Some(prefix) => {
-                let first = self
-                    .prior
-                    .forward(&Tensor::new(&[[BOS]], self.agent.device())?, None)?; // (1, 1, V)
-                let first = first.flatten_all()?.to_vec1::<f32>()?;
-                let max = first.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
-                let lse = max + first.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
-                Some((
-                    prefix.detach(),
-                    first.iter().map(|&v| v as f64 - lse).collect::<Vec<f64>>(),
-                ))
-            }
+            Some(prefix) => Some((prefix.detach(), self.first_token_log_probs()?)),
         };
         let prompt = prompt_and_first
             .as_ref()
@@ -212,10 +202,120 @@ impl Policy {
         }
     }
 
-    /// Per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when present):
-    /// `(logp (B, T), mask (B, T))`, under the agent (differentiable) or the prior (detached).
-    /// In prefix mode the agent's first column is the prior's (see the module docs).
-    pub fn token_log_probs(&self, seqs: &[Vec<u32>], agent: bool) -> Result<(Tensor, Tensor)> {
+    /// The agent's per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when
+    /// present), keeping what [`Policy::agent_gradients`] needs: in `pass` (the hand-written CPU
+    /// pass) or as a candle graph. In prefix mode the first token's is the prior's (module docs).
+    pub fn agent_log_probs(
+        &self,
+        seqs: &[Vec<u32>],
+        pass: Option<&mut ChunkedPass>,
+    ) -> Result<AgentLogProbs> {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len().saturating_sub(1)).collect();
+        let Some(pass) = pass else {
+            let lp = self.candle_log_probs(seqs, true)?;
+            return Ok(AgentLogProbs {
+                rows: rows_of(&lp, &lens)?,
+                graph: Some(lp),
+                skip: 0,
+            });
+        };
+        check_seqs(seqs)?;
+        let to_f64 = |lp: Vec<Vec<f32>>| -> Vec<Vec<f64>> {
+            lp.into_iter()
+                .map(|r| r.into_iter().map(f64::from).collect())
+                .collect()
+        };
+        match self.prefix() {
+            None => Ok(AgentLogProbs {
+                rows: to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 0), None)?),
+                graph: None,
+                skip: 0,
+            }),
+            Some(prefix) => {
+                // x_1 from the prior (one BOS forward); the prompt stands in for BOS after it.
+                let first = self.first_token_log_probs()?;
+                let rest = to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 1), Some(prefix))?);
+                let rows = seqs
+                    .iter()
+                    .zip(rest)
+                    .map(|(s, rest)| std::iter::once(first[s[1] as usize]).chain(rest).collect())
+                    .collect();
+                Ok(AgentLogProbs {
+                    rows,
+                    graph: None,
+                    skip: 1,
+                })
+            }
+        }
+    }
+
+    /// Gradients of the surrogate `−Σ_b Σ_t weights[b][t] · log π(x_bt)` with respect to the
+    /// trainable variables, from what [`Policy::agent_log_probs`] kept (same `pass`).
+    pub fn agent_gradients(
+        &self,
+        lp: &AgentLogProbs,
+        weights: &[Vec<f64>],
+        pass: Option<&mut ChunkedPass>,
+    ) -> Result<GradStore> {
+        if let Some(graph) = &lp.graph {
+            let (gb, gt) = graph.dims2()?;
+            let mut w = vec![0f32; gb * gt];
+            for (r, row) in weights.iter().enumerate().take(gb) {
+                for (c, &v) in row.iter().enumerate().take(gt) {
+                    w[r * gt + c] = v as f32;
+                }
+            }
+            let w = Tensor::from_vec(w, (gb, gt), graph.device())?;
+            return Ok((graph * w)?.sum_all()?.neg()?.backward()?);
+        }
+        let pass = pass
+            .ok_or_else(|| Error::config("policy", "agent_gradients needs the pass that ran the forward"))?;
+        let w: Vec<Vec<f32>> = weights
+            .iter()
+            .map(|row| row.iter().skip(lp.skip).map(|&v| v as f32).collect())
+            .collect();
+        let target = match self.mode {
+            PolicyMode::Full => GradTarget::Weights,
+            PolicyMode::Prefix => GradTarget::PrefixOnly,
+        };
+        Ok(pass.backward(&w, target)?)
+    }
+
+    /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence; by the
+    /// hand-written pass when given, else by candle's forward.
+    pub fn prior_log_probs(
+        &self,
+        seqs: &[Vec<u32>],
+        pass: Option<&mut ChunkedPass>,
+    ) -> Result<Vec<Vec<f64>>> {
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len().saturating_sub(1)).collect();
+        match pass {
+            Some(pass) => {
+                check_seqs(seqs)?;
+                let lp = pass.forward(&self.prior, &teacher_rows(seqs, 0), None)?;
+                Ok(lp
+                    .into_iter()
+                    .map(|r| r.into_iter().map(f64::from).collect())
+                    .collect())
+            }
+            None => rows_of(&self.candle_log_probs(seqs, false)?, &lens),
+        }
+    }
+
+    /// log p(x_1 | BOS) under the prior, for every token.
+    fn first_token_log_probs(&self) -> Result<Vec<f64>> {
+        let first = self
+            .prior
+            .forward(&Tensor::new(&[[BOS]], self.agent.device())?, None)?; // (1, 1, V)
+        let first = first.flatten_all()?.to_vec1::<f32>()?;
+        let max = first.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v)) as f64;
+        let lse = max + first.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        Ok(first.iter().map(|&v| v as f64 - lse).collect())
+    }
+
+    /// Per-token log-probabilities `(B, T)` through candle's `Gpt::forward` (zero at padding):
+    /// under the agent (differentiable) or the prior (detached).
+    fn candle_log_probs(&self, seqs: &[Vec<u32>], agent: bool) -> Result<Tensor> {
         let device = self.agent.device();
         let (input, target) = pad_batch(seqs, device)?;
         let mask = target.ne(PAD)?.to_dtype(candle_core::DType::F32)?;
@@ -238,7 +338,7 @@ impl Policy {
                 }
             }
         };
-        Ok(((lp * &mask)?, mask))
+        Ok((lp * mask)?)
     }
 
     /// Saves the trainable part (prefix, or every agent weight) to a safetensors file.
@@ -278,11 +378,47 @@ impl Policy {
 
 /// Teacher-forcing tensors for `[BOS] + tokens` sequences; rejects sequences without BOS.
 fn pad_batch(seqs: &[Vec<u32>], device: &Device) -> Result<(Tensor, Tensor)> {
-    if let Some(s) = seqs.iter().find(|s| s.len() < 2 || s[0] != BOS) {
-        return Err(Error::config(
+    check_seqs(seqs)?;
+    Ok(model::sample::pad_batch(seqs, device)?)
+}
+
+fn check_seqs(seqs: &[Vec<u32>]) -> Result<()> {
+    match seqs.iter().find(|s| s.len() < 2 || s[0] != BOS) {
+        Some(s) => Err(Error::config(
             "seqs",
             format!("a sequence needs BOS and a token, got {s:?}"),
-        ));
+        )),
+        None => Ok(()),
     }
-    Ok(model::sample::pad_batch(seqs, device)?)
+}
+
+/// The agent's log-probabilities of a batch ([`Policy::agent_log_probs`]).
+pub struct AgentLogProbs {
+    /// log π of each token of each sequence.
+    pub rows: Vec<Vec<f64>>,
+    /// candle's `(B, T)` log-probs when the hand-written pass was not used.
+    graph: Option<Tensor>,
+    /// Leading tokens per sequence without a gradient (prefix mode: x_1, read from the prior).
+    skip: usize,
+}
+
+/// Rows of a `(B, T)` tensor, cut to `lens`.
+fn rows_of(lp: &Tensor, lens: &[usize]) -> Result<Vec<Vec<f64>>> {
+    let rows = lp.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    Ok(rows
+        .into_iter()
+        .zip(lens)
+        .map(|(r, &l)| r[..l].to_vec())
+        .collect())
+}
+
+/// Teacher-forcing `(input, target)` of each sequence (checked by [`check_seqs`]) after its first
+/// `skip` tokens: input = tokens without the last, target = tokens shifted by one.
+fn teacher_rows(seqs: &[Vec<u32>], skip: usize) -> Vec<(&[u32], &[u32])> {
+    seqs.iter()
+        .map(|s| {
+            let n = s.len() - 1;
+            (&s[skip.min(n)..n], &s[(1 + skip).min(s.len())..])
+        })
+        .collect()
 }

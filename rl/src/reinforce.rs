@@ -16,9 +16,9 @@
 
 use std::time::Instant;
 
-use candle_core::Tensor;
 use chem::Molecule;
 use model::optim::{AdamW, AdamWParams};
+use model::train_pass::{ChunkedPass, TrainPass};
 use model::{SampleOptions, BOS};
 use serde::{Deserialize, Serialize};
 
@@ -62,27 +62,49 @@ pub fn advantages(
         .collect()
 }
 
-/// The REINFORCE loss −(1/B) Σ_b Σ_t adv[b][t] · logp[b, t] for per-token log-probs `(B, T)`
-/// (zero at padding) and advantages (shorter rows are zero-padded).
-pub fn reinforce_loss(logp: &Tensor, adv: &[Vec<f64>]) -> Result<Tensor> {
-    let (b, t) = logp.dims2()?;
-    let mut a = vec![0f32; b * t];
-    for (r, row) in adv.iter().enumerate().take(b) {
-        for (c, &v) in row.iter().enumerate().take(t) {
-            a[r * t + c] = v as f32;
-        }
-    }
-    let a = Tensor::from_vec(a, (b, t), logp.device())?;
-    Ok(((logp * a)?.sum_all()? * (-1.0 / b as f64))?)
+/// Per-token weights `w[b][t] = adv[b][t] / B` of the REINFORCE loss written as the surrogate
+/// `L = −Σ_b Σ_t w[b][t] · log π(x_bt)` = −(1/B) Σ_b Σ_t A_bt · log π(x_bt).
+pub fn reinforce_weights(adv: &[Vec<f64>]) -> Vec<Vec<f64>> {
+    let b = adv.len().max(1) as f64;
+    adv.iter()
+        .map(|row| row.iter().map(|a| a / b).collect())
+        .collect()
 }
 
-/// REINVENT's loss mean_b (prior_ll[b] + σ·R[b] − agent_ll[b])² for sequence log-likelihoods
-/// `(B,)` (the prior's detached).
-pub fn reinvent_loss(agent_ll: &Tensor, prior_ll: &Tensor, rewards: &[f64], sigma: f64) -> Result<Tensor> {
-    let r: Vec<f32> = rewards.iter().map(|&r| (sigma * r) as f32).collect();
-    let r = Tensor::from_vec(r, rewards.len(), agent_ll.device())?;
-    let target = (prior_ll.detach() + r)?;
-    Ok((target - agent_ll)?.sqr()?.mean_all()?)
+/// REINVENT's loss `(1/B) Σ_b (prior_ll[b] + σ·R[b] − agent_ll[b])²` for sequence
+/// log-likelihoods, and its per-token surrogate weights (as in [`reinforce_weights`]): every token
+/// of sequence b gets `(2/B)·(prior_ll[b] + σ·R[b] − agent_ll[b])`, the loss's derivative with
+/// respect to `−log π` of that token. `lens[b]`: tokens of sequence b.
+pub fn reinvent_weights(
+    agent_ll: &[f64],
+    prior_ll: &[f64],
+    rewards: &[f64],
+    sigma: f64,
+    lens: &[usize],
+) -> (f64, Vec<Vec<f64>>) {
+    let b = agent_ll.len().max(1) as f64;
+    let gaps: Vec<f64> = agent_ll
+        .iter()
+        .zip(prior_ll)
+        .zip(rewards)
+        .map(|((a, p), r)| p + sigma * r - a)
+        .collect();
+    let loss = gaps.iter().map(|g| g * g).sum::<f64>() / b;
+    let weights = gaps
+        .iter()
+        .zip(lens)
+        .map(|(g, &l)| vec![2.0 * g / b; l])
+        .collect();
+    (loss, weights)
+}
+
+/// Value of the surrogate `−Σ_b Σ_t w[b][t] · logp[b][t]`.
+pub fn surrogate_loss(weights: &[Vec<f64>], logp: &[Vec<f64>]) -> f64 {
+    -weights
+        .iter()
+        .zip(logp)
+        .map(|(w, l)| w.iter().zip(l).map(|(w, l)| w * l).sum::<f64>())
+        .sum::<f64>()
 }
 
 /// What a run carries from step to step (checkpointed as JSON).
@@ -146,6 +168,9 @@ pub struct Trainer {
     opt: AdamW,
     scorer: Scorer,
     novelty_ref: Novelty,
+    /// The hand-written CPU passes for the agent and the prior (candle where they do not apply).
+    pass: Option<ChunkedPass>,
+    prior_pass: Option<ChunkedPass>,
     /// Steps, baseline, memory, filter and candidates.
     pub state: TrainerState,
 }
@@ -186,10 +211,12 @@ impl Trainer {
                 ..Default::default()
             },
             cfg,
-            policy,
             opt,
             scorer,
             novelty_ref,
+            pass: TrainPass::supports(policy.agent()).then(ChunkedPass::new),
+            prior_pass: TrainPass::supports(policy.prior()).then(ChunkedPass::new),
+            policy,
         })
     }
 
@@ -332,31 +359,21 @@ impl Trainer {
             }
         }
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
-        let (lp_agent, mask) = self.policy.token_log_probs(&seqs, true)?;
-        let (lp_prior, _) = self.policy.token_log_probs(&seqs, false)?;
-        let agent_rows = lp_agent
-            .detach()
-            .to_dtype(candle_core::DType::F64)?
-            .to_vec2::<f64>()?;
-        let prior_rows = lp_prior.to_dtype(candle_core::DType::F64)?.to_vec2::<f64>()?;
+        let agent_lp = self.policy.agent_log_probs(&seqs, self.pass.as_mut())?;
+        let prior_rows = self.policy.prior_log_probs(&seqs, self.prior_pass.as_mut())?;
+        let agent_rows = &agent_lp.rows;
         let kl_tok: Vec<Vec<f64>> = agent_rows
             .iter()
             .zip(&prior_rows)
-            .zip(&lens)
-            .map(|((a, p), &l)| (0..l).map(|t| a[t] - p[t]).collect())
+            .map(|(a, p)| a.iter().zip(p).map(|(a, p)| a - p).collect())
             .collect();
         let kl = kl_tok[..n].iter().map(|r| r.iter().sum::<f64>()).sum::<f64>() / n as f64;
         let sampled_tokens: usize = lens[..n].iter().sum();
-        let entropy = -agent_rows[..n]
-            .iter()
-            .zip(&lens[..n])
-            .map(|(r, &l)| r[..l].iter().sum::<f64>())
-            .sum::<f64>()
+        let entropy = -agent_rows[..n].iter().map(|r| r.iter().sum::<f64>()).sum::<f64>()
             / sampled_tokens.max(1) as f64;
-        let _ = mask;
 
         let mean_reward = rewards.iter().sum::<f64>() / n as f64;
-        let loss = match self.cfg.loss {
+        let (loss_value, weights) = match self.cfg.loss {
             LossConfig::Reinforce {
                 gamma,
                 baseline,
@@ -380,20 +397,23 @@ impl Trainer {
                     1.0
                 };
                 let adv = advantages(&all_rewards, &lens, b, scale, gamma, kl_beta, &kl_tok);
-                reinforce_loss(&lp_agent, &adv)?
+                let w = reinforce_weights(&adv);
+                (surrogate_loss(&w, agent_rows), w)
             }
             LossConfig::Reinvent { sigma } => {
-                reinvent_loss(&lp_agent.sum(1)?, &lp_prior.sum(1)?, &all_rewards, sigma)?
+                let sum = |rows: &[Vec<f64>]| rows.iter().map(|r| r.iter().sum::<f64>()).collect::<Vec<_>>();
+                reinvent_weights(&sum(agent_rows), &sum(&prior_rows), &all_rewards, sigma, &lens)
             }
         };
-        let loss_value = loss.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
         if !loss_value.is_finite() {
             return Err(Error::config(
                 "lr",
                 format!("the loss became {loss_value} at step {step}; lower lr"),
             ));
         }
-        let grads = loss.backward()?;
+        let grads = self
+            .policy
+            .agent_gradients(&agent_lp, &weights, self.pass.as_mut())?;
         let mut grad_scale = 1.0;
         if self.cfg.grad_clip > 0.0 {
             let norm = self.opt.grad_norm(&grads)?;
@@ -430,7 +450,7 @@ impl Trainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{Device, Var, D};
+    use candle_core::{Device, Tensor, Var, D};
 
     /// Log-probs `(N, 1)` of `ids` under softmax(z), z `(1, K)`.
     fn gathered(z: &Var, ids: &[u32]) -> Tensor {
@@ -456,6 +476,14 @@ mod tests {
             .unwrap()
     }
 
+    /// The REINFORCE loss −(1/B) Σ_b Σ_t adv[b][t] · logp[b][t] as a candle graph, from
+    /// [`reinforce_weights`], for log-probs `(N, 1)`.
+    fn reinforce_loss(logp: &Tensor, adv: &[Vec<f64>]) -> Tensor {
+        let w: Vec<f32> = reinforce_weights(adv).iter().map(|r| r[0] as f32).collect();
+        let w = Tensor::from_vec(w, logp.dims(), &Device::Cpu).unwrap();
+        (logp * w).unwrap().sum_all().unwrap().neg().unwrap()
+    }
+
     /// On a categorical policy over 4 tokens with reward 1 on token 0, the REINFORCE loss's
     /// gradient equals the closed form ∂(−E[R])/∂z_j = −p₀(δ₀ⱼ − pⱼ): exactly when the
     /// expectation is enumerated, within Monte-Carlo error with 20k samples and a mean baseline;
@@ -479,7 +507,7 @@ mod tests {
         // Exact expectation: each token once, advantage weighted by its probability (× K for the 1/B).
         let ids: Vec<u32> = (0..4).collect();
         let adv: Vec<Vec<f64>> = (0..4).map(|k| vec![4.0 * p[k] * reward(k)]).collect();
-        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv).unwrap());
+        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv));
         for j in 0..4 {
             assert!(
                 (g[j] - expected[j]).abs() < 1e-6,
@@ -506,7 +534,7 @@ mod tests {
         let rewards: Vec<f64> = ids.iter().map(|&k| reward(k as usize)).collect();
         let mean = rewards.iter().sum::<f64>() / n as f64;
         let adv = advantages(&rewards, &vec![1; n], mean, 1.0, 1.0, 0.0, &[]);
-        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv).unwrap());
+        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv));
         for j in 0..4 {
             assert!(
                 (g[j] - expected[j]).abs() < 0.01,
@@ -548,16 +576,17 @@ mod tests {
         close(b[0][0], -2.0 * (0.1 + 0.5 * 0.2));
     }
 
-    /// REINVENT's loss is the mean squared gap to the augmented likelihood.
+    /// REINVENT's loss is the mean squared gap to the augmented likelihood; each token's weight
+    /// is the loss's derivative with respect to −log π of that token, (2/B)·gap.
     #[test]
-    fn reinvent_loss_value() {
-        let agent = Tensor::new(&[-10f32, -20.0], &Device::Cpu).unwrap();
-        let prior = Tensor::new(&[-12f32, -18.0], &Device::Cpu).unwrap();
-        let l = reinvent_loss(&agent, &prior, &[0.5, 0.0], 8.0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        // (−12 + 4 + 10)² = 4, (−18 + 20)² = 4.
-        assert!((l - 4.0).abs() < 1e-5, "{l}");
+    fn reinvent_loss_and_weights() {
+        let (l, w) = reinvent_weights(&[-10.0, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
+        // Gaps −12 + 4 + 10 = 2 and −18 + 20 = 2: loss (4 + 4)/2, weights (2/2)·2.
+        assert!((l - 4.0).abs() < 1e-12, "{l}");
+        assert_eq!(w, vec![vec![2.0; 3], vec![2.0; 2]]);
+        // Finite difference of the loss in agent_ll[0] (= −Σ of its −log π terms).
+        let h = 1e-6;
+        let (l2, _) = reinvent_weights(&[-10.0 - h, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
+        assert!(((l2 - l) / h - w[0][0]).abs() < 1e-4);
     }
 }

@@ -49,6 +49,9 @@ pub struct ModelBenchArgs {
     /// New tokens per sampled molecule (EOS does not stop early, on both sides).
     #[arg(long, default_value_t = 60)]
     new_tokens: usize,
+    /// Train through candle's autograd instead of the hand-written CPU pass (for comparison).
+    #[arg(long)]
+    autograd: bool,
     /// Also run the PyTorch peer (bench/model_peer.py) and print ratios.
     #[arg(long)]
     peer: bool,
@@ -258,7 +261,7 @@ fn peak_rss_mb() -> f64 {
 }
 
 fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
-    use model::{ops, optim, Corpus, Gpt, GptConfig, Tensor, TokenMode, BOS, PAD};
+    use model::{optim, Corpus, Gpt, GptConfig, Tensor, TokenMode, BOS};
 
     let records = input::read(&args.input, None)?;
     let smiles: Vec<String> = records.into_iter().map(|r| r.smiles).collect();
@@ -284,22 +287,15 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
 
     // Training: the same batches as the peer (molecule step * batch + i, cycled), step 0 warms up.
     let n = corpus.seqs.len();
+    let mut pass = (!args.autograd && model::train_pass::TrainPass::supports(&gpt))
+        .then(model::train_pass::TrainPass::new);
     let (mut tokens, mut seconds) = (0usize, 0f64);
     for step in 0..=args.steps {
-        let rows: Vec<&Vec<u32>> = (0..args.batch)
-            .map(|i| &corpus.seqs[(step * args.batch + i) % n])
+        let rows: Vec<&[u32]> = (0..args.batch)
+            .map(|i| corpus.seqs[(step * args.batch + i) % n].as_slice())
             .collect();
-        let t = rows.iter().map(|s| s.len() - 1).max().unwrap_or(1);
-        let (mut inp, mut tgt) = (vec![PAD; args.batch * t], vec![PAD; args.batch * t]);
-        for (r, s) in rows.iter().enumerate() {
-            inp[r * t..r * t + s.len() - 1].copy_from_slice(&s[..s.len() - 1]);
-            tgt[r * t..r * t + s.len() - 1].copy_from_slice(&s[1..]);
-        }
-        let n_tok = tgt.iter().filter(|&&x| x != PAD).count();
         let t0 = Instant::now();
-        let logits = gpt.forward(&Tensor::from_vec(inp, (args.batch, t), &device)?, None)?;
-        let loss = ops::cross_entropy(&logits.reshape((args.batch * t, cfg.vocab_size))?, &tgt, PAD)?;
-        let grads = loss.backward()?;
+        let (_, grads, n_tok) = model::train::loss_and_grads(&gpt, &rows, pass.as_mut())?;
         let norm = opt.grad_norm(&grads)?;
         opt.step(&grads, (1.0 / norm).min(1.0))?;
         if step > 0 {
@@ -331,6 +327,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         "n_params": gpt.num_params(),
         "vocab_size": cfg.vocab_size,
         "batch": args.batch,
+        "train_pass": if pass.is_some() { "hand-written" } else { "candle autograd" },
         "train_tokens_per_s": train_tokens_per_s,
         "sample_batch": b,
         "new_tokens": args.new_tokens,

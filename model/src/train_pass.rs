@@ -1,0 +1,1059 @@
+//! The GPT's training pass written out by hand for the CPU: a forward that keeps its activations,
+//! then a backward straight into gradient buffers (after llm.c's `train_gpt2.c`).
+//!
+//! Why not candle's autograd: it allocates and zero-fills a gradient tensor per graph node, adds
+//! each contribution with a separate (single-threaded) op, and reduces bias gradients with a
+//! strided loop; on a 2-core CPU that was about half of a training step. Here every buffer lives
+//! in a reusable [`TrainPass`], each op is one pass over its data, and the matrix products go to
+//! the same `gemm` kernels candle uses. The maths is [`Gpt::forward`]'s; the tests check losses and
+//! every gradient against candle's autograd on the same weights.
+//!
+//! The loss is a weighted sum of per-token negative log-likelihoods, `L = Σ_r w_r · (−log p(y_r))`:
+//! mean cross-entropy (`w = 1/n_tokens`), REINFORCE (`w = advantage / B`) and REINVENT's squared
+//! error (weights from a first forward) are all of this form.
+
+use crate::gpt::Gpt;
+use crate::ops::{dispatch, dot, gelu_bwd, gelu_fwd, row_stats};
+use crate::vocab::PAD;
+use crate::{Error, Result};
+use candle_core::{backprop::GradStore, DType, Tensor};
+use rayon::prelude::*;
+
+/// Parameter tensors per block, in [`Gpt::parameters`] order.
+const PER_LAYER: usize = 12;
+const LN1_W: usize = 0;
+const LN1_B: usize = 1;
+const ATTN_W: usize = 2;
+const ATTN_B: usize = 3;
+const PROJ_W: usize = 4;
+const PROJ_B: usize = 5;
+const LN2_W: usize = 6;
+const LN2_B: usize = 7;
+const FC_W: usize = 8;
+const FC_B: usize = 9;
+const FCP_W: usize = 10;
+const FCP_B: usize = 11;
+
+/// Which gradients [`TrainPass::backward`] computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GradTarget {
+    /// Every GPT weight (pretraining, full-mode RL); the prefix too if one was given.
+    Weights,
+    /// Only the prefix (prefix-mode RL: the GPT is frozen, so no weight gradient is formed).
+    PrefixOnly,
+}
+
+/// Activations of one block, kept from the forward for the backward.
+#[derive(Default)]
+struct LayerActs {
+    x_in: Vec<f32>, // (N, C) residual stream entering the block
+    ln1: Vec<f32>,
+    ln1_stats: Vec<(f32, f32)>,
+    qkv: Vec<f32>, // (N, 3C)
+    att: Vec<f32>, // (B, nh, TT, TT) softmax weights, row t filled up to t
+    y: Vec<f32>,   // (N, C) heads side by side
+    x_mid: Vec<f32>,
+    ln2: Vec<f32>,
+    ln2_stats: Vec<(f32, f32)>,
+    fc: Vec<f32>, // (N, 4C) before GELU
+    gelu: Vec<f32>,
+}
+
+/// Reusable buffers for forward + backward; keep one per training loop.
+#[derive(Default)]
+pub struct TrainPass {
+    // Set by `forward`.
+    params: Vec<Tensor>,
+    w: Vec<Vec<f32>>,
+    prefix: Option<(Tensor, Vec<f32>, usize, usize)>, // (tensor, data, rows 1 or B, P)
+    dims: Dims,
+    tokens: Vec<u32>,
+    targets: Vec<u32>,
+    layers: Vec<LayerActs>,
+    x_out: Vec<f32>,
+    lnf: Vec<f32>, // (B·T, C) token positions only
+    lnf_stats: Vec<(f32, f32)>,
+    probs: Vec<f32>, // (B·T, V) softmax
+    ready: bool,
+    // Scratch of the backward.
+    d_logits: Vec<f32>,
+    d_lnf: Vec<f32>,
+    dx: Vec<f32>,
+    d_small: Vec<f32>, // (N, C)
+    d_wide: Vec<f32>,  // (N, 4C)
+    d_qkv: Vec<f32>,   // (N, 3C)
+}
+
+#[derive(Default, Clone, Copy, Debug)]
+struct Dims {
+    b: usize,
+    t: usize,  // token positions
+    p: usize,  // prefix positions
+    tt: usize, // p + t
+    c: usize,
+    nh: usize,
+    v: usize,
+    n_layer: usize,
+    eps: f32,
+}
+
+impl Dims {
+    fn rows(&self) -> usize {
+        self.b * self.tt
+    }
+}
+
+impl TrainPass {
+    /// An empty pass; buffers grow on first use and are reused afterwards.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether this pass can run `model` (f32 weights on the CPU); otherwise use candle's autograd.
+    pub fn supports(model: &Gpt) -> bool {
+        model.device().is_cpu() && model.parameters().iter().all(|(_, t)| t.dtype() == DType::F32)
+    }
+
+    /// Forward over `tokens (B, T)` (row-major ids, PAD-filled) after an optional `prefix`
+    /// `(1 or B, P, n_embd)`, keeping the activations. Returns `log p(targets[r])` for every
+    /// token position `r` (padding positions included: weight them 0 in [`Self::backward`]).
+    pub fn forward(
+        &mut self,
+        model: &Gpt,
+        tokens: &[u32],
+        targets: &[u32],
+        batch: usize,
+        prefix: Option<&Tensor>,
+    ) -> Result<Vec<f32>> {
+        self.ready = false;
+        let cfg = model.config();
+        if batch == 0 || tokens.len() % batch != 0 || targets.len() != tokens.len() {
+            return Err(Error::option(
+                "batch",
+                format!(
+                    "{} tokens and {} targets do not form {batch} rows",
+                    tokens.len(),
+                    targets.len()
+                ),
+            ));
+        }
+        let (c, v) = (cfg.n_embd, cfg.vocab_size);
+        if let Some(&bad) = tokens.iter().chain(targets).find(|&&id| id as usize >= v) {
+            return Err(Error::option(
+                "tokens",
+                format!("token id {bad} >= vocab_size {v}"),
+            ));
+        }
+        self.params = model.parameters().into_iter().map(|(_, t)| t).collect();
+        self.w = self
+            .params
+            .iter()
+            .map(|t| t.flatten_all()?.to_vec1::<f32>())
+            .collect::<candle_core::Result<_>>()?;
+        self.prefix = match prefix {
+            None => None,
+            Some(pre) => {
+                let (pb, p, pc) = pre.dims3()?;
+                if pc != c || (pb != 1 && pb != batch) {
+                    return Err(Error::option(
+                        "prefix",
+                        format!("shape {:?} does not fit batch {batch} and n_embd {c}", pre.dims()),
+                    ));
+                }
+                Some((pre.clone(), pre.flatten_all()?.to_vec1::<f32>()?, pb, p))
+            }
+        };
+        let p = self.prefix.as_ref().map_or(0, |x| x.3);
+        let t = tokens.len() / batch;
+        let d = Dims {
+            b: batch,
+            t,
+            p,
+            tt: p + t,
+            c,
+            nh: cfg.n_head,
+            v,
+            n_layer: cfg.n_layer,
+            eps: cfg.layer_norm_eps as f32,
+        };
+        if d.tt > cfg.block_size {
+            return Err(Error::option(
+                "block_size",
+                format!(
+                    "cannot forward {} positions, block_size is {}",
+                    d.tt, cfg.block_size
+                ),
+            ));
+        }
+        self.dims = d;
+        self.tokens.clear();
+        self.tokens.extend_from_slice(tokens);
+        self.targets.clear();
+        self.targets.extend_from_slice(targets);
+        self.layers.resize_with(d.n_layer, LayerActs::default);
+
+        let n = d.rows();
+        // Embeddings: prefix vector or token embedding, plus the position embedding.
+        let mut x = std::mem::take(&mut self.layers[0].x_in);
+        x.resize(n * c, 0.0);
+        let (wte, wpe) = (&self.w[0], &self.w[1]);
+        for (row, xr) in x.chunks_mut(c).enumerate() {
+            let (bi, pos) = (row / d.tt, row % d.tt);
+            let src = if pos < p {
+                let (_, data, pb, _) = self.prefix.as_ref().expect("p > 0 only with a prefix");
+                let pr = if *pb == 1 { 0 } else { bi };
+                &data[(pr * p + pos) * c..][..c]
+            } else {
+                &wte[tokens[bi * t + pos - p] as usize * c..][..c]
+            };
+            let pe = &wpe[pos * c..][..c];
+            for ((o, a), b) in xr.iter_mut().zip(src).zip(pe) {
+                *o = a + b;
+            }
+        }
+        self.layers[0].x_in = x;
+
+        for l in 0..d.n_layer {
+            let base = 2 + l * PER_LAYER;
+            let w = &self.w[base..base + PER_LAYER];
+            let (head, tail) = self.layers.split_at_mut(l + 1);
+            let a = &mut head[l];
+            resize(&mut a.ln1, n * c);
+            a.ln1_stats.resize(n, (0.0, 0.0));
+            layer_norm_fwd(&a.x_in, &w[LN1_W], &w[LN1_B], d.eps, &mut a.ln1, &mut a.ln1_stats);
+            resize(&mut a.qkv, n * 3 * c);
+            linear_fwd(&mut a.qkv, None, &a.ln1, &w[ATTN_W], &w[ATTN_B], n, c, 3 * c);
+            resize(&mut a.att, d.b * d.nh * d.tt * d.tt);
+            resize(&mut a.y, n * c);
+            attention_fwd(&d, &a.qkv, &mut a.att, &mut a.y);
+            resize(&mut a.x_mid, n * c);
+            linear_fwd(&mut a.x_mid, Some(&a.x_in), &a.y, &w[PROJ_W], &w[PROJ_B], n, c, c);
+            resize(&mut a.ln2, n * c);
+            a.ln2_stats.resize(n, (0.0, 0.0));
+            layer_norm_fwd(
+                &a.x_mid,
+                &w[LN2_W],
+                &w[LN2_B],
+                d.eps,
+                &mut a.ln2,
+                &mut a.ln2_stats,
+            );
+            resize(&mut a.fc, n * 4 * c);
+            linear_fwd(&mut a.fc, None, &a.ln2, &w[FC_W], &w[FC_B], n, c, 4 * c);
+            resize(&mut a.gelu, n * 4 * c);
+            par_rows(&a.fc, &mut a.gelu, 4 * c, |x, y| gelu_fwd(x, y));
+            let out = match tail.first_mut() {
+                Some(next) => &mut next.x_in,
+                None => &mut self.x_out,
+            };
+            resize(out, n * c);
+            linear_fwd(out, Some(&a.x_mid), &a.gelu, &w[FCP_W], &w[FCP_B], n, 4 * c, c);
+        }
+
+        // Final LayerNorm at the token positions, tied head, log-softmax.
+        let nt = d.b * d.t;
+        let x_last = match d.n_layer {
+            0 => &self.layers[0].x_in,
+            _ => &self.x_out,
+        };
+        let mut x_tok = vec![0f32; nt * c];
+        for (r, dst) in x_tok.chunks_mut(c).enumerate() {
+            let (bi, pos) = (r / d.t, r % d.t);
+            dst.copy_from_slice(&x_last[(bi * d.tt + p + pos) * c..][..c]);
+        }
+        let (lnf_w, lnf_b) = (&self.w[self.w.len() - 2], &self.w[self.w.len() - 1]);
+        resize(&mut self.lnf, nt * c);
+        self.lnf_stats.resize(nt, (0.0, 0.0));
+        layer_norm_fwd(&x_tok, lnf_w, lnf_b, d.eps, &mut self.lnf, &mut self.lnf_stats);
+        resize(&mut self.probs, nt * v);
+        matmul(
+            &mut self.probs,
+            &self.lnf,
+            false,
+            &self.w[0],
+            true,
+            nt,
+            v,
+            c,
+            false,
+        );
+        let mut logp = vec![0f32; nt];
+        self.probs
+            .par_chunks_mut(v)
+            .zip(logp.par_iter_mut())
+            .zip(targets.par_iter())
+            .for_each(|((row, lp), &y)| {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let z_y = row[y as usize] - max;
+                let mut sum = 0f32;
+                for z in row.iter_mut() {
+                    *z = (*z - max).exp();
+                    sum += *z;
+                }
+                *lp = z_y - sum.ln();
+                row.iter_mut().for_each(|z| *z /= sum);
+            });
+        self.ready = true;
+        Ok(logp)
+    }
+
+    /// Backward of `L = Σ_r weights[r] · (−log p(targets[r]))` through the last [`Self::forward`].
+    /// Returns the gradients keyed by the model's weight tensors (and the prefix tensor), ready
+    /// for [`crate::optim::AdamW`].
+    pub fn backward(&mut self, weights: &[f32], target: GradTarget) -> Result<GradStore> {
+        if !self.ready {
+            return Err(Error::option("backward", "call forward first"));
+        }
+        let d = self.dims;
+        let (c, v, n, nt) = (d.c, d.v, d.rows(), d.b * d.t);
+        if weights.len() != nt {
+            return Err(Error::option(
+                "weights",
+                format!("{} weights for {nt} token positions", weights.len()),
+            ));
+        }
+        let want_w = target == GradTarget::Weights;
+        let mut g: Vec<Vec<f32>> = if want_w {
+            self.w.iter().map(|w| vec![0f32; w.len()]).collect()
+        } else {
+            vec![Vec::new(); self.w.len()]
+        };
+
+        // Head: dlogits = w · (softmax − onehot).
+        resize(&mut self.d_logits, nt * v);
+        self.d_logits
+            .par_chunks_mut(v)
+            .zip(self.probs.par_chunks(v))
+            .zip(weights.par_iter().zip(self.targets.par_iter()))
+            .for_each(|((dl, p), (&wr, &y))| {
+                for (o, &pv) in dl.iter_mut().zip(p) {
+                    *o = wr * pv;
+                }
+                dl[y as usize] -= wr;
+            });
+        if want_w {
+            matmul(&mut g[0], &self.d_logits, true, &self.lnf, false, v, c, nt, true);
+        }
+        resize(&mut self.d_lnf, nt * c);
+        matmul(
+            &mut self.d_lnf,
+            &self.d_logits,
+            false,
+            &self.w[0],
+            false,
+            nt,
+            c,
+            v,
+            false,
+        );
+
+        // Final LayerNorm, scattered back to the token rows of the residual stream.
+        let x_last = match d.n_layer {
+            0 => &self.layers[0].x_in,
+            _ => &self.x_out,
+        };
+        let mut x_tok = vec![0f32; nt * c];
+        for (r, dst) in x_tok.chunks_mut(c).enumerate() {
+            let (bi, pos) = (r / d.t, r % d.t);
+            dst.copy_from_slice(&x_last[(bi * d.tt + d.p + pos) * c..][..c]);
+        }
+        let nw = self.w.len();
+        let mut dx_tok = vec![0f32; nt * c];
+        let (dlnf_w, dlnf_b) = layer_norm_bwd(
+            &x_tok,
+            &self.lnf_stats,
+            &self.w[nw - 2],
+            &self.d_lnf,
+            &mut dx_tok,
+            false,
+        );
+        if want_w {
+            g[nw - 2] = dlnf_w;
+            g[nw - 1] = dlnf_b;
+        }
+        self.dx.clear();
+        self.dx.resize(n * c, 0.0);
+        for (r, src) in dx_tok.chunks(c).enumerate() {
+            let (bi, pos) = (r / d.t, r % d.t);
+            self.dx[(bi * d.tt + d.p + pos) * c..][..c].copy_from_slice(src);
+        }
+
+        for l in (0..d.n_layer).rev() {
+            let base = 2 + l * PER_LAYER;
+            let w = &self.w[base..base + PER_LAYER];
+            let a = &self.layers[l];
+            let gl = &mut g[base..base + PER_LAYER];
+            // MLP: x_out = x_mid + gelu(ln2 · Wfc + bfc) · Wfcp + bfcp.
+            if want_w {
+                col_sums(&self.dx, c, &mut gl[FCP_B]);
+                matmul(&mut gl[FCP_W], &self.dx, true, &a.gelu, false, c, 4 * c, n, true);
+            }
+            resize(&mut self.d_wide, n * 4 * c);
+            matmul(
+                &mut self.d_wide,
+                &self.dx,
+                false,
+                &w[FCP_W],
+                false,
+                n,
+                4 * c,
+                c,
+                false,
+            );
+            gelu_bwd_in_place(&a.fc, &mut self.d_wide, 4 * c);
+            if want_w {
+                col_sums(&self.d_wide, 4 * c, &mut gl[FC_B]);
+                matmul(
+                    &mut gl[FC_W],
+                    &self.d_wide,
+                    true,
+                    &a.ln2,
+                    false,
+                    4 * c,
+                    c,
+                    n,
+                    true,
+                );
+            }
+            resize(&mut self.d_small, n * c);
+            matmul(
+                &mut self.d_small,
+                &self.d_wide,
+                false,
+                &w[FC_W],
+                false,
+                n,
+                c,
+                4 * c,
+                false,
+            );
+            let (dw, db) = layer_norm_bwd(
+                &a.x_mid,
+                &a.ln2_stats,
+                &w[LN2_W],
+                &self.d_small,
+                &mut self.dx,
+                true,
+            );
+            if want_w {
+                gl[LN2_W] = dw;
+                gl[LN2_B] = db;
+            }
+            // Attention: x_mid = x_in + attn(ln1) · Wproj + bproj.
+            if want_w {
+                col_sums(&self.dx, c, &mut gl[PROJ_B]);
+                matmul(&mut gl[PROJ_W], &self.dx, true, &a.y, false, c, c, n, true);
+            }
+            matmul(
+                &mut self.d_small,
+                &self.dx,
+                false,
+                &w[PROJ_W],
+                false,
+                n,
+                c,
+                c,
+                false,
+            );
+            resize(&mut self.d_qkv, n * 3 * c);
+            attention_bwd(&d, &a.qkv, &a.att, &self.d_small, &mut self.d_qkv);
+            if want_w {
+                col_sums(&self.d_qkv, 3 * c, &mut gl[ATTN_B]);
+                matmul(
+                    &mut gl[ATTN_W],
+                    &self.d_qkv,
+                    true,
+                    &a.ln1,
+                    false,
+                    3 * c,
+                    c,
+                    n,
+                    true,
+                );
+            }
+            matmul(
+                &mut self.d_small,
+                &self.d_qkv,
+                false,
+                &w[ATTN_W],
+                false,
+                n,
+                c,
+                3 * c,
+                false,
+            );
+            let (dw, db) = layer_norm_bwd(
+                &a.x_in,
+                &a.ln1_stats,
+                &w[LN1_W],
+                &self.d_small,
+                &mut self.dx,
+                true,
+            );
+            if want_w {
+                gl[LN1_W] = dw;
+                gl[LN1_B] = db;
+            }
+        }
+
+        // Embeddings: position, token, prefix.
+        let mut d_prefix = self.prefix.as_ref().map(|(_, data, _, _)| vec![0f32; data.len()]);
+        for (row, dxr) in self.dx.chunks(c).enumerate() {
+            let (bi, pos) = (row / d.tt, row % d.tt);
+            if want_w {
+                add_to(&mut g[1][pos * c..][..c], dxr);
+            }
+            if pos < d.p {
+                if let (Some(dp), Some((_, _, pb, _))) = (d_prefix.as_mut(), self.prefix.as_ref()) {
+                    let pr = if *pb == 1 { 0 } else { bi };
+                    add_to(&mut dp[(pr * d.p + pos) * c..][..c], dxr);
+                }
+            } else if want_w {
+                let tok = self.tokens[bi * d.t + pos - d.p] as usize;
+                add_to(&mut g[0][tok * c..][..c], dxr);
+            }
+        }
+
+        let mut store = GradStore::default();
+        if want_w {
+            for (t, gv) in self.params.iter().zip(g) {
+                store.insert(t, Tensor::from_vec(gv, t.shape(), t.device())?);
+            }
+        }
+        if let (Some(dp), Some((t, _, _, _))) = (d_prefix, self.prefix.as_ref()) {
+            store.insert(t, Tensor::from_vec(dp, t.shape(), t.device())?);
+        }
+        Ok(store)
+    }
+}
+
+/// [`TrainPass`]es over length-sorted chunks of a batch of sequences of different lengths, so
+/// that short sequences do not pay for the longest one's padding (RL batches mix lengths; the
+/// gradient is a sum over tokens, so chunking leaves it unchanged).
+#[derive(Default)]
+pub struct ChunkedPass {
+    passes: Vec<TrainPass>,
+    chunks: Vec<(Vec<usize>, usize)>, // (row indices, padded width)
+    lens: Vec<usize>,
+}
+
+impl ChunkedPass {
+    /// Rows per chunk: big enough for efficient GEMMs, small enough to group similar lengths.
+    pub const CHUNK_ROWS: usize = 64;
+
+    /// An empty pass; buffers are reused across calls.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forward over `rows` of `(input, target)` ids (equal lengths within a row, any length
+    /// across rows, empty allowed) after an optional prefix `(1, P, n_embd)` shared by all rows.
+    /// Returns `log p(target)` per row and token.
+    pub fn forward(
+        &mut self,
+        model: &Gpt,
+        rows: &[(&[u32], &[u32])],
+        prefix: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
+        if let Some(pre) = prefix {
+            if pre.dim(0)? != 1 {
+                return Err(Error::option(
+                    "prefix",
+                    "a chunked pass takes one prefix shared by all rows",
+                ));
+            }
+        }
+        self.lens = rows.iter().map(|(i, _)| i.len()).collect();
+        let mut order: Vec<usize> = (0..rows.len()).filter(|&r| self.lens[r] > 0).collect();
+        order.sort_by_key(|&r| self.lens[r]);
+        self.chunks = order
+            .chunks(Self::CHUNK_ROWS)
+            .map(|c| (c.to_vec(), c.iter().map(|&r| self.lens[r]).max().unwrap_or(0)))
+            .collect();
+        if self.passes.len() < self.chunks.len() {
+            self.passes.resize_with(self.chunks.len(), TrainPass::new);
+        }
+        let mut out: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
+        for ((idx, t), pass) in self.chunks.iter().zip(&mut self.passes) {
+            let (mut input, mut target) = (vec![PAD; idx.len() * t], vec![PAD; idx.len() * t]);
+            for (j, &r) in idx.iter().enumerate() {
+                let (i, g) = rows[r];
+                if g.len() != i.len() {
+                    return Err(Error::option(
+                        "rows",
+                        format!("row {r}: {} inputs, {} targets", i.len(), g.len()),
+                    ));
+                }
+                input[j * t..j * t + i.len()].copy_from_slice(i);
+                target[j * t..j * t + i.len()].copy_from_slice(g);
+            }
+            let lp = pass.forward(model, &input, &target, idx.len(), prefix)?;
+            for (j, &r) in idx.iter().enumerate() {
+                out[r] = lp[j * t..j * t + self.lens[r]].to_vec();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Backward of `Σ_r Σ_t weights[r][t] · (−log p)` through the last [`Self::forward`]; the
+    /// chunks' gradients are summed.
+    pub fn backward(&mut self, weights: &[Vec<f32>], target: GradTarget) -> Result<GradStore> {
+        if weights.len() != self.lens.len() {
+            return Err(Error::option(
+                "weights",
+                format!("{} rows of weights for {} rows", weights.len(), self.lens.len()),
+            ));
+        }
+        let mut total = GradStore::default();
+        for ((idx, t), pass) in self.chunks.iter().zip(&mut self.passes) {
+            let mut w = vec![0f32; idx.len() * t];
+            for (j, &r) in idx.iter().enumerate() {
+                let n = self.lens[r].min(weights[r].len());
+                w[j * t..j * t + n].copy_from_slice(&weights[r][..n]);
+            }
+            let grads = pass.backward(&w, target)?;
+            for id in grads.get_ids().copied().collect::<Vec<_>>() {
+                let g = grads.get_id(id).expect("listed id").clone();
+                let sum = match total.get_id(id) {
+                    Some(prev) => (prev + g)?,
+                    None => g,
+                };
+                total.insert_id(id, sum);
+            }
+        }
+        Ok(total)
+    }
+}
+
+fn resize(v: &mut Vec<f32>, len: usize) {
+    v.resize(len, 0.0);
+}
+
+#[inline(always)]
+fn add_to(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
+}
+
+/// Applies `f` to matching `width`-wide rows of `x` and `y` in parallel.
+fn par_rows(x: &[f32], y: &mut [f32], width: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    const ROWS: usize = 16;
+    y.par_chunks_mut(width * ROWS)
+        .zip(x.par_chunks(width * ROWS))
+        .for_each(|(y, x)| f(x, y));
+}
+
+/// `d ← d · gelu'(x)`.
+fn gelu_bwd_in_place(x: &[f32], d: &mut [f32], width: usize) {
+    const ROWS: usize = 16;
+    d.par_chunks_mut(width * ROWS)
+        .zip(x.par_chunks(width * ROWS))
+        .for_each(|(d, x)| {
+            let g = d.to_vec();
+            gelu_bwd(x, &g, d);
+        });
+}
+
+/// `dst += Σ_rows m` for a row-major `m` of `width` columns.
+fn col_sums(m: &[f32], width: usize, dst: &mut [f32]) {
+    for row in m.chunks(width) {
+        add_to(dst, row);
+    }
+}
+
+/// `C (m×n) = A (m×k) · B (k×n)`, or `C +=` with `acc`. `ta`: A is stored as its transpose
+/// (k×m, row-major); `tb`: B is stored as its transpose (n×k). All row-major, contiguous.
+#[allow(clippy::too_many_arguments)]
+fn matmul(c: &mut [f32], a: &[f32], ta: bool, b: &[f32], tb: bool, m: usize, n: usize, k: usize, acc: bool) {
+    assert!(
+        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
+        "matmul: buffer too small"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !acc {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
+    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
+    let threads = rayon::current_num_threads();
+    let par = if threads > 1 && m * n * k >= 1 << 18 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach inside the slices, and `c`
+    // does not alias `a` or `b` (distinct borrows).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// `out (n×d_out) = [resid +] x (n×d_in) · Wᵀ + bias`, with `W` stored `(d_out, d_in)`.
+#[allow(clippy::too_many_arguments)]
+fn linear_fwd(
+    out: &mut [f32],
+    resid: Option<&[f32]>,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    n: usize,
+    d_in: usize,
+    d_out: usize,
+) {
+    match resid {
+        Some(r) => out
+            .par_chunks_mut(d_out)
+            .zip(r.par_chunks(d_out))
+            .for_each(|(o, r)| o.iter_mut().zip(r).zip(bias).for_each(|((o, r), b)| *o = r + b)),
+        None => out.par_chunks_mut(d_out).for_each(|o| o.copy_from_slice(bias)),
+    }
+    matmul(out, x, false, w, true, n, d_out, d_in, true);
+}
+
+fn layer_norm_fwd(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], stats: &mut [(f32, f32)]) {
+    let c = w.len();
+    out.par_chunks_mut(c)
+        .zip(x.par_chunks(c))
+        .zip(stats.par_iter_mut())
+        .for_each(|((y, x), st)| {
+            let (mean, rstd) = row_stats(x, eps);
+            *st = (mean, rstd);
+            for i in 0..c {
+                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+            }
+        });
+}
+
+/// LayerNorm backward: writes (or with `acc` adds) dx, returns (dw, db). Partial sums of dw/db per
+/// fixed group of rows are added in order: deterministic.
+fn layer_norm_bwd(
+    x: &[f32],
+    stats: &[(f32, f32)],
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    acc: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let c = w.len();
+    const ROWS: usize = 32;
+    let parts: Vec<Vec<f32>> = dx
+        .par_chunks_mut(c * ROWS)
+        .zip(x.par_chunks(c * ROWS).zip(dy.par_chunks(c * ROWS)))
+        .zip(stats.par_chunks(ROWS))
+        .map(|((dx, (x, dy)), st)| {
+            let mut part = vec![0f32; 2 * c];
+            for (((dx, x), dy), &(mean, rstd)) in dx.chunks_mut(c).zip(x.chunks(c)).zip(dy.chunks(c)).zip(st)
+            {
+                let (mut m1, mut m2) = (0f32, 0f32);
+                for i in 0..c {
+                    let xh = (x[i] - mean) * rstd;
+                    let dxh = dy[i] * w[i];
+                    m1 += dxh;
+                    m2 += dxh * xh;
+                    part[i] += dy[i] * xh;
+                    part[c + i] += dy[i];
+                }
+                let (m1, m2) = (m1 / c as f32, m2 / c as f32);
+                for i in 0..c {
+                    let xh = (x[i] - mean) * rstd;
+                    let v = rstd * (dy[i] * w[i] - m1 - xh * m2);
+                    if acc {
+                        dx[i] += v;
+                    } else {
+                        dx[i] = v;
+                    }
+                }
+            }
+            part
+        })
+        .collect();
+    let mut dwb = vec![0f32; 2 * c];
+    for p in &parts {
+        add_to(&mut dwb, p);
+    }
+    let db = dwb.split_off(c);
+    (dwb, db)
+}
+
+/// Causal attention per batch row and head: `y_t = Σ_{s≤t} softmax_s(q_t·k_s / √hd) v_s`.
+fn attention_fwd(d: &Dims, qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
+    let (c, tt, nh) = (d.c, d.tt, d.nh);
+    y.par_chunks_mut(tt * c)
+        .zip(att.par_chunks_mut(nh * tt * tt))
+        .zip(qkv.par_chunks(tt * 3 * c))
+        .for_each(|((y, att), qkv)| attention_fwd_row(tt, c, nh, qkv, att, y));
+}
+
+/// [`attention_fwd`] for one batch row: `qkv (TT, 3C)`, `att (nh, TT, TT)`, `y (TT, C)`.
+#[inline(always)]
+fn attention_fwd_row_body(tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
+    let hd = c / nh;
+    let scale = 1.0 / (hd as f32).sqrt();
+    for h in 0..nh {
+        for t in 0..tt {
+            let q = &qkv[t * 3 * c + h * hd..][..hd];
+            let row = &mut att[(h * tt + t) * tt..][..=t];
+            let mut max = f32::NEG_INFINITY;
+            for (s, a) in row.iter_mut().enumerate() {
+                *a = dot(q, &qkv[s * 3 * c + c + h * hd..][..hd]) * scale;
+                max = max.max(*a);
+            }
+            let mut sum = 0f32;
+            for a in row.iter_mut() {
+                *a = (*a - max).exp();
+                sum += *a;
+            }
+            let inv = 1.0 / sum;
+            let out = &mut y[t * c + h * hd..][..hd];
+            out.fill(0.0);
+            for (s, a) in row.iter_mut().enumerate() {
+                *a *= inv;
+                axpy(*a, &qkv[s * 3 * c + 2 * c + h * hd..][..hd], out);
+            }
+        }
+    }
+}
+
+/// Backward of [`attention_fwd`]: `dy (N, C)` → `dqkv (N, 3C)`.
+fn attention_bwd(d: &Dims, qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]) {
+    let (c, tt, nh) = (d.c, d.tt, d.nh);
+    dqkv.par_chunks_mut(tt * 3 * c)
+        .zip(att.par_chunks(nh * tt * tt))
+        .zip(qkv.par_chunks(tt * 3 * c).zip(dy.par_chunks(tt * c)))
+        .for_each(|((dqkv, att), (qkv, dy))| attention_bwd_row(tt, c, nh, qkv, att, dy, dqkv));
+}
+
+/// [`attention_bwd`] for one batch row.
+#[inline(always)]
+fn attention_bwd_row_body(
+    tt: usize,
+    c: usize,
+    nh: usize,
+    qkv: &[f32],
+    att: &[f32],
+    dy: &[f32],
+    dqkv: &mut [f32],
+) {
+    let hd = c / nh;
+    let scale = 1.0 / (hd as f32).sqrt();
+    dqkv.fill(0.0);
+    let mut datt = vec![0f32; tt];
+    let mut dq = vec![0f32; hd];
+    for h in 0..nh {
+        for t in 0..tt {
+            let row = &att[(h * tt + t) * tt..][..=t];
+            let dyt = &dy[t * c + h * hd..][..hd];
+            // da_ts = dy_t · v_s; dv_s += a_ts · dy_t.
+            let mut weighted = 0f32;
+            for (s, &a) in row.iter().enumerate() {
+                let off = s * 3 * c + 2 * c + h * hd;
+                datt[s] = dot(dyt, &qkv[off..][..hd]);
+                weighted += a * datt[s];
+                axpy(a, dyt, &mut dqkv[off..][..hd]);
+            }
+            // Softmax backward, then the scaled dot product: dq_t += ds·k_s, dk_s += ds·q_t.
+            let q = &qkv[t * 3 * c + h * hd..][..hd];
+            dq.fill(0.0);
+            for (s, &a) in row.iter().enumerate() {
+                let ds = a * (datt[s] - weighted) * scale;
+                let off = s * 3 * c + c + h * hd;
+                axpy(ds, &qkv[off..][..hd], &mut dq);
+                axpy(ds, q, &mut dqkv[off..][..hd]);
+            }
+            add_to(&mut dqkv[t * 3 * c + h * hd..][..hd], &dq);
+        }
+    }
+}
+
+dispatch!(attention_fwd_row, attention_fwd_row_avx2, attention_fwd_row_body,
+    (tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut [f32], y: &mut [f32]));
+dispatch!(attention_bwd_row, attention_bwd_row_avx2, attention_bwd_row_body,
+    (tt: usize, c: usize, nh: usize, qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]));
+
+/// `y += a · x`.
+#[inline(always)]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpt::GptConfig;
+    use crate::rng::Rng;
+    use candle_core::{Device, Var};
+    use candle_nn::VarMap;
+
+    fn tiny(prefix_rows: Option<usize>) -> (Gpt, VarMap, Option<Var>) {
+        let cfg = GptConfig {
+            vocab_size: 11,
+            n_layer: 2,
+            n_head: 2,
+            n_embd: 16,
+            block_size: 16,
+            ..Default::default()
+        };
+        let varmap = VarMap::new();
+        let model = Gpt::init(&cfg, &varmap, 7, &Device::Cpu).unwrap();
+        // Perturb every weight (LayerNorm 1/0 and zero biases would hide mistakes).
+        let mut rng = Rng::new(3);
+        for var in varmap.all_vars() {
+            let n = var.elem_count();
+            let noise: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.3) as f32).collect();
+            let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
+            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+        }
+        let prefix = prefix_rows.map(|rows| {
+            let data: Vec<f32> = (0..rows * 2 * 16).map(|_| (rng.normal() * 0.5) as f32).collect();
+            Var::from_tensor(&Tensor::from_vec(data, (rows, 2, 16), &Device::Cpu).unwrap()).unwrap()
+        });
+        (model, varmap, prefix)
+    }
+
+    fn batch() -> (Vec<u32>, Vec<u32>, Vec<f32>) {
+        let (b, t) = (3, 5);
+        let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 3) % 11) as u32).collect();
+        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 5 + 1) % 11) as u32).collect();
+        // Uneven weights, some zero (padding), some negative (REINFORCE advantages).
+        let weights: Vec<f32> = (0..b * t).map(|i| [0.3, -0.7, 0.0, 1.1, 0.5][i % 5]).collect();
+        (tokens, targets, weights)
+    }
+
+    fn max_rel_diff(a: &Tensor, b: &Tensor) -> f32 {
+        let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let scale = a.iter().map(|x| x.abs()).fold(1e-3, f32::max);
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    }
+
+    /// Forward and every gradient agree with candle's autograd through `Gpt::forward`.
+    fn check(prefix_rows: Option<usize>, target: GradTarget) {
+        let (model, varmap, prefix) = tiny(prefix_rows);
+        let (tokens, targets, weights) = batch();
+        let b = 3;
+        let t = tokens.len() / b;
+        let pre = prefix.as_ref().map(Var::as_tensor);
+
+        let mut pass = TrainPass::new();
+        let logp = pass.forward(&model, &tokens, &targets, b, pre).unwrap();
+        let grads = pass.backward(&weights, target).unwrap();
+
+        let dev = Device::Cpu;
+        let idx = Tensor::from_vec(tokens.clone(), (b, t), &dev).unwrap();
+        let tg = Tensor::from_vec(targets.clone(), (b, t), &dev).unwrap();
+        let lp_ref = crate::gpt::token_log_probs(&model.forward(&idx, pre).unwrap(), &tg).unwrap();
+        let got = Tensor::from_vec(logp, (b, t), &dev).unwrap();
+        assert!(max_rel_diff(&lp_ref, &got) < 1e-5, "log-probs differ");
+        let w = Tensor::from_vec(weights, (b, t), &dev).unwrap();
+        let loss = (lp_ref * w).unwrap().sum_all().unwrap().neg().unwrap();
+        let reference = loss.backward().unwrap();
+
+        let mut checked = 0;
+        if target == GradTarget::Weights {
+            for (name, var) in varmap.data().lock().unwrap().iter() {
+                let r = reference.get(var).expect("reference gradient");
+                let ours = grads.get(var).unwrap_or_else(|| panic!("no gradient for {name}"));
+                let diff = max_rel_diff(r, ours);
+                assert!(diff < 1e-4, "{name}: gradient differs by {diff}");
+                checked += 1;
+            }
+        } else {
+            for var in varmap.all_vars() {
+                assert!(
+                    grads.get(&var).is_none(),
+                    "prefix-only pass formed a weight gradient"
+                );
+            }
+        }
+        if let Some(p) = &prefix {
+            let diff = max_rel_diff(reference.get(p).unwrap(), grads.get(p).expect("prefix gradient"));
+            assert!(diff < 1e-4, "prefix gradient differs by {diff}");
+            checked += 1;
+        }
+        assert!(checked > 0);
+    }
+
+    #[test]
+    fn gradients_match_autograd() {
+        check(None, GradTarget::Weights);
+    }
+
+    #[test]
+    fn gradients_match_autograd_with_shared_prefix() {
+        check(Some(1), GradTarget::Weights);
+    }
+
+    #[test]
+    fn prefix_only_gradient_matches_autograd_per_row_prefix() {
+        check(Some(3), GradTarget::PrefixOnly);
+    }
+
+    /// Chunks of sorted lengths give the unchunked pass's log-probs and summed gradients.
+    #[test]
+    fn chunked_pass_matches_one_padded_batch() {
+        let (model, varmap, _) = tiny(None);
+        let n = ChunkedPass::CHUNK_ROWS + 9; // two chunks
+        let seqs: Vec<Vec<u32>> = (0..n)
+            .map(|r| (0..1 + r % 7).map(|i| ((r * 3 + i * 5) % 11) as u32).collect())
+            .collect();
+        let rows: Vec<(&[u32], &[u32])> = seqs.iter().map(|s| (&s[..s.len() - 1], &s[1..])).collect();
+        let weights: Vec<Vec<f32>> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, (i, _))| vec![0.1 + (r % 3) as f32 * 0.2; i.len()])
+            .collect();
+        let mut chunked = ChunkedPass::new();
+        let lp = chunked.forward(&model, &rows, None).unwrap();
+        let grads = chunked.backward(&weights, GradTarget::Weights).unwrap();
+
+        let t = 6;
+        let (mut input, mut target, mut w) = (vec![0u32; n * t], vec![0u32; n * t], vec![0f32; n * t]);
+        for (r, (i, g)) in rows.iter().enumerate() {
+            input[r * t..r * t + i.len()].copy_from_slice(i);
+            target[r * t..r * t + i.len()].copy_from_slice(g);
+            w[r * t..r * t + i.len()].copy_from_slice(&weights[r]);
+        }
+        let mut pass = TrainPass::new();
+        let lp_ref = pass.forward(&model, &input, &target, n, None).unwrap();
+        let reference = pass.backward(&w, GradTarget::Weights).unwrap();
+        for (r, row) in lp.iter().enumerate() {
+            assert_eq!(row.len(), rows[r].0.len());
+            for (k, v) in row.iter().enumerate() {
+                assert!((v - lp_ref[r * t + k]).abs() < 1e-5);
+            }
+        }
+        for var in varmap.all_vars() {
+            let diff = max_rel_diff(reference.get(&var).unwrap(), grads.get(&var).unwrap());
+            assert!(diff < 1e-4, "chunked gradient differs by {diff}");
+        }
+    }
+
+    #[test]
+    fn backward_before_forward_is_an_error() {
+        assert!(TrainPass::new().backward(&[], GradTarget::Weights).is_err());
+    }
+}
