@@ -46,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod decode_pass;
 mod error;
 pub mod gpt;
 pub mod ops;

@@ -1,5 +1,6 @@
 //! Batched autoregressive sampling with the KV cache, and likelihoods of given SMILES.
 
+use crate::decode_pass::Decoder;
 use crate::gpt::{token_log_probs, Gpt};
 use crate::rng::Rng;
 use crate::vocab::{Vocab, BOS, EOS, PAD};
@@ -138,6 +139,75 @@ pub enum Prompt<'a> {
     },
 }
 
+/// What decodes: the hand-written CPU decoder, or candle's KV-cached forward elsewhere.
+enum Stepper {
+    Cpu(Box<Decoder>),
+    Candle(Gpt),
+}
+
+impl Stepper {
+    fn new(model: &Gpt) -> Result<Self> {
+        Ok(if Decoder::supports(model) {
+            Stepper::Cpu(Box::new(Decoder::new(model)?))
+        } else {
+            Stepper::Candle(model.detached()) // no graph recording, own KV cache
+        })
+    }
+
+    fn start(&mut self, rows: usize) {
+        match self {
+            Stepper::Cpu(d) => d.start(rows),
+            Stepper::Candle(m) => m.clear_kv_cache(),
+        }
+    }
+
+    /// Feeds the prompt `(1 or rows, P, C)`, if any, then one token per row, from position 0;
+    /// returns the next-token logits `(rows × V)`.
+    fn first(&mut self, prefix: Option<&Tensor>, tokens: &[u32]) -> Result<Vec<f32>> {
+        match self {
+            Stepper::Cpu(d) => {
+                if let Some(pre) = prefix {
+                    let (pb, p, c) = pre.dims3()?;
+                    let data = pre.flatten_all()?.to_vec1::<f32>()?;
+                    for pos in 0..p {
+                        let vectors: Vec<f32> = (0..pb)
+                            .flat_map(|r| data[(r * p + pos) * c..][..c].to_vec())
+                            .collect();
+                        d.feed_vectors(&vectors)?;
+                    }
+                }
+                Ok(d.feed_tokens(tokens)?.to_vec())
+            }
+            Stepper::Candle(m) => {
+                let input = Tensor::from_vec(tokens.to_vec(), (tokens.len(), 1), m.device())?;
+                Ok(m.forward_cached(&input, prefix, 0)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?)
+            }
+        }
+    }
+
+    /// Feeds one token per row at position `offset`.
+    fn next(&mut self, tokens: &[u32], offset: usize) -> Result<Vec<f32>> {
+        match self {
+            Stepper::Cpu(d) => Ok(d.feed_tokens(tokens)?.to_vec()),
+            Stepper::Candle(m) => {
+                let input = Tensor::from_vec(tokens.to_vec(), (tokens.len(), 1), m.device())?;
+                Ok(m.forward_cached(&input, None, offset)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?)
+            }
+        }
+    }
+
+    fn retain(&mut self, rows: &[usize]) -> Result<()> {
+        match self {
+            Stepper::Cpu(d) => d.retain_rows(rows),
+            Stepper::Candle(m) => Ok(m.retain_kv_rows(&rows.iter().map(|&r| r as u32).collect::<Vec<_>>())?),
+        }
+    }
+}
+
 /// Generates `opts.n` molecules, `opts.batch_size` at a time with a KV cache, each ending at its
 /// own EOS, optionally behind a soft [`Prompt`].
 pub fn sample(
@@ -147,7 +217,6 @@ pub fn sample(
     opts: &SampleOptions,
 ) -> Result<Vec<Sample>> {
     opts.validate()?;
-    let mut m = model.detached(); // no graph recording, own KV cache
     let (prefix, first_log_probs) = match prompt {
         None => (None, None),
         Some(Prompt::BeforeBos(t)) => (Some(t.detach()), None),
@@ -174,7 +243,8 @@ pub fn sample(
     let p = prefix.as_ref().map_or(Ok(0), |t| t.dim(1))?;
     // Positions taken before x_1: the prompt, and BOS unless the prompt stands in for it.
     let lead = p + usize::from(first_log_probs.is_none());
-    let block = m.config().block_size;
+    let block = model.config().block_size;
+    let mut m = Stepper::new(model)?;
     if lead.max(p + 1) > block {
         return Err(Error::TooLong {
             len: lead.max(p + 1),
@@ -195,31 +265,25 @@ pub fn sample(
                 "a batched prefix must have batch_size rows (or 1)",
             ));
         }
-        m.clear_kv_cache();
+        m.start(b);
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];
         // Logits for the next token of each active row; None before the first forward.
         let mut logits = match first_log_probs {
             Some(_) => None,
-            None => {
-                let bos = Tensor::from_vec(vec![BOS; b], (b, 1), m.device())?;
-                Some(m.forward_cached(&bos, prefix.as_ref(), 0)?) // (B, 1, V)
-            }
+            None => Some(m.first(prefix.as_ref(), &vec![BOS; b])?),
         };
+        let v = vocab.len();
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
         for step in 0..max_len {
-            let rows = match &logits {
-                Some(l) => Some(l.squeeze(1)?.to_vec2::<f32>()?),
-                None => None,
-            };
             let mut next = vec![PAD; active.len()];
             for (ci, &r) in active.iter().enumerate() {
                 if done[r] {
                     continue;
                 }
-                let logp = match (&rows, first_log_probs) {
-                    (Some(rows), _) => log_softmax(&rows[ci]),
+                let logp = match (&logits, first_log_probs) {
+                    (Some(rows), _) => log_softmax(&rows[ci * v..(ci + 1) * v]),
                     (None, Some(first)) => first.to_vec(),
                     (None, None) => unreachable!("logits exist unless the first token is given"),
                 };
@@ -235,16 +299,15 @@ pub fn sample(
             // Once a quarter of the rows are finished, drop them from the batch and the cache.
             let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
             if live.len() * 4 <= active.len() * 3 {
-                m.retain_kv_rows(&live.iter().map(|&ci| ci as u32).collect::<Vec<_>>())?;
+                m.retain(&live)?;
                 next = live.iter().map(|&ci| next[ci]).collect();
                 active = live.iter().map(|&ci| active[ci]).collect();
             }
-            let input = Tensor::from_vec(next, (active.len(), 1), m.device())?;
             // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
             logits = Some(if logits.is_none() {
-                m.forward_cached(&input, prefix.as_ref(), 0)?
+                m.first(prefix.as_ref(), &next)?
             } else {
-                m.forward_cached(&input, None, lead + step)?
+                m.next(&next, lead + step)?
             });
         }
         for r in 0..b {

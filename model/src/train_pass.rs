@@ -635,7 +635,7 @@ fn add_to(dst: &mut [f32], src: &[f32]) {
 }
 
 /// Applies `f` to matching `width`-wide rows of `x` and `y` in parallel.
-fn par_rows(x: &[f32], y: &mut [f32], width: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+pub(crate) fn par_rows(x: &[f32], y: &mut [f32], width: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
     const ROWS: usize = 16;
     y.par_chunks_mut(width * ROWS)
         .zip(x.par_chunks(width * ROWS))
@@ -663,7 +663,17 @@ fn col_sums(m: &[f32], width: usize, dst: &mut [f32]) {
 /// `C (m×n) = A (m×k) · B (k×n)`, or `C +=` with `acc`. `ta`: A is stored as its transpose
 /// (k×m, row-major); `tb`: B is stored as its transpose (n×k). All row-major, contiguous.
 #[allow(clippy::too_many_arguments)]
-fn matmul(c: &mut [f32], a: &[f32], ta: bool, b: &[f32], tb: bool, m: usize, n: usize, k: usize, acc: bool) {
+pub(crate) fn matmul(
+    c: &mut [f32],
+    a: &[f32],
+    ta: bool,
+    b: &[f32],
+    tb: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    acc: bool,
+) {
     assert!(
         c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
         "matmul: buffer too small"
@@ -714,7 +724,7 @@ fn matmul(c: &mut [f32], a: &[f32], ta: bool, b: &[f32], tb: bool, m: usize, n: 
 
 /// `out (n×d_out) = [resid +] x (n×d_in) · Wᵀ + bias`, with `W` stored `(d_out, d_in)`.
 #[allow(clippy::too_many_arguments)]
-fn linear_fwd(
+pub(crate) fn linear_fwd(
     out: &mut [f32],
     resid: Option<&[f32]>,
     x: &[f32],
@@ -734,7 +744,14 @@ fn linear_fwd(
     matmul(out, x, false, w, true, n, d_out, d_in, true);
 }
 
-fn layer_norm_fwd(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], stats: &mut [(f32, f32)]) {
+pub(crate) fn layer_norm_fwd(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [(f32, f32)],
+) {
     let c = w.len();
     out.par_chunks_mut(c)
         .zip(x.par_chunks(c))
@@ -896,7 +913,7 @@ dispatch!(attention_bwd_row, attention_bwd_row_avx2, attention_bwd_row_body,
 
 /// `y += a · x`.
 #[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
 }
 

@@ -49,9 +49,10 @@ pub struct ModelBenchArgs {
     /// New tokens per sampled molecule (EOS does not stop early, on both sides).
     #[arg(long, default_value_t = 60)]
     new_tokens: usize,
-    /// Train through candle's autograd instead of the hand-written CPU pass (for comparison).
+    /// Train and decode through candle (autograd, `forward_cached`) instead of the hand-written
+    /// CPU passes, for comparison.
     #[arg(long)]
-    autograd: bool,
+    candle: bool,
     /// Also run the PyTorch peer (bench/model_peer.py) and print ratios.
     #[arg(long)]
     peer: bool,
@@ -287,7 +288,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
 
     // Training: the same batches as the peer (molecule step * batch + i, cycled), step 0 warms up.
     let n = corpus.seqs.len();
-    let mut pass = (!args.autograd && model::train_pass::TrainPass::supports(&gpt))
+    let mut pass = (!args.candle && model::train_pass::TrainPass::supports(&gpt))
         .then(model::train_pass::TrainPass::new);
     let (mut tokens, mut seconds) = (0usize, 0f64);
     for step in 0..=args.steps {
@@ -306,18 +307,33 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
     let train_tokens_per_s = tokens as f64 / seconds;
 
     // Sampling: a fixed number of new tokens from BOS with the KV cache, multinomial at T = 1.
-    let mut sampler = gpt.detached();
     let b = args.sample_batch;
     let mut rng = model::rng::Rng::new(0);
+    let v = cfg.vocab_size;
     let t0 = Instant::now();
-    let mut logits = sampler.forward_cached(&Tensor::from_vec(vec![BOS; b], (b, 1), &device)?, None, 0)?;
-    for i in 0..args.new_tokens {
-        let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
-        let next: Vec<u32> = rows.iter().map(|row| sample_row(row, &mut rng)).collect();
-        if i + 1 == args.new_tokens {
-            break;
+    if pass.is_some() {
+        let mut decoder = model::decode_pass::Decoder::new(&gpt)?;
+        decoder.start(b);
+        let mut next = vec![BOS; b];
+        for i in 0..args.new_tokens {
+            let logits = decoder.feed_tokens(&next)?;
+            next = logits.chunks(v).map(|row| sample_row(row, &mut rng)).collect();
+            if i + 1 == args.new_tokens {
+                break;
+            }
         }
-        logits = sampler.forward_cached(&Tensor::from_vec(next, (b, 1), &device)?, None, i + 1)?;
+    } else {
+        let mut sampler = gpt.detached();
+        let mut logits =
+            sampler.forward_cached(&Tensor::from_vec(vec![BOS; b], (b, 1), &device)?, None, 0)?;
+        for i in 0..args.new_tokens {
+            let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+            let next: Vec<u32> = rows.iter().map(|row| sample_row(row, &mut rng)).collect();
+            if i + 1 == args.new_tokens {
+                break;
+            }
+            logits = sampler.forward_cached(&Tensor::from_vec(next, (b, 1), &device)?, None, i + 1)?;
+        }
     }
     let sample_mols_per_s = b as f64 / t0.elapsed().as_secs_f64();
 
@@ -327,7 +343,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         "n_params": gpt.num_params(),
         "vocab_size": cfg.vocab_size,
         "batch": args.batch,
-        "train_pass": if pass.is_some() { "hand-written" } else { "candle autograd" },
+        "passes": if pass.is_some() { "hand-written" } else { "candle" },
         "train_tokens_per_s": train_tokens_per_s,
         "sample_batch": b,
         "new_tokens": args.new_tokens,
