@@ -407,6 +407,7 @@ mod shipped_configs {
         for name in [
             "qed.toml",
             "qed_prefix.toml",
+            "qed_diverse.toml",
             "drug_like.toml",
             "similar_to.toml",
             "demo.toml",
