@@ -26,7 +26,9 @@ pub struct Decoder {
     n_layer: usize,
     rows: usize,
     len: usize,
-    k: Vec<Vec<f32>>, // per layer (rows, nh, block, hd)
+    /// Positions the caches hold per row in this batch (≤ `block`).
+    cap: usize,
+    k: Vec<Vec<f32>>, // per layer (rows, nh, cap, hd)
     val: Vec<Vec<f32>>,
     x: Vec<f32>, // (rows, C) residual stream
     h: Vec<f32>, // (rows, C) LayerNorm output / attention output
@@ -62,6 +64,7 @@ impl Decoder {
             n_layer: cfg.n_layer,
             rows: 0,
             len: 0,
+            cap: 0,
             k: vec![Vec::new(); cfg.n_layer],
             val: vec![Vec::new(); cfg.n_layer],
             x: Vec::new(),
@@ -75,14 +78,21 @@ impl Decoder {
         })
     }
 
-    /// Starts a batch of `rows` empty sequences.
-    pub fn start(&mut self, rows: usize) {
+    /// Starts a batch of `rows` empty sequences that will decode at most `positions` positions
+    /// (capped at `block_size`).
+    ///
+    /// The caches are sized to `positions`, not `block_size`: a fresh allocation is zero pages the
+    /// kernel maps on first touch, so a batch only pays for the positions it writes. Stale values
+    /// from an earlier batch need no clearing, as every position is written before it is read.
+    pub fn start(&mut self, rows: usize, positions: usize) {
         self.rows = rows;
         self.len = 0;
-        let cache = rows * self.block * self.c;
-        for l in 0..self.n_layer {
-            self.k[l].resize(cache, 0.0);
-            self.val[l].resize(cache, 0.0);
+        self.cap = positions.clamp(1, self.block);
+        let cache = rows * self.cap * self.c;
+        for buf in self.k.iter_mut().chain(self.val.iter_mut()) {
+            if buf.len() < cache {
+                *buf = vec![0.0; cache]; // calloc-style: no memset of untouched pages
+            }
         }
     }
 
@@ -145,7 +155,7 @@ impl Decoder {
         if keep.iter().any(|&r| r >= self.rows) {
             return Err(Error::option("rows", "retain_rows: row out of range"));
         }
-        let row = self.block * self.c;
+        let row = self.cap * self.c;
         for cache in self.k.iter_mut().chain(self.val.iter_mut()) {
             for (dst, &src) in keep.iter().enumerate() {
                 if dst != src {
@@ -159,12 +169,12 @@ impl Decoder {
 
     /// One position for every row: `self.x` holds the input embeddings (without position).
     fn step(&mut self) -> Result<&[f32]> {
-        if self.len >= self.block {
+        if self.len >= self.cap {
             return Err(Error::option(
-                "block_size",
+                "positions",
                 format!(
-                    "cannot decode position {}, block_size is {}",
-                    self.len, self.block
+                    "cannot decode position {}: the batch was started for {} (block_size {})",
+                    self.len, self.cap, self.block
                 ),
             ));
         }
@@ -184,16 +194,16 @@ impl Decoder {
             let w = &self.w[2 + l * PER_LAYER..][..PER_LAYER];
             layer_norm_fwd(&self.x, &w[0], &w[1], self.eps, &mut self.h, &mut self.stats);
             linear_fwd(&mut self.qkv, None, &self.h, &w[2], &w[3], n, c, 3 * c);
-            let (nh, block) = (self.nh, self.block);
+            let (nh, cap) = (self.nh, self.cap);
             self.h
                 .par_chunks_mut(c)
                 .zip(self.qkv.par_chunks(3 * c))
                 .zip(
                     self.k[l]
-                        .par_chunks_mut(block * c)
-                        .zip(self.val[l].par_chunks_mut(block * c)),
+                        .par_chunks_mut(cap * c)
+                        .zip(self.val[l].par_chunks_mut(cap * c)),
                 )
-                .for_each(|((y, qkv), (k, v))| attend_row(c, nh, block, pos, qkv, k, v, y));
+                .for_each(|((y, qkv), (k, v))| attend_row(c, nh, cap, pos, qkv, k, v, y));
             linear_fwd(&mut self.x2, Some(&self.x), &self.h, &w[4], &w[5], n, c, c);
             layer_norm_fwd(&self.x2, &w[6], &w[7], self.eps, &mut self.h, &mut self.stats);
             linear_fwd(&mut self.fc, None, &self.h, &w[8], &w[9], n, c, 4 * c);
@@ -236,13 +246,13 @@ impl Decoder {
 }
 
 /// One row's attention at position `pos`: writes its key and value into the row's cache
-/// `(nh, block, hd)` and `y = Σ_{s≤pos} softmax_s(q·k_s / √hd) v_s`, heads side by side.
+/// `(nh, cap, hd)` and `y = Σ_{s≤pos} softmax_s(q·k_s / √hd) v_s`, heads side by side.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_row_body(
     c: usize,
     nh: usize,
-    block: usize,
+    cap: usize,
     pos: usize,
     qkv: &[f32],
     k: &mut [f32],
@@ -254,8 +264,8 @@ fn attend_row_body(
     let mut scores = vec![0f32; pos + 1];
     for h in 0..nh {
         let (kh, vh) = (
-            &mut k[h * block * hd..][..block * hd],
-            &mut v[h * block * hd..][..block * hd],
+            &mut k[h * cap * hd..][..cap * hd],
+            &mut v[h * cap * hd..][..cap * hd],
         );
         kh[pos * hd..][..hd].copy_from_slice(&qkv[c + h * hd..][..hd]);
         vh[pos * hd..][..hd].copy_from_slice(&qkv[2 * c + h * hd..][..hd]);
@@ -280,7 +290,7 @@ fn attend_row_body(
 }
 
 dispatch!(attend_row, attend_row_avx2, attend_row_body,
-    (c: usize, nh: usize, block: usize, pos: usize, qkv: &[f32], k: &mut [f32], v: &mut [f32], y: &mut [f32]));
+    (c: usize, nh: usize, cap: usize, pos: usize, qkv: &[f32], k: &mut [f32], v: &mut [f32], y: &mut [f32]));
 
 #[cfg(test)]
 mod tests {
@@ -311,7 +321,7 @@ mod tests {
         let full = model.forward(&idx, Some(&pre)).unwrap().to_vec3::<f32>().unwrap(); // (B, T, V)
 
         let mut dec = Decoder::new(&model).unwrap();
-        dec.start(b);
+        dec.start(b, t + 1);
         dec.feed_vectors(&prefix).unwrap();
         let mut rows: Vec<usize> = (0..b).collect();
         for pos in 0..t {

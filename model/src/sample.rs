@@ -154,9 +154,9 @@ impl Stepper {
         })
     }
 
-    fn start(&mut self, rows: usize) {
+    fn start(&mut self, rows: usize, positions: usize) {
         match self {
-            Stepper::Cpu(d) => d.start(rows),
+            Stepper::Cpu(d) => d.start(rows, positions),
             Stepper::Candle(m) => m.clear_kv_cache(),
         }
     }
@@ -265,7 +265,7 @@ pub fn sample(
                 "a batched prefix must have batch_size rows (or 1)",
             ));
         }
-        m.start(b);
+        m.start(b, lead.max(p + 1) + max_len);
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];

@@ -50,7 +50,7 @@ struct LayerActs {
     ln1: Vec<f32>,
     ln1_stats: Vec<(f32, f32)>,
     qkv: Vec<f32>, // (N, 3C)
-    att: Vec<f32>, // (B, nh, TT, TT) softmax weights, row t filled up to t
+    att: Vec<f32>, // per batch row (nh, L, L) softmax weights, row t filled up to t
     y: Vec<f32>,   // (N, C) heads side by side
     x_mid: Vec<f32>,
     ln2: Vec<f32>,
@@ -69,11 +69,17 @@ pub struct TrainPass {
     dims: Dims,
     tokens: Vec<u32>,
     targets: Vec<u32>,
+    /// Packed layout: batch row `b` holds positions `row_off[b]..row_off[b] + row_len[b]`
+    /// (prefix, then tokens up to its last non-PAD target).
+    row_len: Vec<usize>,
+    row_off: Vec<usize>,
+    /// For each packed token position, its index in the `(B, T)` input.
+    tok_index: Vec<usize>,
     layers: Vec<LayerActs>,
     x_out: Vec<f32>,
-    lnf: Vec<f32>, // (B·T, C) token positions only
+    lnf: Vec<f32>, // (n_tok, C) token positions only
     lnf_stats: Vec<(f32, f32)>,
-    probs: Vec<f32>, // (B·T, V) softmax
+    probs: Vec<f32>, // (n_tok, V) softmax
     ready: bool,
     // Scratch of the backward.
     d_logits: Vec<f32>,
@@ -87,20 +93,14 @@ pub struct TrainPass {
 #[derive(Default, Clone, Copy, Debug)]
 struct Dims {
     b: usize,
-    t: usize,  // token positions
-    p: usize,  // prefix positions
-    tt: usize, // p + t
+    t: usize, // token positions per input row
+    p: usize, // prefix positions
+    n: usize, // packed positions, Σ row_len
     c: usize,
     nh: usize,
     v: usize,
     n_layer: usize,
     eps: f32,
-}
-
-impl Dims {
-    fn rows(&self) -> usize {
-        self.b * self.tt
-    }
 }
 
 impl TrainPass {
@@ -116,7 +116,12 @@ impl TrainPass {
 
     /// Forward over `tokens (B, T)` (row-major ids, PAD-filled) after an optional `prefix`
     /// `(1 or B, P, n_embd)`, keeping the activations. Returns `log p(targets[r])` for every
-    /// token position `r` (padding positions included: weight them 0 in [`Self::backward`]).
+    /// token position `r`.
+    ///
+    /// A row ends at its last non-PAD target: the trailing padding carries no loss and, attention
+    /// being causal, cannot change the positions before it, so it is dropped and the rows are
+    /// packed end to end (no compute is spent on padding). Its log-probs are returned as 0, and
+    /// [`Self::backward`] requires weight 0 there.
     pub fn forward(
         &mut self,
         model: &Gpt,
@@ -165,26 +170,38 @@ impl TrainPass {
         };
         let p = self.prefix.as_ref().map_or(0, |x| x.3);
         let t = tokens.len() / batch;
+        if p + t > cfg.block_size {
+            return Err(Error::option(
+                "block_size",
+                format!(
+                    "cannot forward {} positions, block_size is {}",
+                    p + t,
+                    cfg.block_size
+                ),
+            ));
+        }
+        self.row_len.clear();
+        self.row_off.clear();
+        self.tok_index.clear();
+        let mut n = 0;
+        for (bi, row) in targets.chunks(t).enumerate() {
+            let len = row.iter().rposition(|&y| y != PAD).map_or(0, |i| i + 1);
+            self.row_off.push(n);
+            self.row_len.push(p + len);
+            self.tok_index.extend((0..len).map(|pos| bi * t + pos));
+            n += p + len;
+        }
         let d = Dims {
             b: batch,
             t,
             p,
-            tt: p + t,
+            n,
             c,
             nh: cfg.n_head,
             v,
             n_layer: cfg.n_layer,
             eps: cfg.layer_norm_eps as f32,
         };
-        if d.tt > cfg.block_size {
-            return Err(Error::option(
-                "block_size",
-                format!(
-                    "cannot forward {} positions, block_size is {}",
-                    d.tt, cfg.block_size
-                ),
-            ));
-        }
         self.dims = d;
         self.tokens.clear();
         self.tokens.extend_from_slice(tokens);
@@ -192,13 +209,12 @@ impl TrainPass {
         self.targets.extend_from_slice(targets);
         self.layers.resize_with(d.n_layer, LayerActs::default);
 
-        let n = d.rows();
         // Embeddings: prefix vector or token embedding, plus the position embedding.
         let mut x = std::mem::take(&mut self.layers[0].x_in);
         x.resize(n * c, 0.0);
         let (wte, wpe) = (&self.w[0], &self.w[1]);
         for (row, xr) in x.chunks_mut(c).enumerate() {
-            let (bi, pos) = (row / d.tt, row % d.tt);
+            let (bi, pos) = self.position(row);
             let src = if pos < p {
                 let (_, data, pb, _) = self.prefix.as_ref().expect("p > 0 only with a prefix");
                 let pr = if *pb == 1 { 0 } else { bi };
@@ -223,9 +239,12 @@ impl TrainPass {
             layer_norm_fwd(&a.x_in, &w[LN1_W], &w[LN1_B], d.eps, &mut a.ln1, &mut a.ln1_stats);
             resize(&mut a.qkv, n * 3 * c);
             linear_fwd(&mut a.qkv, None, &a.ln1, &w[ATTN_W], &w[ATTN_B], n, c, 3 * c);
-            resize(&mut a.att, d.b * d.nh * d.tt * d.tt);
+            resize(
+                &mut a.att,
+                d.nh * self.row_len.iter().map(|l| l * l).sum::<usize>(),
+            );
             resize(&mut a.y, n * c);
-            attention_fwd(&d, &a.qkv, &mut a.att, &mut a.y);
+            attention_fwd(&d, &self.row_len, &a.qkv, &mut a.att, &mut a.y);
             resize(&mut a.x_mid, n * c);
             linear_fwd(&mut a.x_mid, Some(&a.x_in), &a.y, &w[PROJ_W], &w[PROJ_B], n, c, c);
             resize(&mut a.ln2, n * c);
@@ -251,16 +270,8 @@ impl TrainPass {
         }
 
         // Final LayerNorm at the token positions, tied head, log-softmax.
-        let nt = d.b * d.t;
-        let x_last = match d.n_layer {
-            0 => &self.layers[0].x_in,
-            _ => &self.x_out,
-        };
-        let mut x_tok = vec![0f32; nt * c];
-        for (r, dst) in x_tok.chunks_mut(c).enumerate() {
-            let (bi, pos) = (r / d.t, r % d.t);
-            dst.copy_from_slice(&x_last[(bi * d.tt + p + pos) * c..][..c]);
-        }
+        let nt = self.tok_index.len();
+        let x_tok = self.token_rows();
         let (lnf_w, lnf_b) = (&self.w[self.w.len() - 2], &self.w[self.w.len() - 1]);
         resize(&mut self.lnf, nt * c);
         self.lnf_stats.resize(nt, (0.0, 0.0));
@@ -277,11 +288,12 @@ impl TrainPass {
             c,
             false,
         );
-        let mut logp = vec![0f32; nt];
+        let packed_targets: Vec<u32> = self.tok_index.iter().map(|&i| targets[i]).collect();
+        let mut packed_logp = vec![0f32; nt];
         self.probs
             .par_chunks_mut(v)
-            .zip(logp.par_iter_mut())
-            .zip(targets.par_iter())
+            .zip(packed_logp.par_iter_mut())
+            .zip(packed_targets.par_iter())
             .for_each(|((row, lp), &y)| {
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let z_y = row[y as usize] - max;
@@ -293,8 +305,32 @@ impl TrainPass {
                 *lp = z_y - sum.ln();
                 row.iter_mut().for_each(|z| *z /= sum);
             });
+        let mut logp = vec![0f32; tokens.len()];
+        for (&i, lp) in self.tok_index.iter().zip(packed_logp) {
+            logp[i] = lp;
+        }
         self.ready = true;
         Ok(logp)
+    }
+
+    /// `(batch row, position)` of packed row `row`.
+    fn position(&self, row: usize) -> (usize, usize) {
+        let bi = self.row_off.partition_point(|&o| o <= row) - 1;
+        (bi, row - self.row_off[bi])
+    }
+
+    /// The final residual stream at the token positions (prefix positions skipped), `(n_tok, C)`.
+    fn token_rows(&self) -> Vec<f32> {
+        let d = self.dims;
+        let x_last = match d.n_layer {
+            0 => &self.layers[0].x_in,
+            _ => &self.x_out,
+        };
+        let mut x_tok = Vec::with_capacity(self.tok_index.len() * d.c);
+        for (&off, &len) in self.row_off.iter().zip(&self.row_len) {
+            x_tok.extend_from_slice(&x_last[(off + d.p) * d.c..(off + len) * d.c]);
+        }
+        x_tok
     }
 
     /// Backward of `L = Σ_r weights[r] · (−log p(targets[r]))` through the last [`Self::forward`].
@@ -305,13 +341,31 @@ impl TrainPass {
             return Err(Error::option("backward", "call forward first"));
         }
         let d = self.dims;
-        let (c, v, n, nt) = (d.c, d.v, d.rows(), d.b * d.t);
-        if weights.len() != nt {
+        let (c, v, n, nt) = (d.c, d.v, d.n, self.tok_index.len());
+        if weights.len() != d.b * d.t {
             return Err(Error::option(
                 "weights",
-                format!("{} weights for {nt} token positions", weights.len()),
+                format!("{} weights for {} token positions", weights.len(), d.b * d.t),
             ));
         }
+        let mut packed_weights = vec![0f32; nt];
+        let mut kept = vec![false; weights.len()];
+        for (j, &i) in self.tok_index.iter().enumerate() {
+            packed_weights[j] = weights[i];
+            kept[i] = true;
+        }
+        if let Some(i) = (0..weights.len()).find(|&i| !kept[i] && weights[i] != 0.0) {
+            return Err(Error::option(
+                "weights",
+                format!(
+                    "weight {} on trailing padding (row {}, position {})",
+                    weights[i],
+                    i / d.t,
+                    i % d.t
+                ),
+            ));
+        }
+        let packed_targets: Vec<u32> = self.tok_index.iter().map(|&i| self.targets[i]).collect();
         let want_w = target == GradTarget::Weights;
         let mut g: Vec<Vec<f32>> = if want_w {
             self.w.iter().map(|w| vec![0f32; w.len()]).collect()
@@ -324,7 +378,7 @@ impl TrainPass {
         self.d_logits
             .par_chunks_mut(v)
             .zip(self.probs.par_chunks(v))
-            .zip(weights.par_iter().zip(self.targets.par_iter()))
+            .zip(packed_weights.par_iter().zip(packed_targets.par_iter()))
             .for_each(|((dl, p), (&wr, &y))| {
                 for (o, &pv) in dl.iter_mut().zip(p) {
                     *o = wr * pv;
@@ -348,15 +402,7 @@ impl TrainPass {
         );
 
         // Final LayerNorm, scattered back to the token rows of the residual stream.
-        let x_last = match d.n_layer {
-            0 => &self.layers[0].x_in,
-            _ => &self.x_out,
-        };
-        let mut x_tok = vec![0f32; nt * c];
-        for (r, dst) in x_tok.chunks_mut(c).enumerate() {
-            let (bi, pos) = (r / d.t, r % d.t);
-            dst.copy_from_slice(&x_last[(bi * d.tt + d.p + pos) * c..][..c]);
-        }
+        let x_tok = self.token_rows();
         let nw = self.w.len();
         let mut dx_tok = vec![0f32; nt * c];
         let (dlnf_w, dlnf_b) = layer_norm_bwd(
@@ -373,9 +419,11 @@ impl TrainPass {
         }
         self.dx.clear();
         self.dx.resize(n * c, 0.0);
-        for (r, src) in dx_tok.chunks(c).enumerate() {
-            let (bi, pos) = (r / d.t, r % d.t);
-            self.dx[(bi * d.tt + d.p + pos) * c..][..c].copy_from_slice(src);
+        let mut src = dx_tok.chunks(c);
+        for (&off, &len) in self.row_off.iter().zip(&self.row_len) {
+            for row in off + d.p..off + len {
+                self.dx[row * c..][..c].copy_from_slice(src.next().expect("one per token row"));
+            }
         }
 
         for l in (0..d.n_layer).rev() {
@@ -456,7 +504,7 @@ impl TrainPass {
                 false,
             );
             resize(&mut self.d_qkv, n * 3 * c);
-            attention_bwd(&d, &a.qkv, &a.att, &self.d_small, &mut self.d_qkv);
+            attention_bwd(&d, &self.row_len, &a.qkv, &a.att, &self.d_small, &mut self.d_qkv);
             if want_w {
                 col_sums(&self.d_qkv, 3 * c, &mut gl[ATTN_B]);
                 matmul(
@@ -499,7 +547,7 @@ impl TrainPass {
         // Embeddings: position, token, prefix.
         let mut d_prefix = self.prefix.as_ref().map(|(_, data, _, _)| vec![0f32; data.len()]);
         for (row, dxr) in self.dx.chunks(c).enumerate() {
-            let (bi, pos) = (row / d.tt, row % d.tt);
+            let (bi, pos) = self.position(row);
             if want_w {
                 add_to(&mut g[1][pos * c..][..c], dxr);
             }
@@ -816,13 +864,42 @@ fn layer_norm_bwd(
     (dwb, db)
 }
 
-/// Causal attention per batch row and head: `y_t = Σ_{s≤t} softmax_s(q_t·k_s / √hd) v_s`.
-fn attention_fwd(d: &Dims, qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
-    let (c, tt, nh) = (d.c, d.tt, d.nh);
-    y.par_chunks_mut(tt * c)
-        .zip(att.par_chunks_mut(nh * tt * tt))
-        .zip(qkv.par_chunks(tt * 3 * c))
-        .for_each(|((y, att), qkv)| attention_fwd_row(tt, c, nh, qkv, att, y));
+/// Splits `buf` into consecutive pieces of `len · width` for each `len` of `lens`.
+fn split_rows<'a, T>(mut buf: &'a [T], lens: &[usize], width: impl Fn(usize) -> usize) -> Vec<&'a [T]> {
+    lens.iter()
+        .map(|&l| {
+            let (head, rest) = buf.split_at(width(l));
+            buf = rest;
+            head
+        })
+        .collect()
+}
+
+/// [`split_rows`] for a mutable buffer.
+fn split_rows_mut<'a, T>(
+    mut buf: &'a mut [T],
+    lens: &[usize],
+    width: impl Fn(usize) -> usize,
+) -> Vec<&'a mut [T]> {
+    lens.iter()
+        .map(|&l| {
+            let (head, rest) = std::mem::take(&mut buf).split_at_mut(width(l));
+            buf = rest;
+            head
+        })
+        .collect()
+}
+
+/// Causal attention per batch row (of `lens` positions, packed) and head:
+/// `y_t = Σ_{s≤t} softmax_s(q_t·k_s / √hd) v_s`.
+fn attention_fwd(d: &Dims, lens: &[usize], qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
+    let (c, nh) = (d.c, d.nh);
+    split_rows_mut(y, lens, |l| l * c)
+        .into_par_iter()
+        .zip(split_rows_mut(att, lens, |l| nh * l * l))
+        .zip(split_rows(qkv, lens, |l| l * 3 * c))
+        .zip(lens)
+        .for_each(|(((y, att), qkv), &tt)| attention_fwd_row(tt, c, nh, qkv, att, y));
 }
 
 /// [`attention_fwd`] for one batch row: `qkv (TT, 3C)`, `att (nh, TT, TT)`, `y (TT, C)`.
@@ -856,12 +933,18 @@ fn attention_fwd_row_body(tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut
 }
 
 /// Backward of [`attention_fwd`]: `dy (N, C)` → `dqkv (N, 3C)`.
-fn attention_bwd(d: &Dims, qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]) {
-    let (c, tt, nh) = (d.c, d.tt, d.nh);
-    dqkv.par_chunks_mut(tt * 3 * c)
-        .zip(att.par_chunks(nh * tt * tt))
-        .zip(qkv.par_chunks(tt * 3 * c).zip(dy.par_chunks(tt * c)))
-        .for_each(|((dqkv, att), (qkv, dy))| attention_bwd_row(tt, c, nh, qkv, att, dy, dqkv));
+fn attention_bwd(d: &Dims, lens: &[usize], qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]) {
+    let (c, nh) = (d.c, d.nh);
+    split_rows_mut(dqkv, lens, |l| l * 3 * c)
+        .into_par_iter()
+        .zip(split_rows(att, lens, |l| nh * l * l))
+        .zip(
+            split_rows(qkv, lens, |l| l * 3 * c)
+                .into_par_iter()
+                .zip(split_rows(dy, lens, |l| l * c)),
+        )
+        .zip(lens)
+        .for_each(|(((dqkv, att), (qkv, dy)), &tt)| attention_bwd_row(tt, c, nh, qkv, att, dy, dqkv));
 }
 
 /// [`attention_bwd`] for one batch row.
@@ -951,12 +1034,19 @@ mod tests {
         (model, varmap, prefix)
     }
 
+    /// Three rows of 5 positions; rows 1 and 2 end early (trailing PAD targets, weight 0), and
+    /// row 0 has a PAD target mid-row, which must be kept.
     fn batch() -> (Vec<u32>, Vec<u32>, Vec<f32>) {
         let (b, t) = (3, 5);
         let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 3) % 11) as u32).collect();
-        let targets: Vec<u32> = (0..b * t).map(|i| ((i * 5 + 1) % 11) as u32).collect();
-        // Uneven weights, some zero (padding), some negative (REINFORCE advantages).
-        let weights: Vec<f32> = (0..b * t).map(|i| [0.3, -0.7, 0.0, 1.1, 0.5][i % 5]).collect();
+        let mut targets: Vec<u32> = (0..b * t).map(|i| (i * 5 + 1) as u32 % 10 + 1).collect();
+        targets[2] = PAD;
+        // Uneven weights, some zero, some negative (REINFORCE advantages).
+        let mut weights: Vec<f32> = (0..b * t).map(|i| [0.3, -0.7, 0.0, 1.1, 0.5][i % 5]).collect();
+        for i in [t + 3, t + 4, 2 * t + 4] {
+            targets[i] = PAD;
+            weights[i] = 0.0;
+        }
         (tokens, targets, weights)
     }
 
@@ -983,8 +1073,16 @@ mod tests {
         let idx = Tensor::from_vec(tokens.clone(), (b, t), &dev).unwrap();
         let tg = Tensor::from_vec(targets.clone(), (b, t), &dev).unwrap();
         let lp_ref = crate::gpt::token_log_probs(&model.forward(&idx, pre).unwrap(), &tg).unwrap();
-        let got = Tensor::from_vec(logp, (b, t), &dev).unwrap();
-        assert!(max_rel_diff(&lp_ref, &got) < 1e-5, "log-probs differ");
+        // Trailing padding is dropped: its log-prob comes back as 0.
+        let lp_ref_v = lp_ref.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (i, (&a, &e)) in logp.iter().zip(&lp_ref_v).enumerate() {
+            let trailing = targets[i] == PAD && targets[i..(i / t + 1) * t].iter().all(|&y| y == PAD);
+            let expected = if trailing { 0.0 } else { e };
+            assert!(
+                (a - expected).abs() < 1e-5 * e.abs().max(1.0),
+                "log-prob {i}: {a} vs {expected}"
+            );
+        }
         let w = Tensor::from_vec(weights, (b, t), &dev).unwrap();
         let loss = (lp_ref * w).unwrap().sum_all().unwrap().neg().unwrap();
         let reference = loss.backward().unwrap();
@@ -1035,7 +1133,11 @@ mod tests {
         let (model, varmap, _) = tiny(None);
         let n = ChunkedPass::CHUNK_ROWS + 9; // two chunks
         let seqs: Vec<Vec<u32>> = (0..n)
-            .map(|r| (0..1 + r % 7).map(|i| ((r * 3 + i * 5) % 11) as u32).collect())
+            .map(|r| {
+                (0..1 + r % 7)
+                    .map(|i| ((r * 3 + i * 5) % 10 + 1) as u32)
+                    .collect()
+            })
             .collect();
         let rows: Vec<(&[u32], &[u32])> = seqs.iter().map(|s| (&s[..s.len() - 1], &s[1..])).collect();
         let weights: Vec<Vec<f32>> = rows
@@ -1067,6 +1169,21 @@ mod tests {
             let diff = max_rel_diff(reference.get(&var).unwrap(), grads.get(&var).unwrap());
             assert!(diff < 1e-4, "chunked gradient differs by {diff}");
         }
+    }
+
+    /// A weight on dropped trailing padding is a caller's mistake, reported, not ignored.
+    #[test]
+    fn weight_on_trailing_padding_is_an_error() {
+        let (model, _, _) = tiny(None);
+        let (tokens, targets, mut weights) = batch();
+        let mut pass = TrainPass::new();
+        pass.forward(&model, &tokens, &targets, 3, None).unwrap();
+        weights[5 + 4] = 0.5;
+        let err = pass
+            .backward(&weights, GradTarget::Weights)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("trailing padding"), "{err}");
     }
 
     #[test]

@@ -313,7 +313,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     if pass.is_some() {
         let mut decoder = model::decode_pass::Decoder::new(&gpt)?;
-        decoder.start(b);
+        decoder.start(b, args.new_tokens);
         let mut next = vec![BOS; b];
         for i in 0..args.new_tokens {
             let logits = decoder.feed_tokens(&next)?;
