@@ -88,8 +88,11 @@ def main():
     for step in range(args.steps + 1):
         inp, tgt, n_tok = make_batch(batch_rows(seqs, step, args.batch))
         t0 = time.perf_counter()
-        out = model(input_ids=inp, labels=tgt)
-        out.loss.backward()
+        # The targets are already shifted (tgt[t] = inp[t + 1]), so the loss is taken here:
+        # `labels=` would shift them a second time.
+        logits = model(input_ids=inp).logits
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), ignore_index=-100)
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)

@@ -174,40 +174,11 @@ impl CustomOp3 for LayerNormOp {
         let (dx, dwb) = with_f32(x, |x| {
             with_f32(w, |w| {
                 with_f32(g, |g| {
+                    let stats: Vec<(f32, f32)> = x.par_chunks(n).map(|x| row_stats(x, self.eps)).collect();
                     let mut dx = vec![0f32; x.len()];
-                    // Partial sums of dw (first n) and db (last n) per fixed group of rows, added
-                    // in order afterwards: deterministic, unlike a work-stealing reduction.
-                    const ROWS: usize = 32;
-                    let parts: Vec<Vec<f32>> = dx
-                        .par_chunks_mut(n * ROWS)
-                        .zip(x.par_chunks(n * ROWS).zip(g.par_chunks(n * ROWS)))
-                        .map(|(dx, (x, g))| {
-                            let mut acc = vec![0f32; 2 * n];
-                            for ((dx, x), g) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
-                                let (mean, rstd) = row_stats(x, self.eps);
-                                let (mut m1, mut m2) = (0f32, 0f32);
-                                for i in 0..n {
-                                    let xh = (x[i] - mean) * rstd;
-                                    let dxh = g[i] * w[i];
-                                    m1 += dxh;
-                                    m2 += dxh * xh;
-                                    acc[i] += g[i] * xh;
-                                    acc[n + i] += g[i];
-                                }
-                                let (m1, m2) = (m1 / n as f32, m2 / n as f32);
-                                for i in 0..n {
-                                    let xh = (x[i] - mean) * rstd;
-                                    dx[i] = rstd * (g[i] * w[i] - m1 - xh * m2);
-                                }
-                            }
-                            acc
-                        })
-                        .collect();
-                    let mut dwb = vec![0f32; 2 * n];
-                    for p in &parts {
-                        dwb.iter_mut().zip(p).for_each(|(a, b)| *a += b);
-                    }
-                    (dx, dwb)
+                    let (mut dw, db) = crate::train_pass::layer_norm_bwd(x, &stats, w, g, &mut dx, false);
+                    dw.extend(db);
+                    (dx, dw)
                 })
             })
         })???;

@@ -596,12 +596,37 @@ impl ChunkedPass {
 
     /// Forward over `rows` of `(input, target)` ids (equal lengths within a row, any length
     /// across rows, empty allowed) after an optional prefix `(1, P, n_embd)` shared by all rows.
-    /// Returns `log p(target)` per row and token.
+    /// Returns `log p(target)` per row and token, and keeps every chunk's activations for
+    /// [`Self::backward`].
     pub fn forward(
         &mut self,
         model: &Gpt,
         rows: &[(&[u32], &[u32])],
         prefix: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
+        self.run(model, rows, prefix, true)
+    }
+
+    /// [`Self::forward`] without a backward to follow (e.g. the frozen prior's log-probs): the
+    /// chunks take turns in one set of buffers, so memory is one chunk's, not the batch's.
+    pub fn log_probs(
+        &mut self,
+        model: &Gpt,
+        rows: &[(&[u32], &[u32])],
+        prefix: Option<&Tensor>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let out = self.run(model, rows, prefix, false);
+        self.chunks.clear(); // nothing to go backward through
+        self.lens.clear();
+        out
+    }
+
+    fn run(
+        &mut self,
+        model: &Gpt,
+        rows: &[(&[u32], &[u32])],
+        prefix: Option<&Tensor>,
+        keep: bool,
     ) -> Result<Vec<Vec<f32>>> {
         if let Some(pre) = prefix {
             if pre.dim(0)? != 1 {
@@ -618,11 +643,13 @@ impl ChunkedPass {
             .chunks(Self::CHUNK_ROWS)
             .map(|c| (c.to_vec(), c.iter().map(|&r| self.lens[r]).max().unwrap_or(0)))
             .collect();
-        if self.passes.len() < self.chunks.len() {
-            self.passes.resize_with(self.chunks.len(), TrainPass::new);
+        let needed = if keep { self.chunks.len() } else { 1 };
+        if self.passes.len() < needed {
+            self.passes.resize_with(needed, TrainPass::new);
         }
         let mut out: Vec<Vec<f32>> = vec![Vec::new(); rows.len()];
-        for ((idx, t), pass) in self.chunks.iter().zip(&mut self.passes) {
+        for (i, (idx, t)) in self.chunks.iter().enumerate() {
+            let pass = &mut self.passes[if keep { i } else { 0 }];
             let (mut input, mut target) = (vec![PAD; idx.len() * t], vec![PAD; idx.len() * t]);
             for (j, &r) in idx.iter().enumerate() {
                 let (i, g) = rows[r];
@@ -815,7 +842,7 @@ pub(crate) fn layer_norm_fwd(
 
 /// LayerNorm backward: writes (or with `acc` adds) dx, returns (dw, db). Partial sums of dw/db per
 /// fixed group of rows are added in order: deterministic.
-fn layer_norm_bwd(
+pub(crate) fn layer_norm_bwd(
     x: &[f32],
     stats: &[(f32, f32)],
     w: &[f32],
@@ -1146,7 +1173,9 @@ mod tests {
             .map(|(r, (i, _))| vec![0.1 + (r % 3) as f32 * 0.2; i.len()])
             .collect();
         let mut chunked = ChunkedPass::new();
+        let lp_only = chunked.log_probs(&model, &rows, None).unwrap();
         let lp = chunked.forward(&model, &rows, None).unwrap();
+        assert_eq!(lp_only, lp, "forward-only log-probs differ");
         let grads = chunked.backward(&weights, GradTarget::Weights).unwrap();
 
         let t = 6;

@@ -129,6 +129,14 @@ pub enum LossConfig {
         #[serde(default = "d_sigma")]
         sigma: f64,
     },
+    /// Distributional policy gradient (DPG; Parshakova et al. 2019, Khalifa et al. 2021): fit the
+    /// agent to the prior tilted by the reward, P(x) ∝ p_prior(x)·exp(R(x)/β), by importance-
+    /// weighted maximum likelihood on its own samples. Minimises the forward KL(P‖π), which covers
+    /// P's modes instead of collapsing onto one (REINFORCE minimises the reverse KL).
+    Dpg {
+        /// β, the reward's temperature: smaller tilts harder towards high rewards.
+        beta: f64,
+    },
 }
 
 impl Default for LossConfig {
@@ -332,6 +340,17 @@ impl TuneConfig {
             LossConfig::Reinvent { sigma } => {
                 if !(sigma.is_finite() && sigma > 0.0) {
                     return Err(Error::config("loss.sigma", "must be > 0"));
+                }
+            }
+            LossConfig::Dpg { beta } => {
+                if !(beta.is_finite() && beta > 0.0) {
+                    return Err(Error::config("loss.beta", "must be > 0"));
+                }
+                if self.replay.per_step > 0 {
+                    return Err(Error::config(
+                        "replay.per_step",
+                        "must be 0 with loss.type = \"dpg\": its importance weights hold for the agent's own samples only",
+                    ));
                 }
             }
         }

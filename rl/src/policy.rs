@@ -292,7 +292,7 @@ impl Policy {
         match pass {
             Some(pass) => {
                 check_seqs(seqs)?;
-                let lp = pass.forward(&self.prior, &teacher_rows(seqs, 0), None)?;
+                let lp = pass.log_probs(&self.prior, &teacher_rows(seqs, 0), None)?;
                 Ok(lp
                     .into_iter()
                     .map(|r| r.into_iter().map(f64::from).collect())

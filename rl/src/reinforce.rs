@@ -98,6 +98,44 @@ pub fn reinvent_weights(
     (loss, weights)
 }
 
+/// Per-row sums: sequence log-likelihoods from per-token log-probs.
+fn row_sums(rows: &[Vec<f64>]) -> Vec<f64> {
+    rows.iter().map(|r| r.iter().sum()).collect()
+}
+
+/// DPG's per-token weights: the batch's self-normalised importance weights towards the tilted
+/// prior P(x) ∝ p_prior(x)·exp(R(x)/β), `q_b = softmax_b(prior_ll[b] + R[b]/β − agent_ll[b])`,
+/// minus their mean 1/B, on every token of sequence b. The loss `−Σ_b (q_b − 1/B) log π(x_b)` is
+/// a weighted maximum likelihood; the weights are constants of the gradient, and subtracting 1/B
+/// is a baseline (E_π[∇ log π] = 0; Korbak et al. 2022): it leaves the expected gradient as is but
+/// pushes down the samples P wants less of instead of leaving them out, which cuts the variance
+/// when a few samples carry most of the weight. At the target, π = P, all weights are 0.
+/// Returns the loss value, the weights and the effective sample size `1 / Σ q_b²`.
+pub fn dpg_weights(
+    agent_ll: &[f64],
+    prior_ll: &[f64],
+    rewards: &[f64],
+    beta: f64,
+    lens: &[usize],
+) -> (f64, Vec<Vec<f64>>, f64) {
+    let log_w: Vec<f64> = agent_ll
+        .iter()
+        .zip(prior_ll)
+        .zip(rewards)
+        .map(|((a, p), r)| p + r / beta - a)
+        .collect();
+    let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let unnorm: Vec<f64> = log_w.iter().map(|l| (l - max).exp()).collect();
+    let total: f64 = unnorm.iter().sum();
+    let q: Vec<f64> = unnorm.iter().map(|u| u / total).collect();
+    let ess = 1.0 / q.iter().map(|q| q * q).sum::<f64>();
+    let mean = 1.0 / q.len().max(1) as f64;
+    let w: Vec<f64> = q.iter().map(|q| q - mean).collect();
+    let loss = -w.iter().zip(agent_ll).map(|(w, a)| w * a).sum::<f64>();
+    let weights = w.iter().zip(lens).map(|(&w, &l)| vec![w; l]).collect();
+    (loss, weights, ess)
+}
+
 /// Value of the surrogate `−Σ_b Σ_t w[b][t] · logp[b][t]`.
 pub fn surrogate_loss(weights: &[Vec<f64>], logp: &[Vec<f64>]) -> f64 {
     -weights
@@ -400,9 +438,22 @@ impl Trainer {
                 let w = reinforce_weights(&adv);
                 (surrogate_loss(&w, agent_rows), w)
             }
-            LossConfig::Reinvent { sigma } => {
-                let sum = |rows: &[Vec<f64>]| rows.iter().map(|r| r.iter().sum::<f64>()).collect::<Vec<_>>();
-                reinvent_weights(&sum(agent_rows), &sum(&prior_rows), &all_rewards, sigma, &lens)
+            LossConfig::Reinvent { sigma } => reinvent_weights(
+                &row_sums(agent_rows),
+                &row_sums(&prior_rows),
+                &all_rewards,
+                sigma,
+                &lens,
+            ),
+            LossConfig::Dpg { beta } => {
+                let (loss, w, _) = dpg_weights(
+                    &row_sums(agent_rows),
+                    &row_sums(&prior_rows),
+                    &all_rewards,
+                    beta,
+                    &lens,
+                );
+                (loss, w)
             }
         };
         if !loss_value.is_finite() {
@@ -574,6 +625,89 @@ mod tests {
         let b = advantages(&[0.0], &[2], 0.0, 1.0, 0.5, 2.0, &kl);
         close(b[0][1], -2.0 * 0.2);
         close(b[0][0], -2.0 * (0.1 + 0.5 * 0.2));
+    }
+
+    /// DPG's weights are the softmax of log p + R/β − log π, less its mean 1/B; at the target
+    /// π ∝ p·exp(R/β) they are all 0, whatever the normaliser.
+    #[test]
+    fn dpg_weights_closed_form() {
+        let prior = [-10.0, -12.0, -9.0];
+        let rewards = [0.9, 0.5, 0.0];
+        let beta = 0.1;
+        let agent = prior; // π = p: weights ∝ exp(R/β)
+        let (_, w, ess) = dpg_weights(&agent, &prior, &rewards, beta, &[2, 1, 3]);
+        let z: f64 = rewards.iter().map(|r| (r / beta).exp()).sum();
+        for (b, r) in rewards.iter().enumerate() {
+            assert!((w[b][0] - ((r / beta).exp() / z - 1.0 / 3.0)).abs() < 1e-12);
+        }
+        assert_eq!([w[0].len(), w[1].len(), w[2].len()], [2, 1, 3]);
+        assert!(ess > 1.0 && ess < 3.0);
+        let at_target: Vec<f64> = prior
+            .iter()
+            .zip(&rewards)
+            .map(|(p, r)| p + r / beta - 7.3)
+            .collect();
+        let (_, w, ess) = dpg_weights(&at_target, &prior, &rewards, beta, &[1, 1, 1]);
+        assert!(w.iter().all(|row| row[0].abs() < 1e-12));
+        assert!((ess - 3.0).abs() < 1e-9);
+    }
+
+    /// Sampled DPG updates on a 4-way categorical policy converge to the tilted prior
+    /// p·exp(R/β)/Z (computed in closed form), keeping mass on every rewarded outcome.
+    #[test]
+    fn dpg_converges_to_tilted_prior() {
+        let prior = [0.4f64, 0.3, 0.2, 0.1];
+        let rewards = [0.0f64, 0.5, 0.6, 0.6];
+        let beta = 0.2f64;
+        let z: f64 = prior
+            .iter()
+            .zip(&rewards)
+            .map(|(p, r)| p * (r / beta).exp())
+            .sum();
+        let target: Vec<f64> = prior
+            .iter()
+            .zip(&rewards)
+            .map(|(p, r)| p * (r / beta).exp() / z)
+            .collect();
+        let mut logits: Vec<f64> = prior.iter().map(|p| p.ln()).collect();
+        let mut rng = model::rng::Rng::new(11);
+        let softmax = |l: &[f64]| {
+            let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let e: Vec<f64> = l.iter().map(|x| (x - m).exp()).collect();
+            let s: f64 = e.iter().sum();
+            e.into_iter().map(|x| x / s).collect::<Vec<_>>()
+        };
+        for _ in 0..400 {
+            let pi = softmax(&logits);
+            let xs: Vec<usize> = (0..256)
+                .map(|_| {
+                    let u = rng.next_f64();
+                    pi.iter()
+                        .scan(0.0, |c, p| {
+                            *c += p;
+                            Some(*c)
+                        })
+                        .position(|c| u < c)
+                        .unwrap_or(3)
+                })
+                .collect();
+            let agent: Vec<f64> = xs.iter().map(|&x| pi[x].ln()).collect();
+            let pr: Vec<f64> = xs.iter().map(|&x| prior[x].ln()).collect();
+            let r: Vec<f64> = xs.iter().map(|&x| rewards[x]).collect();
+            let (_, w, _) = dpg_weights(&agent, &pr, &r, beta, &vec![1; xs.len()]);
+            // Gradient ascent on Σ_i w_i log π(x_i): d/dz_k = Σ_i w_i (1[x_i = k] − π_k).
+            let mut g = [0.0; 4];
+            for (i, &x) in xs.iter().enumerate() {
+                for k in 0..4 {
+                    g[k] += w[i][0] * (f64::from(u8::from(x == k)) - pi[k]);
+                }
+            }
+            logits.iter_mut().zip(g).for_each(|(l, g)| *l += 0.5 * g);
+        }
+        let pi = softmax(&logits);
+        for k in 0..4 {
+            assert!((pi[k] - target[k]).abs() < 0.03, "{k}: {:?} vs {target:?}", pi);
+        }
     }
 
     /// REINVENT's loss is the mean squared gap to the augmented likelihood; each token's weight
