@@ -412,6 +412,12 @@ mod tests {
         assert!(err.to_string().contains("loss.gamma"), "{err}");
         let err = parse(&format!("[replay]\nsize = 2\nper_step = 3\n{MINIMAL}")).unwrap_err();
         assert!(err.to_string().contains("replay.per_step"), "{err}");
+        let err = parse(&format!("[loss]\ntype = \"dpg\"\nbeta = 0\n{MINIMAL}")).unwrap_err();
+        assert!(err.to_string().contains("loss.beta"), "{err}");
+        let dpg_replay =
+            format!("[loss]\ntype = \"dpg\"\nbeta = 0.1\n[replay]\nsize = 5\nper_step = 2\n{MINIMAL}");
+        let err = parse(&dpg_replay).unwrap_err();
+        assert!(err.to_string().contains("replay.per_step"), "{err}");
     }
 }
 
@@ -427,6 +433,9 @@ mod shipped_configs {
             "qed.toml",
             "qed_prefix.toml",
             "qed_diverse.toml",
+            "qed_kl.toml",
+            "qed_reinvent.toml",
+            "qed_dpg.toml",
             "drug_like.toml",
             "similar_to.toml",
             "demo.toml",
