@@ -3,12 +3,14 @@
 
 Usage: python3 bench/model_peer.py SMILES.smi --n-layer 4 --n-head 4 --n-embd 256 --batch 64
                                    --steps 10 [--sample-batch 256 --new-tokens 60] [--threads 2]
+                                   [--device cpu|cuda]
 
 Training (timed after one warm-up step): forward, backward and an AdamW step on batches of the file's
 molecules in file order (cycled), each `[BOS] + characters + [EOS]`, PAD-filled to the longest in the
 batch; tokens/s counts the non-pad target tokens, exactly as smirl does on the same batches.
 Sampling: `generate` with the KV cache, batch 256 from BOS, a fixed number of new tokens (EOS is not
-allowed to stop early), multinomial sampling at temperature 1. Prints one JSON object.
+allowed to stop early), multinomial sampling at temperature 1. On a GPU, each timer reads after a
+synchronize, and peak memory is the CUDA allocator's peak. Prints one JSON object.
 """
 
 import argparse
@@ -59,6 +61,7 @@ def main():
     ap.add_argument("--sample-batch", type=int, default=256)
     ap.add_argument("--new-tokens", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -79,7 +82,12 @@ def main():
         eos_token_id=EOS,
         pad_token_id=PAD,
     )
-    model = GPT2LMHeadModel(config)
+    device = torch.device(args.device)
+    model = GPT2LMHeadModel(config).to(device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
 
@@ -87,7 +95,9 @@ def main():
     tokens, seconds = 0, 0.0
     for step in range(args.steps + 1):
         inp, tgt, n_tok = make_batch(batch_rows(seqs, step, args.batch))
+        sync()
         t0 = time.perf_counter()
+        inp, tgt = inp.to(device), tgt.to(device)
         # The targets are already shifted (tgt[t] = inp[t + 1]), so the loss is taken here:
         # `labels=` would shift them a second time.
         logits = model(input_ids=inp).logits
@@ -96,15 +106,17 @@ def main():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
+        sync()
         dt = time.perf_counter() - t0
         if step > 0:  # step 0 is warm-up
             tokens += n_tok
             seconds += dt
 
     model.eval()
-    start = torch.full((args.sample_batch, 1), BOS, dtype=torch.long)
+    start = torch.full((args.sample_batch, 1), BOS, dtype=torch.long, device=device)
     with torch.no_grad():
         model.generate(start, max_new_tokens=2, min_new_tokens=2, do_sample=True, pad_token_id=PAD)  # warm-up
+        sync()
         t0 = time.perf_counter()
         out = model.generate(
             start,
@@ -116,6 +128,7 @@ def main():
             use_cache=True,
             pad_token_id=PAD,
         )
+        sync()
         sample_s = time.perf_counter() - t0
     assert out.shape[1] == args.new_tokens + 1, out.shape
     print(json.dumps({
@@ -127,6 +140,8 @@ def main():
         "sample_mols_per_s": args.sample_batch / sample_s,
         "new_tokens": args.new_tokens,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "device": str(device),
+        "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }))
 
 

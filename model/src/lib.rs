@@ -70,9 +70,54 @@ pub fn configure_cpu_env() {
         }
     }
 }
+
+/// The device called `name`: `cpu`, `cuda` (GPU 0) or `cuda:N`, or `auto` (the first GPU when
+/// this build has the `cuda` feature and one answers, else the CPU).
+pub fn device_by_name(name: &str) -> Result<Device> {
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "auto" if cfg!(feature = "cuda") => return Ok(Device::new_cuda(0).unwrap_or(Device::Cpu)),
+        "auto" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => name
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse::<usize>().ok())
+            .ok_or_else(|| {
+                Error::option("device", format!("{name:?}: expected cpu, cuda, cuda:N or auto"))
+            })?,
+    };
+    if !cfg!(feature = "cuda") {
+        return Err(Error::option(
+            "device",
+            format!("{name}: this build has no CUDA support (build with `--features cuda`)"),
+        ));
+    }
+    Device::new_cuda(ordinal).map_err(|e| Error::option("device", format!("{name}: {e}")))
+}
+
 pub use checkpoint::{load_checkpoint, Loaded, TrainState};
 pub use error::{Error, Result};
 pub use gpt::{token_log_probs, Gpt, GptConfig};
 pub use sample::{likelihood, sample, sequence_log_probs, Sample, SampleOptions};
 pub use train::{pretrain, LogRow, PretrainOptions, PretrainReport};
 pub use vocab::{Corpus, TokenMode, Vocab, BOS, EOS, PAD};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device names parse; a CUDA name in a CPU-only build says how to get CUDA.
+    #[test]
+    fn device_names() {
+        assert!(device_by_name("cpu").unwrap().is_cpu());
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            let err = device_by_name(bad).unwrap_err().to_string();
+            assert!(err.contains("expected cpu, cuda"), "{bad}: {err}");
+        }
+        if !cfg!(feature = "cuda") {
+            assert!(device_by_name("auto").unwrap().is_cpu());
+            let err = device_by_name("cuda:1").unwrap_err().to_string();
+            assert!(err.contains("--features cuda"), "{err}");
+        }
+    }
+}

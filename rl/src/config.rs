@@ -139,6 +139,16 @@ pub enum LossConfig {
     },
 }
 
+impl LossConfig {
+    /// Whether the loss needs the frozen prior's log-probabilities of every sequence.
+    pub fn uses_prior(&self) -> bool {
+        match self {
+            LossConfig::Reinforce { kl_beta, .. } => *kl_beta != 0.0,
+            LossConfig::Reinvent { .. } | LossConfig::Dpg { .. } => true,
+        }
+    }
+}
+
 impl Default for LossConfig {
     fn default() -> Self {
         LossConfig::Reinforce {

@@ -26,6 +26,9 @@ use crate::candidates::CandidateTable;
 use crate::config::{BaselineKind, LossConfig, TuneConfig};
 use crate::diversity_filter::DiversityFilter;
 use crate::memory::{MemoryEntry, ReplayMemory};
+
+/// Sampled molecules the logged KL is estimated on when the loss does not use the prior.
+pub const KL_LOG_ROWS: usize = 64;
 use crate::policy::Policy;
 use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
 use crate::scoring::Scorer;
@@ -179,7 +182,8 @@ pub struct StepLog {
     pub novelty: f64,
     /// IntDiv1 of the valid samples (Morgan r2, 1024 bits).
     pub int_div1: f64,
-    /// Mean per sequence of log π(x) − log p_prior(x) on the sampled batch.
+    /// Mean per sequence of log π(x) − log p_prior(x) on the sampled batch (on its first
+    /// [`KL_LOG_ROWS`] molecules when the loss does not use the prior).
     pub kl: f64,
     /// −mean log π per sampled token.
     pub entropy: f64,
@@ -398,14 +402,29 @@ impl Trainer {
         }
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
         let agent_lp = self.policy.agent_log_probs(&seqs, self.pass.as_mut())?;
-        let prior_rows = self.policy.prior_log_probs(&seqs, self.prior_pass.as_mut())?;
+        // The prior's forward pass costs about as much as the agent's. A loss that does not use it
+        // gets the logged KL from the first KL_LOG_ROWS sampled molecules (they come in random
+        // order, so the estimate is unbiased).
+        let prior_for = if self.cfg.loss.uses_prior() {
+            seqs.len()
+        } else {
+            n.min(KL_LOG_ROWS)
+        };
+        let prior_rows = self
+            .policy
+            .prior_log_probs(&seqs[..prior_for], self.prior_pass.as_mut())?;
         let agent_rows = &agent_lp.rows;
         let kl_tok: Vec<Vec<f64>> = agent_rows
             .iter()
             .zip(&prior_rows)
             .map(|(a, p)| a.iter().zip(p).map(|(a, p)| a - p).collect())
             .collect();
-        let kl = kl_tok[..n].iter().map(|r| r.iter().sum::<f64>()).sum::<f64>() / n as f64;
+        let kl_rows = n.min(prior_for);
+        let kl = kl_tok[..kl_rows]
+            .iter()
+            .map(|r| r.iter().sum::<f64>())
+            .sum::<f64>()
+            / kl_rows as f64;
         let sampled_tokens: usize = lens[..n].iter().sum();
         let entropy = -agent_rows[..n].iter().map(|r| r.iter().sum::<f64>()).sum::<f64>()
             / sampled_tokens.max(1) as f64;

@@ -36,7 +36,7 @@ const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 
 /// Where to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct TuneOptions {
     /// The prior's model directory (`smirl pretrain` output).
     pub model_dir: PathBuf,
@@ -47,6 +47,20 @@ pub struct TuneOptions {
     /// Testing aid: stop after this many steps of this call without a final checkpoint, as if
     /// the process had been killed.
     pub interrupt_after: Option<usize>,
+    /// Where the agent and the prior live.
+    pub device: Device,
+}
+
+impl Default for TuneOptions {
+    fn default() -> Self {
+        Self {
+            model_dir: PathBuf::new(),
+            out_dir: PathBuf::new(),
+            resume: false,
+            interrupt_after: None,
+            device: Device::Cpu,
+        }
+    }
 }
 
 /// What a call did.
@@ -251,8 +265,7 @@ pub fn run_tune(
     let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
     model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
 
-    let device = Device::Cpu;
-    let policy = Policy::load(&opts.model_dir, cfg.mode, &cfg.prefix, cfg.seed, &device)?;
+    let policy = Policy::load(&opts.model_dir, cfg.mode, &cfg.prefix, cfg.seed, &opts.device)?;
     let mut trainer = Trainer::new(cfg.clone(), policy)?;
     if let Some(dir) = &ckpt {
         load_checkpoint(&mut trainer, dir)?;

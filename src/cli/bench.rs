@@ -62,6 +62,8 @@ pub struct ModelBenchArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    device: super::device::DeviceArg,
 }
 
 /// Arguments of `smirl bench score`.
@@ -274,7 +276,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         n_embd: args.n_embd,
         ..Default::default()
     };
-    let device = model::Device::Cpu;
+    let device = args.device.open()?;
     let varmap = candle_nn::VarMap::new();
     let gpt = Gpt::init(&cfg, &varmap, 0, &device)?;
     let params = optim::AdamWParams {
@@ -299,6 +301,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         let (_, grads, n_tok) = model::train::loss_and_grads(&gpt, &rows, pass.as_mut())?;
         let norm = opt.grad_norm(&grads)?;
         opt.step(&grads, (1.0 / norm).min(1.0))?;
+        device.synchronize()?;
         if step > 0 {
             tokens += n_tok;
             seconds += t0.elapsed().as_secs_f64();
@@ -335,11 +338,13 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
             logits = sampler.forward_cached(&Tensor::from_vec(next, (b, 1), &device)?, None, i + 1)?;
         }
     }
+    device.synchronize()?;
     let sample_mols_per_s = b as f64 / t0.elapsed().as_secs_f64();
 
     let mut result = json!({
         "input": args.input.display().to_string(),
         "threads": rayon::current_num_threads(),
+        "device": format!("{device:?}"),
         "n_params": gpt.num_params(),
         "vocab_size": cfg.vocab_size,
         "batch": args.batch,
@@ -361,6 +366,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
             format!("--sample-batch={b}"),
             format!("--new-tokens={}", args.new_tokens),
             format!("--threads={}", rayon::current_num_threads()),
+            format!("--device={}", if device.is_cuda() { "cuda" } else { "cpu" }),
         ]
         .into();
         let peer = run_python_peer(&args.python, "bench/model_peer.py", &peer_args)?;

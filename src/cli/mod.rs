@@ -4,6 +4,7 @@ mod bench;
 mod bench_rl;
 mod data;
 mod demo;
+mod device;
 mod eval;
 mod input;
 mod pretrain;

@@ -44,6 +44,8 @@ pub struct PretrainArgs {
     /// Atom-level tokens (Cl, Br, bracket atoms as one token) instead of characters.
     #[arg(long)]
     atom_tokens: bool,
+    #[command(flatten)]
+    device: super::device::DeviceArg,
 }
 
 /// Runs `smirl pretrain`.
@@ -94,7 +96,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         ),
     };
     eprintln!("pretraining on {} molecules from {source}", smiles.len());
-    let report = model::pretrain(&opts, &smiles, &model::Device::Cpu)?;
+    let report = model::pretrain(&opts, &smiles, &args.device.open()?)?;
     let (unknown, too_long, empty) = report.skipped;
     println!(
         "step {}/{} | {} parameters | train {} / val {} molecules | skipped: {unknown} unknown token, {too_long} too long, {empty} empty",

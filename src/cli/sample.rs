@@ -38,6 +38,8 @@ pub struct SampleArgs {
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    device: super::device::DeviceArg,
 }
 
 /// Runs `smirl sample`.
@@ -51,16 +53,17 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         max_len: args.max_len,
         seed: args.seed,
     };
+    let device = args.device.open()?;
     let samples = match &args.agent {
         None => {
-            let run = model::load_checkpoint(&args.model, &model::Device::Cpu)?;
+            let run = model::load_checkpoint(&args.model, &device)?;
             model::sample(&run.model, &run.vocab, None, &opts)?
         }
         Some(run_dir) => {
             if args.top_k != 0 || args.top_p < 1.0 {
                 eprintln!("note: --top-k/--top-p are not applied to a tuned agent (it samples at --temperature only)");
             }
-            let policy = rl::load_tuned_policy(run_dir, &args.model, &model::Device::Cpu)
+            let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
             policy.sample(&opts)?
         }

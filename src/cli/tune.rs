@@ -19,6 +19,8 @@ pub struct TuneArgs {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     resume: bool,
+    #[command(flatten)]
+    device: super::device::DeviceArg,
 }
 
 /// Runs `smirl tune`.
@@ -30,6 +32,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         out_dir: args.out.clone(),
         resume: args.resume,
         interrupt_after: None,
+        device: args.device.open()?,
     };
     let pb = indicatif::ProgressBar::new(cfg.steps as u64);
     pb.set_style(
