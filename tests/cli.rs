@@ -360,6 +360,33 @@ mod pretrain_and_sample {
             .failure()
             .stderr(predicate::str::contains("model.safetensors"));
     }
+
+    /// `--device` names a device; asking a CPU-only build for CUDA says how to get it.
+    #[test]
+    fn device_flag() {
+        let prior = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/prior");
+        let out = tempfile::tempdir().unwrap();
+        let sample = |device: &str| {
+            let mut cmd = smirl();
+            cmd.arg("sample")
+                .arg("--model")
+                .arg(&prior)
+                .args(["-n", "4", "--device", device, "--out"])
+                .arg(out.path().join("s.csv"));
+            cmd
+        };
+        sample("cpu").assert().success();
+        sample("gpu")
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("expected cpu, cuda, cuda:N or auto"));
+        if !cfg!(feature = "cuda") {
+            sample("cuda")
+                .assert()
+                .failure()
+                .stderr(predicate::str::contains("--features cuda"));
+        }
+    }
 }
 
 // `smirl report`: one self-contained HTML file, escaped, with every section that applies.

@@ -75,6 +75,8 @@ pub struct TrainPass {
     row_off: Vec<usize>,
     /// For each packed token position, its index in the `(B, T)` input.
     tok_index: Vec<usize>,
+    /// The target of each packed token position.
+    packed_targets: Vec<u32>,
     layers: Vec<LayerActs>,
     x_out: Vec<f32>,
     lnf: Vec<f32>, // (n_tok, C) token positions only
@@ -288,7 +290,10 @@ impl TrainPass {
             c,
             false,
         );
-        let packed_targets: Vec<u32> = self.tok_index.iter().map(|&i| targets[i]).collect();
+        self.packed_targets.clear();
+        self.packed_targets
+            .extend(self.tok_index.iter().map(|&i| targets[i]));
+        let packed_targets = &self.packed_targets;
         let mut packed_logp = vec![0f32; nt];
         self.probs
             .par_chunks_mut(v)
@@ -365,7 +370,7 @@ impl TrainPass {
                 ),
             ));
         }
-        let packed_targets: Vec<u32> = self.tok_index.iter().map(|&i| self.targets[i]).collect();
+        let packed_targets = &self.packed_targets;
         let want_w = target == GradTarget::Weights;
         let mut g: Vec<Vec<f32>> = if want_w {
             self.w.iter().map(|w| vec![0f32; w.len()]).collect()
