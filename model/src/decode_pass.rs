@@ -303,20 +303,27 @@ mod tests {
     /// gives the logits of the full forward pass.
     #[test]
     fn decoder_matches_full_forward() {
+        // Head sizes 8 and 12 (whole 8-lane vectors and a remainder), up to 13 positions.
+        for (c, t) in [(16, 6), (24, 12)] {
+            decoder_matches(c, t);
+        }
+    }
+
+    fn decoder_matches(c: usize, t: usize) {
         let cfg = GptConfig {
             vocab_size: 11,
             n_layer: 2,
             n_head: 2,
-            n_embd: 16,
-            block_size: 12,
+            n_embd: c,
+            block_size: t + 6,
             ..Default::default()
         };
         let varmap = VarMap::new();
         let model = Gpt::init(&cfg, &varmap, 5, &Device::Cpu).unwrap();
-        let (b, t) = (3, 6);
+        let b = 3;
         let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 2) % 11) as u32).collect();
-        let prefix: Vec<f32> = (0..16).map(|i| (i as f32 * 0.37).sin()).collect();
-        let pre = Tensor::from_vec(prefix.clone(), (1, 1, 16), &Device::Cpu).unwrap();
+        let prefix: Vec<f32> = (0..c).map(|i| (i as f32 * 0.37).sin()).collect();
+        let pre = Tensor::from_vec(prefix.clone(), (1, 1, c), &Device::Cpu).unwrap();
         let idx = Tensor::from_vec(tokens.clone(), (b, t), &Device::Cpu).unwrap();
         let full = model.forward(&idx, Some(&pre)).unwrap().to_vec3::<f32>().unwrap(); // (B, T, V)
 
@@ -333,7 +340,7 @@ mod tests {
             let logits = dec.feed_tokens(&toks).unwrap().to_vec();
             for (j, &r) in rows.iter().enumerate() {
                 for (a, e) in logits[j * 11..(j + 1) * 11].iter().zip(&full[r][pos]) {
-                    assert!((a - e).abs() < 1e-4, "row {r} pos {pos}: {a} vs {e}");
+                    assert!((a - e).abs() < 1e-4, "n_embd {c}, row {r} pos {pos}: {a} vs {e}");
                 }
             }
         }
