@@ -26,13 +26,13 @@ use crate::candidates::CandidateTable;
 use crate::config::{BaselineKind, LossConfig, TuneConfig};
 use crate::diversity_filter::DiversityFilter;
 use crate::memory::{MemoryEntry, ReplayMemory};
-
-/// Sampled molecules the logged KL is estimated on when the loss does not use the prior.
-pub const KL_LOG_ROWS: usize = 64;
 use crate::policy::Policy;
 use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
 use crate::scoring::Scorer;
 use crate::{Error, Result};
+
+/// Sampled molecules the logged KL is estimated on when the loss does not use the prior.
+pub const KL_LOG_ROWS: usize = 64;
 
 /// Per-token advantages `[seq][t]` for sequences of `lens[seq]` tokens with terminal rewards
 /// `rewards`: A_t = γ^(T−1−t) · (R − baseline) / scale, minus β times the discounted future sum
