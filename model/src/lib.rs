@@ -51,6 +51,7 @@ mod error;
 pub mod gpt;
 pub mod ops;
 pub mod optim;
+mod packed_linear;
 pub mod rng;
 pub mod sample;
 pub mod train;

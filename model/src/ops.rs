@@ -294,7 +294,7 @@ impl CustomOp1 for CrossEntropy {
 
 /// Cephes `expf`: range reduction by ln 2, degree-5 polynomial; relative error < 2e-7.
 #[inline(always)]
-fn exp_fast(x: f32) -> f32 {
+pub(crate) fn exp_fast(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;

@@ -49,6 +49,10 @@ pub struct ModelBenchArgs {
     /// New tokens per sampled molecule (EOS does not stop early, on both sides).
     #[arg(long, default_value_t = 60)]
     new_tokens: usize,
+    /// Timed sampling batches on each side; the median rate is reported, as one batch's time
+    /// varies by tens of percent on a shared machine.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    sample_repeats: u32,
     /// Train and decode through candle (autograd, `forward_cached`) instead of the hand-written
     /// CPU passes, for comparison.
     #[arg(long)]
@@ -310,36 +314,47 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
     let train_tokens_per_s = tokens as f64 / seconds;
 
     // Sampling: a fixed number of new tokens from BOS with the KV cache, multinomial at T = 1.
+    // Each repeat is one timed batch; setting up the decoder (like loading the peer's model) is
+    // not timed.
     let b = args.sample_batch;
     let mut rng = model::rng::Rng::new(0);
     let v = cfg.vocab_size;
-    let t0 = Instant::now();
-    if pass.is_some() {
-        let mut decoder = model::decode_pass::Decoder::new(&gpt)?;
-        decoder.start(b, args.new_tokens);
-        let mut next = vec![BOS; b];
-        for i in 0..args.new_tokens {
-            let logits = decoder.feed_tokens(&next)?;
-            next = logits.chunks(v).map(|row| sample_row(row, &mut rng)).collect();
-            if i + 1 == args.new_tokens {
-                break;
+    let mut decoder = match pass {
+        Some(_) => Some(model::decode_pass::Decoder::new(&gpt)?),
+        None => None,
+    };
+    let mut rates = Vec::new();
+    for _ in 0..args.sample_repeats {
+        let t0 = Instant::now();
+        if let Some(decoder) = decoder.as_mut() {
+            decoder.start(b, args.new_tokens);
+            let mut next = vec![BOS; b];
+            for i in 0..args.new_tokens {
+                let logits = decoder.feed_tokens(&next)?;
+                next = logits.chunks(v).map(|row| sample_row(row, &mut rng)).collect();
+                if i + 1 == args.new_tokens {
+                    break;
+                }
+            }
+        } else {
+            let mut sampler = gpt.detached();
+            let first = Tensor::from_vec(vec![BOS; b], (b, 1), &device)?;
+            let mut logits = sampler.forward_cached(&first, None, 0)?;
+            for i in 0..args.new_tokens {
+                let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
+                let next: Vec<u32> = rows.iter().map(|row| sample_row(row, &mut rng)).collect();
+                if i + 1 == args.new_tokens {
+                    break;
+                }
+                let next = Tensor::from_vec(next, (b, 1), &device)?;
+                logits = sampler.forward_cached(&next, None, i + 1)?;
             }
         }
-    } else {
-        let mut sampler = gpt.detached();
-        let mut logits =
-            sampler.forward_cached(&Tensor::from_vec(vec![BOS; b], (b, 1), &device)?, None, 0)?;
-        for i in 0..args.new_tokens {
-            let rows = logits.squeeze(1)?.to_vec2::<f32>()?;
-            let next: Vec<u32> = rows.iter().map(|row| sample_row(row, &mut rng)).collect();
-            if i + 1 == args.new_tokens {
-                break;
-            }
-            logits = sampler.forward_cached(&Tensor::from_vec(next, (b, 1), &device)?, None, i + 1)?;
-        }
+        device.synchronize()?;
+        rates.push(b as f64 / t0.elapsed().as_secs_f64());
     }
-    device.synchronize()?;
-    let sample_mols_per_s = b as f64 / t0.elapsed().as_secs_f64();
+    rates.sort_by(f64::total_cmp);
+    let sample_mols_per_s = rates[rates.len() / 2];
 
     let mut result = json!({
         "input": args.input.display().to_string(),
@@ -353,6 +368,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
         "sample_batch": b,
         "new_tokens": args.new_tokens,
         "sample_mols_per_s": sample_mols_per_s,
+        "sample_repeats": args.sample_repeats,
         "peak_rss_mb": peak_rss_mb(),
     });
     if args.peer {
@@ -365,6 +381,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
             format!("--steps={}", args.steps),
             format!("--sample-batch={b}"),
             format!("--new-tokens={}", args.new_tokens),
+            format!("--sample-repeats={}", args.sample_repeats),
             format!("--threads={}", rayon::current_num_threads()),
             format!("--device={}", if device.is_cuda() { "cuda" } else { "cpu" }),
         ]
