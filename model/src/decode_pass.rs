@@ -194,8 +194,13 @@ impl Decoder {
     /// Each shard compacts its own rows; then rows move from the fullest shard to the emptiest
     /// until they differ by at most one, so no thread is left with most of the work.
     pub fn retain_rows(&mut self, keep: &[usize]) -> Result<()> {
-        if keep.iter().any(|&r| r >= self.slots.len()) {
-            return Err(Error::option("rows", "retain_rows: row out of range"));
+        let mut seen = vec![false; self.slots.len()];
+        for &r in keep {
+            match seen.get_mut(r) {
+                None => return Err(Error::option("rows", "retain_rows: row out of range")),
+                Some(true) => return Err(Error::option("rows", "retain_rows: a row is kept twice")),
+                Some(seen) => *seen = true,
+            }
         }
         let row = self.cap * self.weights.c;
         let mut kept: Vec<Vec<usize>> = vec![Vec::new(); self.shards.len()]; // old local rows
@@ -208,10 +213,6 @@ impl Decoder {
         for (s, shard) in self.shards.iter_mut().enumerate() {
             let mut order = kept[s].clone();
             order.sort_unstable();
-            order.dedup();
-            if order.len() != kept[s].len() {
-                return Err(Error::option("rows", "retain_rows: a row is kept twice"));
-            }
             let mut map = vec![usize::MAX; shard.rows];
             for (dst, &src) in order.iter().enumerate() {
                 for cache in shard.k.iter_mut().chain(shard.val.iter_mut()) {
@@ -467,6 +468,9 @@ mod tests {
         let mut dec = Decoder::new(&model).unwrap();
         dec.start(b, t + 1);
         dec.feed_vectors(&prefix).unwrap();
+        // Refused, and nothing changes: a row kept twice, a row that does not exist.
+        assert!(dec.retain_rows(&[0, 0]).is_err());
+        assert!(dec.retain_rows(&[b]).is_err());
         let mut rows: Vec<usize> = (0..b).collect();
         for pos in 0..t {
             if let Some((_, keep)) = drops.iter().find(|(at, _)| *at == pos) {
