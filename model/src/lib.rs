@@ -23,6 +23,11 @@
 //! cross-entropy), which carry their own backward pass; decoding uses a fused attention over the
 //! KV cache. Other devices and dtypes fall back to candle's composed ops.
 //!
+//! Sampling on the CPU runs through [`decode_pass::Decoder`]: one position per call over caches
+//! written in place, the rows dealt into one shard per thread, and the linear layers through
+//! weights packed once for an AVX2/FMA kernel (`packed_linear.rs`) that adds the bias and
+//! residual and applies GELU as it writes. Its tests compare logits with [`Gpt::forward`].
+//!
 //! # CPU performance notes for the binary
 //!
 //! - candle 0.11 runs large elementwise ops on its own *spinning* barrier thread pool, next to

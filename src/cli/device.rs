@@ -10,8 +10,14 @@ pub struct DeviceArg {
 }
 
 impl DeviceArg {
-    /// The named device, opened.
+    /// The named device, opened. `auto` in a CUDA build says why it fell back to the CPU.
     pub fn open(&self) -> anyhow::Result<model::Device> {
+        if self.device == "auto" && cfg!(feature = "cuda") {
+            return Ok(model::device_by_name("cuda").unwrap_or_else(|e| {
+                eprintln!("note: --device auto runs on the CPU: {e}");
+                model::Device::Cpu
+            }));
+        }
         Ok(model::device_by_name(&self.device)?)
     }
 }
