@@ -347,7 +347,8 @@ fn fill_inputs<'a>(
 }
 
 /// Row-wise LayerNorm of `x` into `out`.
-fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+#[inline(always)]
+fn layer_norm_body(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     let c = w.len();
     for (y, x) in out.chunks_mut(c).zip(x.chunks(c)) {
         let (mean, rstd) = row_stats(x, eps);
@@ -356,6 +357,9 @@ fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
         }
     }
 }
+
+dispatch!(layer_norm, layer_norm_avx2, layer_norm_body,
+    (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]));
 
 /// One row's attention at position `pos`: writes its key and value into the row's cache
 /// `(cap, C)` and `y = Σ_{s≤pos} softmax_s(q·k_s / √hd) v_s`, heads side by side.

@@ -129,6 +129,7 @@ pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tens
     candle_nn::ops::layer_norm_slow(xs, w, b, eps as f32)
 }
 
+#[inline(always)]
 pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = x.iter().sum::<f32>() / n;
