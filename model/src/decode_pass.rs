@@ -75,7 +75,7 @@ impl Decoder {
     /// A decoder over a copy of `model`'s current weights.
     pub fn new(model: &Gpt) -> Result<Self> {
         let cfg = model.config();
-        let w = model
+        let mut w = model
             .parameters()
             .iter()
             .map(|(_, t)| t.flatten_all()?.to_vec1::<f32>())
@@ -83,13 +83,18 @@ impl Decoder {
         let (c, v) = (cfg.n_embd, cfg.vocab_size);
         let linear = (0..cfg.n_layer)
             .map(|l| {
-                let p = &w[2 + l * PER_LAYER..][..PER_LAYER];
-                [
+                let p = &mut w[2 + l * PER_LAYER..][..PER_LAYER];
+                let packed = [
                     PackedLinear::new(&p[2], Some(&p[3]), 3 * c, c),
                     PackedLinear::new(&p[4], Some(&p[5]), c, c),
                     PackedLinear::new(&p[8], Some(&p[9]), 4 * c, c),
                     PackedLinear::new(&p[10], Some(&p[11]), c, 4 * c),
-                ]
+                ];
+                // The packed copies are the ones used; free the originals.
+                for i in [2, 3, 4, 5, 8, 9, 10, 11] {
+                    p[i] = Vec::new();
+                }
+                packed
             })
             .collect();
         let head = PackedLinear::new(&w[0], None, v, c);
@@ -210,8 +215,7 @@ impl Decoder {
         }
         // Compact each shard: kept rows in ascending order move down (or stay), never up.
         let mut new_local = vec![Vec::new(); self.shards.len()]; // old local -> new local
-        for (s, shard) in self.shards.iter_mut().enumerate() {
-            let mut order = kept[s].clone();
+        for ((shard, order), map_out) in self.shards.iter_mut().zip(&mut kept).zip(&mut new_local) {
             order.sort_unstable();
             let mut map = vec![usize::MAX; shard.rows];
             for (dst, &src) in order.iter().enumerate() {
@@ -223,7 +227,7 @@ impl Decoder {
                 map[src] = dst;
             }
             shard.rows = order.len();
-            new_local[s] = map;
+            *map_out = map;
         }
         self.slots = wanted.iter().map(|&(s, r)| (s, new_local[s][r])).collect();
         self.rebalance();
