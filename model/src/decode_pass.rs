@@ -32,6 +32,11 @@ struct Weights {
     linear: Vec<[PackedLinear; 4]>,
     /// The tied output head (the token embedding, no bias).
     head: PackedLinear,
+    /// The deep prefix `(n_layer, 2, K, C)` (empty without one), copied into every row's cache
+    /// ahead of its positions.
+    kv_prefix: Vec<f32>,
+    /// Deep-prefix keys per layer.
+    k: usize,
     c: usize,
     nh: usize,
     v: usize,
@@ -98,11 +103,17 @@ impl Decoder {
             })
             .collect();
         let head = PackedLinear::new(&w[0], None, v, c);
+        let kv_prefix = match model.kv_prefix() {
+            Some(kv) => kv.flatten_all()?.to_vec1::<f32>()?,
+            None => Vec::new(),
+        };
         Ok(Self {
             weights: Weights {
                 w,
                 linear,
                 head,
+                kv_prefix,
+                k: model.kv_prefix_len(),
                 c,
                 nh: cfg.n_head,
                 v,
@@ -118,14 +129,15 @@ impl Decoder {
     }
 
     /// Starts a batch of `rows` empty sequences that will decode at most `positions` positions
-    /// (capped at `block_size`).
+    /// (capped at `block_size`). A deep prefix goes into every row's cache first.
     ///
     /// The caches are sized to `positions`, not `block_size`: a fresh allocation is zero pages the
     /// kernel maps on first touch, so a batch only pays for the positions it writes. Stale values
     /// from an earlier batch need no clearing, as every position is written before it is read.
     pub fn start(&mut self, rows: usize, positions: usize) {
         self.len = 0;
-        self.cap = positions.clamp(1, self.block);
+        let k = self.weights.k;
+        self.cap = positions.clamp(1, self.block) + k;
         let n_shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS).max(1);
         self.shards.resize_with(n_shards, Shard::default);
         self.slots.clear();
@@ -140,6 +152,16 @@ impl Decoder {
             for buf in shard.k.iter_mut().chain(shard.val.iter_mut()) {
                 if buf.len() < cache {
                     *buf = vec![0.0; cache]; // calloc-style: no memset of untouched pages
+                }
+            }
+            if k > 0 {
+                let row = self.cap * c;
+                for l in 0..layers {
+                    let (pk, pv) = self.weights.kv_prefix[l * 2 * k * c..][..2 * k * c].split_at(k * c);
+                    for r in 0..share {
+                        shard.k[l][r * row..][..k * c].copy_from_slice(pk);
+                        shard.val[l][r * row..][..k * c].copy_from_slice(pv);
+                    }
                 }
             }
         }
@@ -275,12 +297,14 @@ impl Decoder {
 
     /// One position for every row: the shards' `x` hold the input embeddings (without position).
     fn step(&mut self) -> Result<&[f32]> {
-        if self.len >= self.cap {
+        if self.len + self.weights.k >= self.cap {
             return Err(Error::option(
                 "positions",
                 format!(
                     "cannot decode position {}: the batch was started for {} (block_size {})",
-                    self.len, self.cap, self.block
+                    self.len,
+                    self.cap - self.weights.k,
+                    self.block
                 ),
             ));
         }
@@ -321,7 +345,7 @@ impl Shard {
                 .zip(self.qkv.chunks(3 * c))
                 .zip(self.k[l].chunks_mut(cap * c).zip(self.val[l].chunks_mut(cap * c)));
             for ((y, qkv), (k, v)) in rows {
-                attend_row(c, wt.nh, pos, qkv, k, v, &mut self.scores, y);
+                attend_row(c, wt.nh, wt.k + pos, qkv, k, v, &mut self.scores, y);
             }
             proj.forward(&mut self.x2, &self.h, Some(&self.x), n, false);
             layer_norm(&self.x2, &p[6], &p[7], wt.eps, &mut self.h);
@@ -365,7 +389,7 @@ fn layer_norm_body(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
 dispatch!(layer_norm, layer_norm_avx2, layer_norm_body,
     (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]));
 
-/// One row's attention at position `pos`: writes its key and value into the row's cache
+/// One row's attention at cache slot `pos` (deep prefix first): writes its key and value into the row's cache
 /// `(cap, C)` and `y = Σ_{s≤pos} softmax_s(q·k_s / √hd) v_s`, heads side by side.
 ///
 /// Decoding a batch reads every row's whole cache at every step, far more than fits in cache,
@@ -455,8 +479,20 @@ mod tests {
         decoder_matches(24, 8, 20, &[(2, first), (5, second)]);
     }
 
+    /// The same with a deep prefix of 3 keys per layer (and rows moved between shards).
+    #[test]
+    fn decoder_matches_full_forward_with_deep_prefix() {
+        decoder_matches_with(16, 6, 3, &[(3, vec![0, 2])], 3);
+        decoder_matches_with(24, 8, 20, &[(2, vec![0, 2, 10, 11, 13, 14, 15, 16, 17, 19])], 3);
+    }
+
     /// `drops`: before decoding position `pos`, keep only these of the current rows.
     fn decoder_matches(c: usize, t: usize, b: usize, drops: &[(usize, Vec<usize>)]) {
+        decoder_matches_with(c, t, b, drops, 0)
+    }
+
+    /// [`decoder_matches`] with a deep prefix of `k` keys per layer (none for 0).
+    fn decoder_matches_with(c: usize, t: usize, b: usize, drops: &[(usize, Vec<usize>)], k: usize) {
         let cfg = GptConfig {
             vocab_size: 11,
             n_layer: 2,
@@ -467,6 +503,13 @@ mod tests {
         };
         let varmap = VarMap::new();
         let model = Gpt::init(&cfg, &varmap, 5, &Device::Cpu).unwrap();
+        let model = if k > 0 {
+            let kv: Vec<f32> = (0..2 * 2 * k * c).map(|i| (i as f32 * 0.71).cos()).collect();
+            let kv = Tensor::from_vec(kv, (2, 2, k, c), &Device::Cpu).unwrap();
+            model.with_kv_prefix(Some(kv)).unwrap()
+        } else {
+            model
+        };
         let tokens: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 2) % 11) as u32).collect();
         let prefix: Vec<f32> = (0..c).map(|i| (i as f32 * 0.37).sin()).collect();
         let pre = Tensor::from_vec(prefix.clone(), (1, 1, c), &Device::Cpu).unwrap();

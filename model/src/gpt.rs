@@ -2,8 +2,13 @@
 //!
 //! Token + learned position embeddings → `n_layer` pre-LayerNorm blocks (causal self-attention,
 //! GELU MLP) → final LayerNorm → output head tied to the token embedding.
-//! An optional *prefix* of extra input vectors (a soft prompt for prefix tuning) can be placed
-//! before the tokens; it takes the first positions.
+//! Two kinds of learned prompt can steer a frozen model:
+//! - a *soft prompt*: extra input vectors placed before the tokens, taking the first positions
+//!   (the `prefix` argument of [`Gpt::forward`]);
+//! - a *deep prefix* ([`Gpt::with_kv_prefix`]): L key/value vectors per layer that every token
+//!   attends to, prepended to each layer's keys and values (Li & Liang 2021 §4). They have no
+//!   position, so every token keeps the position pretraining gave it, and the first token
+//!   (predicted at BOS) is steered too.
 //!
 //! References:
 //! 1. GPT-2: Radford et al. 2019, "Language Models are Unsupervised Multitask Learners".
@@ -175,7 +180,14 @@ impl CausalSelfAttention {
     }
 
     /// With `cache`, the new keys/values are written into it and attention sees all cached ones.
-    fn forward(&self, xs: &Tensor, cache: Option<&mut Option<KvCache>>) -> Result<Tensor> {
+    /// `prefix`: this layer's deep-prefix keys and values, each `(1, nh, L, hd)`, seen by every
+    /// query before the sequence's own keys (written at the start of a new cache).
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cache: Option<&mut Option<KvCache>>,
+        prefix: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
         let (b, t, c) = xs.dims3()?;
         let (h, hd) = (self.n_head, c / self.n_head);
         let qkv = self.c_attn.forward(xs)?; // (B, T, 3C)
@@ -189,22 +201,45 @@ impl CausalSelfAttention {
         let scale = 1.0 / (hd as f64).sqrt();
         let ys = match cache {
             None => {
-                let att = q.matmul(&k.t()?)?; // (B, nh, T, T)
+                // Prefix keys come first: query i (of T) sees keys j <= i + L, the whole prefix.
+                let (k, v) = match prefix {
+                    None => (k, v),
+                    Some((pk, pv)) => {
+                        let l = pk.dim(2)?;
+                        let wide = |t: &Tensor| t.broadcast_as((b, h, l, hd))?.contiguous();
+                        (
+                            Tensor::cat(&[&wide(pk)?, &k], 2)?.contiguous()?,
+                            Tensor::cat(&[&wide(pv)?, &v], 2)?.contiguous()?,
+                        )
+                    }
+                };
+                let att = q.matmul(&k.t()?)?; // (B, nh, T, L + T)
                 let att = ops::causal_softmax(&att, scale)?;
                 att.matmul(&v)? // (B, nh, T, hs)
             }
             Some(slot) => {
+                let l = prefix.map_or(Ok(0), |(pk, _)| pk.dim(2))?;
                 if !matches!(slot, Some(kv) if kv.k.dim(0).ok() == Some(b)) {
-                    let zeros = Tensor::zeros((b, h, self.block_size, hd), k.dtype(), k.device())?;
-                    *slot = Some(KvCache {
+                    let zeros = Tensor::zeros((b, h, l + self.block_size, hd), k.dtype(), k.device())?;
+                    let mut fresh = KvCache {
                         k: zeros.clone(),
                         v: zeros.zeros_like()?,
                         len: 0,
-                    });
+                    };
+                    if let Some((pk, pv)) = prefix {
+                        fresh.k.slice_set(&pk.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
+                        fresh.v.slice_set(&pv.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
+                        fresh.len = l;
+                    }
+                    *slot = Some(fresh);
                 }
                 let kv = slot.as_mut().expect("allocated above");
-                if kv.len + t > self.block_size {
-                    candle_core::bail!("KV cache full: {} + {t} > block_size {}", kv.len, self.block_size);
+                if kv.len + t > l + self.block_size {
+                    candle_core::bail!(
+                        "KV cache full: {} + {t} > block_size {}",
+                        kv.len - l,
+                        self.block_size
+                    );
                 }
                 kv.k.slice_set(&k.detach(), 2, kv.len)?;
                 kv.v.slice_set(&v.detach(), 2, kv.len)?;
@@ -261,8 +296,13 @@ impl Block {
         })
     }
 
-    fn forward(&self, xs: &Tensor, cache: Option<&mut Option<KvCache>>) -> Result<Tensor> {
-        let xs = (xs + self.attn.forward(&self.ln_1.forward(xs)?, cache)?)?;
+    fn forward(
+        &self,
+        xs: &Tensor,
+        cache: Option<&mut Option<KvCache>>,
+        prefix: Option<&(Tensor, Tensor)>,
+    ) -> Result<Tensor> {
+        let xs = (xs + self.attn.forward(&self.ln_1.forward(xs)?, cache, prefix)?)?;
         &xs + self.mlp.forward(&self.ln_2.forward(&xs)?)?
     }
 }
@@ -276,6 +316,9 @@ pub struct Gpt {
     ln_f: LayerNorm,
     cfg: GptConfig,
     caches: Vec<Option<KvCache>>, // one per layer, used by `forward_cached` only
+    /// Deep prefix `(n_layer, 2, L, n_embd)`: per layer, L keys then L values (heads side by
+    /// side, as the attention projection lays them out).
+    kv_prefix: Option<Tensor>,
 }
 
 impl Gpt {
@@ -304,6 +347,7 @@ impl Gpt {
             ln_f,
             cfg: cfg.clone(),
             caches: vec![None; cfg.n_layer],
+            kv_prefix: None,
         })
     }
 
@@ -318,6 +362,17 @@ impl Gpt {
             cfg,
             VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()),
         )
+    }
+
+    /// A model over given tensors, by nanoGPT name (see [`Gpt::parameters`]); a missing or
+    /// misshapen one is an error. Tensors that are part of a graph keep it (e.g. LoRA's merged
+    /// weights, so gradients reach the adapters).
+    pub fn from_tensors(
+        cfg: &GptConfig,
+        tensors: std::collections::HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::new(cfg, VarBuilder::from_tensors(tensors, DType::F32, device))
     }
 
     /// The configuration.
@@ -396,7 +451,72 @@ impl Gpt {
             ln_f: ln(&self.ln_f),
             cfg: self.cfg.clone(),
             caches: vec![None; self.cfg.n_layer],
+            kv_prefix: self.kv_prefix.as_ref().map(Tensor::detach),
         }
+    }
+
+    /// The same weights with a deep prefix `(n_layer, 2, L, n_embd)` (or none): every token of
+    /// every layer attends to the prefix's L keys and values before its own context. Gradients
+    /// of [`Gpt::forward`] flow into `kv` when it is part of a graph. L = 0 is the plain model.
+    pub fn with_kv_prefix(&self, kv: Option<Tensor>) -> Result<Self> {
+        if let Some(kv) = &kv {
+            let dims = kv.dims();
+            let (nl, c) = (self.cfg.n_layer, self.cfg.n_embd);
+            if dims.len() != 4 || dims[0] != nl || dims[1] != 2 || dims[3] != c {
+                candle_core::bail!("deep prefix shape {dims:?}, the model wants ({nl}, 2, L, {c})");
+            }
+        }
+        let mut out = self.clone();
+        out.kv_prefix = kv;
+        out.caches = vec![None; self.cfg.n_layer];
+        Ok(out)
+    }
+
+    /// The deep prefix `(n_layer, 2, L, n_embd)`, if any.
+    pub fn kv_prefix(&self) -> Option<&Tensor> {
+        self.kv_prefix.as_ref()
+    }
+
+    /// Length L of the deep prefix (0 without one).
+    pub fn kv_prefix_len(&self) -> usize {
+        self.kv_prefix.as_ref().map_or(0, |t| t.dim(2).unwrap_or(0))
+    }
+
+    /// Each layer's queries, keys and values `(B, T, n_embd)` for `idx (B, T)` (no prefix): what
+    /// a deep prefix is initialised from.
+    pub fn layer_qkv(&self, idx: &Tensor) -> Result<Vec<[Tensor; 3]>> {
+        let (b, t) = idx.dims2()?;
+        let c = self.cfg.n_embd;
+        let mut xs = self
+            .wte
+            .index_select(&idx.flatten_all()?, 0)?
+            .reshape((b, t, c))?
+            .broadcast_add(&self.wpe.narrow(0, 0, t)?)?;
+        let mut out = Vec::with_capacity(self.h.len());
+        for block in &self.h {
+            let qkv = block.attn.c_attn.forward(&block.ln_1.forward(&xs)?)?;
+            let part = |i: usize| qkv.narrow(2, i * c, c)?.contiguous();
+            out.push([part(0)?, part(1)?, part(2)?]);
+            xs = block.forward(&xs, None, None)?;
+        }
+        Ok(out)
+    }
+
+    /// Layer `l`'s deep-prefix keys and values as `(1, nh, L, hd)` each.
+    fn layer_prefix(&self, l: usize) -> Result<Option<(Tensor, Tensor)>> {
+        let Some(kv) = &self.kv_prefix else {
+            return Ok(None);
+        };
+        let (nh, hd) = (self.cfg.n_head, self.cfg.head_dim());
+        let len = kv.dim(2)?;
+        let part = |i: usize| {
+            kv.get(l)?
+                .get(i)?
+                .reshape((1, len, nh, hd))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        Ok(Some((part(0)?, part(1)?)))
     }
 
     /// Full-sequence forward (training, likelihoods). `idx`: `(B, T)` u32 token ids; `prefix`:
@@ -477,13 +597,15 @@ impl Gpt {
         xs = xs.broadcast_add(&self.wpe.narrow(0, offset, p + t)?)?;
         match caches {
             None => {
-                for block in &self.h {
-                    xs = block.forward(&xs, None)?;
+                for (l, block) in self.h.iter().enumerate() {
+                    xs = block.forward(&xs, None, self.layer_prefix(l)?.as_ref())?;
                 }
             }
             Some(caches) => {
-                for (block, cache) in self.h.iter().zip(caches.iter_mut()) {
-                    xs = block.forward(&xs, Some(cache))?;
+                for (l, (block, cache)) in self.h.iter().zip(caches.iter_mut()).enumerate() {
+                    // Written into the cache when it is allocated; its length sizes the cache.
+                    let pre = self.layer_prefix(l)?;
+                    xs = block.forward(&xs, Some(cache), pre.as_ref())?;
                 }
             }
         }
@@ -650,6 +772,48 @@ mod tests {
                 let inc = Tensor::cat(&steps, 1).unwrap();
                 assert!(max_diff(&full, &inc) < 1e-4, "{}", max_diff(&full, &inc));
             }
+        }
+    }
+
+    fn deep(k: usize, seed: u64) -> Var {
+        let mut r = Rng::new(seed);
+        let v: Vec<f32> = (0..2 * 2 * k * 16).map(|_| r.normal() as f32 * 0.5).collect();
+        Var::from_tensor(&Tensor::from_vec(v, (2, 2, k, 16), &Device::Cpu).unwrap()).unwrap()
+    }
+
+    /// A deep prefix steers every position, the first included; length 0 is exactly the plain
+    /// model; a wrong shape is refused; the gradient reaches it; decoding through the KV cache
+    /// (prefill, then one token at a time, twice) gives the full forward's logits.
+    #[test]
+    fn deep_prefix_forward_cache_and_gradient() {
+        let (m, _) = tiny();
+        let x = ids(&[&[1, 4, 5, 6, 7, 8, 9], &[1, 10, 9, 8, 3, 3, 4]]);
+        let plain = m.forward(&x, None).unwrap();
+        let empty = Tensor::zeros((2, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
+        let zero_len = m.with_kv_prefix(Some(empty)).unwrap().forward(&x, None).unwrap();
+        assert_eq!(max_diff(&plain, &zero_len), 0.0);
+        assert!(m
+            .with_kv_prefix(Some(Tensor::zeros((2, 2, 3, 8), DType::F32, &Device::Cpu).unwrap()))
+            .is_err());
+        let kv = deep(3, 4);
+        let mut agent = m.with_kv_prefix(Some(kv.as_tensor().clone())).unwrap();
+        assert_eq!(agent.kv_prefix_len(), 3);
+        let steered = agent.forward(&x, None).unwrap();
+        assert!(max_diff(&plain.narrow(1, 0, 1).unwrap(), &steered.narrow(1, 0, 1).unwrap()) > 1e-3);
+        let loss = steered.sqr().unwrap().sum_all().unwrap();
+        let g = loss.backward().unwrap();
+        let gn: f32 = g.get(&kv).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        assert!(gn > 0.0);
+        // The full block_size is still available to tokens behind the prefix.
+        assert!(agent.forward(&ids(&[&[1; 24]]), None).is_ok());
+        for _round in 0..2 {
+            agent.clear_kv_cache();
+            let mut steps = vec![agent.forward_cached(&x.narrow(1, 0, 2).unwrap(), None, 0).unwrap()];
+            for t in 2..7 {
+                steps.push(agent.forward_cached(&x.narrow(1, t, 1).unwrap(), None, t).unwrap());
+            }
+            let inc = Tensor::cat(&steps, 1).unwrap();
+            assert!(max_diff(&steered, &inc) < 1e-4, "{}", max_diff(&steered, &inc));
         }
     }
 

@@ -39,7 +39,8 @@ const FCP_B: usize = 11;
 pub enum GradTarget {
     /// Every GPT weight (pretraining, full-mode RL); the prefix too if one was given.
     Weights,
-    /// Only the prefix (prefix-mode RL: the GPT is frozen, so no weight gradient is formed).
+    /// Only the prompts: the soft prompt and the deep prefix (prompt-mode RL: the GPT is frozen,
+    /// so no weight gradient is formed).
     PrefixOnly,
 }
 
@@ -50,7 +51,7 @@ struct LayerActs {
     ln1: Vec<f32>,
     ln1_stats: Vec<(f32, f32)>,
     qkv: Vec<f32>, // (N, 3C)
-    att: Vec<f32>, // per batch row (nh, L, L) softmax weights, row t filled up to t
+    att: Vec<f32>, // per batch row (nh, T, K + T) softmax weights (K deep-prefix keys), row t filled up to K + t
     y: Vec<f32>,   // (N, C) heads side by side
     x_mid: Vec<f32>,
     ln2: Vec<f32>,
@@ -66,6 +67,8 @@ pub struct TrainPass {
     params: Vec<Tensor>,
     w: Vec<Vec<f32>>,
     prefix: Option<(Tensor, Vec<f32>, usize, usize)>, // (tensor, data, rows 1 or B, P)
+    /// The model's deep prefix `(n_layer, 2, K, C)`: tensor and data.
+    kv_prefix: Option<(Tensor, Vec<f32>)>,
     dims: Dims,
     tokens: Vec<u32>,
     targets: Vec<u32>,
@@ -97,6 +100,7 @@ struct Dims {
     b: usize,
     t: usize, // token positions per input row
     p: usize, // prefix positions
+    k: usize, // deep-prefix keys per layer
     n: usize, // packed positions, Σ row_len
     c: usize,
     nh: usize,
@@ -171,6 +175,11 @@ impl TrainPass {
             }
         };
         let p = self.prefix.as_ref().map_or(0, |x| x.3);
+        self.kv_prefix = match model.kv_prefix() {
+            None => None,
+            Some(kv) => Some((kv.clone(), kv.flatten_all()?.to_vec1::<f32>()?)),
+        };
+        let k = model.kv_prefix_len();
         let t = tokens.len() / batch;
         if p + t > cfg.block_size {
             return Err(Error::option(
@@ -197,6 +206,7 @@ impl TrainPass {
             b: batch,
             t,
             p,
+            k,
             n,
             c,
             nh: cfg.n_head,
@@ -243,10 +253,11 @@ impl TrainPass {
             linear_fwd(&mut a.qkv, None, &a.ln1, &w[ATTN_W], &w[ATTN_B], n, c, 3 * c);
             resize(
                 &mut a.att,
-                d.nh * self.row_len.iter().map(|l| l * l).sum::<usize>(),
+                d.nh * self.row_len.iter().map(|l| l * (d.k + l)).sum::<usize>(),
             );
             resize(&mut a.y, n * c);
-            attention_fwd(&d, &self.row_len, &a.qkv, &mut a.att, &mut a.y);
+            let kv = layer_prefix(&self.kv_prefix, l, d.k, c);
+            attention_fwd(&d, &self.row_len, &a.qkv, kv, &mut a.att, &mut a.y);
             resize(&mut a.x_mid, n * c);
             linear_fwd(&mut a.x_mid, Some(&a.x_in), &a.y, &w[PROJ_W], &w[PROJ_B], n, c, c);
             resize(&mut a.ln2, n * c);
@@ -431,11 +442,14 @@ impl TrainPass {
             }
         }
 
+        let mut d_kv_prefix = self.kv_prefix.as_ref().map(|(_, data)| vec![0f32; data.len()]);
+        let mut reached_embeddings = true;
         for l in (0..d.n_layer).rev() {
             let base = 2 + l * PER_LAYER;
             let w = &self.w[base..base + PER_LAYER];
             let a = &self.layers[l];
             let gl = &mut g[base..base + PER_LAYER];
+            reached_embeddings = l > 0 || want_w || self.prefix.is_some();
             // MLP: x_out = x_mid + gelu(ln2 · Wfc + bfc) · Wfcp + bfcp.
             if want_w {
                 col_sums(&self.dx, c, &mut gl[FCP_B]);
@@ -509,7 +523,16 @@ impl TrainPass {
                 false,
             );
             resize(&mut self.d_qkv, n * 3 * c);
-            attention_bwd(&d, &self.row_len, &a.qkv, &a.att, &self.d_small, &mut self.d_qkv);
+            let kv = layer_prefix(&self.kv_prefix, l, d.k, c);
+            let d_kv = attention_bwd(&d, &self.row_len, &a.qkv, kv, &a.att, &self.d_small, &mut self.d_qkv);
+            if let Some(dk) = d_kv_prefix.as_mut() {
+                dk[l * 2 * d.k * c..][..2 * d.k * c].copy_from_slice(&d_kv);
+            }
+            // Nothing below the first layer's attention needs a gradient when only a deep
+            // prefix is trained.
+            if l == 0 && !want_w && self.prefix.is_none() {
+                break;
+            }
             if want_w {
                 col_sums(&self.d_qkv, 3 * c, &mut gl[ATTN_B]);
                 matmul(
@@ -551,7 +574,8 @@ impl TrainPass {
 
         // Embeddings: position, token, prefix.
         let mut d_prefix = self.prefix.as_ref().map(|(_, data, _, _)| vec![0f32; data.len()]);
-        for (row, dxr) in self.dx.chunks(c).enumerate() {
+        let embedding_rows = if reached_embeddings { n } else { 0 };
+        for (row, dxr) in self.dx.chunks(c).take(embedding_rows).enumerate() {
             let (bi, pos) = self.position(row);
             if want_w {
                 add_to(&mut g[1][pos * c..][..c], dxr);
@@ -575,6 +599,9 @@ impl TrainPass {
         }
         if let (Some(dp), Some((t, _, _, _))) = (d_prefix, self.prefix.as_ref()) {
             store.insert(t, Tensor::from_vec(dp, t.shape(), t.device())?);
+        }
+        if let (Some(dk), Some((t, _))) = (d_kv_prefix, self.kv_prefix.as_ref()) {
+            store.insert(t, Tensor::from_vec(dk, t.shape(), t.device())?);
         }
         Ok(store)
     }
@@ -922,30 +949,70 @@ fn split_rows_mut<'a, T>(
         .collect()
 }
 
-/// Causal attention per batch row (of `lens` positions, packed) and head:
-/// `y_t = Σ_{s≤t} softmax_s(q_t·k_s / √hd) v_s`.
-fn attention_fwd(d: &Dims, lens: &[usize], qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
-    let (c, nh) = (d.c, d.nh);
-    split_rows_mut(y, lens, |l| l * c)
-        .into_par_iter()
-        .zip(split_rows_mut(att, lens, |l| nh * l * l))
-        .zip(split_rows(qkv, lens, |l| l * 3 * c))
-        .zip(lens)
-        .for_each(|(((y, att), qkv), &tt)| attention_fwd_row(tt, c, nh, qkv, att, y));
+/// Layer `l`'s deep-prefix keys and values, `(K, C)` each, from the `(n_layer, 2, K, C)` data.
+fn layer_prefix(kv: &Option<(Tensor, Vec<f32>)>, l: usize, k: usize, c: usize) -> (&[f32], &[f32]) {
+    match kv {
+        None => (&[], &[]),
+        Some((_, data)) => {
+            let layer = &data[l * 2 * k * c..][..2 * k * c];
+            layer.split_at(k * c)
+        }
+    }
 }
 
-/// [`attention_fwd`] for one batch row: `qkv (TT, 3C)`, `att (nh, TT, TT)`, `y (TT, C)`.
+/// Causal attention per batch row (of `lens` positions, packed) and head, after `K` deep-prefix
+/// keys and values `kv` seen by every position:
+/// `y_t = Σ_{s<K} a_ts pv_s + Σ_{s≤t} a_t(K+s) v_s`, `a_t = softmax(q_t·[pk; k_≤t] / √hd)`.
+fn attention_fwd(d: &Dims, lens: &[usize], qkv: &[f32], kv: (&[f32], &[f32]), att: &mut [f32], y: &mut [f32]) {
+    let (c, nh, k) = (d.c, d.nh, d.k);
+    split_rows_mut(y, lens, |l| l * c)
+        .into_par_iter()
+        .zip(split_rows_mut(att, lens, |l| nh * l * (k + l)))
+        .zip(split_rows(qkv, lens, |l| l * 3 * c))
+        .zip(lens)
+        .for_each(|(((y, att), qkv), &tt)| attention_fwd_row(tt, c, nh, k, kv.0, kv.1, qkv, att, y));
+}
+
+/// [`attention_fwd`] for one batch row: `qkv (TT, 3C)`, `att (nh, TT, K + TT)`, `y (TT, C)`;
+/// `pk, pv (K, C)` the deep prefix.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn attention_fwd_row_body(tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut [f32], y: &mut [f32]) {
+fn attention_fwd_row_body(
+    tt: usize,
+    c: usize,
+    nh: usize,
+    k: usize,
+    pk: &[f32],
+    pv: &[f32],
+    qkv: &[f32],
+    att: &mut [f32],
+    y: &mut [f32],
+) {
     let hd = c / nh;
     let scale = 1.0 / (hd as f32).sqrt();
+    let width = k + tt;
+    // Key and value s of the row's context: the prefix's first, then the sequence's.
+    let key = |s: usize, h: usize| -> &[f32] {
+        if s < k {
+            &pk[s * c + h * hd..][..hd]
+        } else {
+            &qkv[(s - k) * 3 * c + c + h * hd..][..hd]
+        }
+    };
+    let value = |s: usize, h: usize| -> &[f32] {
+        if s < k {
+            &pv[s * c + h * hd..][..hd]
+        } else {
+            &qkv[(s - k) * 3 * c + 2 * c + h * hd..][..hd]
+        }
+    };
     for h in 0..nh {
         for t in 0..tt {
             let q = &qkv[t * 3 * c + h * hd..][..hd];
-            let row = &mut att[(h * tt + t) * tt..][..=t];
+            let row = &mut att[(h * tt + t) * width..][..=k + t];
             let mut max = f32::NEG_INFINITY;
             for (s, a) in row.iter_mut().enumerate() {
-                *a = dot(q, &qkv[s * 3 * c + c + h * hd..][..hd]) * scale;
+                *a = dot(q, key(s, h)) * scale;
                 max = max.max(*a);
             }
             let mut sum = 0f32;
@@ -958,63 +1025,102 @@ fn attention_fwd_row_body(tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut
             out.fill(0.0);
             for (s, a) in row.iter_mut().enumerate() {
                 *a *= inv;
-                axpy(*a, &qkv[s * 3 * c + 2 * c + h * hd..][..hd], out);
+                axpy(*a, value(s, h), out);
             }
         }
     }
 }
 
-/// Backward of [`attention_fwd`]: `dy (N, C)` → `dqkv (N, 3C)`.
-fn attention_bwd(d: &Dims, lens: &[usize], qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]) {
-    let (c, nh) = (d.c, d.nh);
+/// Backward of [`attention_fwd`]: `dy (N, C)` → `dqkv (N, 3C)`; returns the deep prefix's
+/// gradient `(2, K, C)` (keys, then values), summed over the rows.
+#[allow(clippy::too_many_arguments)]
+fn attention_bwd(
+    d: &Dims,
+    lens: &[usize],
+    qkv: &[f32],
+    kv: (&[f32], &[f32]),
+    att: &[f32],
+    dy: &[f32],
+    dqkv: &mut [f32],
+) -> Vec<f32> {
+    let (c, nh, k) = (d.c, d.nh, d.k);
+    let w = (2 * k * c).max(1); // one partial per row, summed below (chunks cannot be empty)
+    let mut d_kv = vec![0f32; lens.len() * w];
     split_rows_mut(dqkv, lens, |l| l * 3 * c)
         .into_par_iter()
-        .zip(split_rows(att, lens, |l| nh * l * l))
+        .zip(split_rows(att, lens, |l| nh * l * (k + l)))
         .zip(
             split_rows(qkv, lens, |l| l * 3 * c)
                 .into_par_iter()
                 .zip(split_rows(dy, lens, |l| l * c)),
         )
-        .zip(lens)
-        .for_each(|(((dqkv, att), (qkv, dy)), &tt)| attention_bwd_row(tt, c, nh, qkv, att, dy, dqkv));
+        .zip(lens.par_iter().zip(d_kv.par_chunks_mut(w)))
+        .for_each(|(((dqkv, att), (qkv, dy)), (&tt, d_kv))| {
+            attention_bwd_row(tt, c, nh, k, kv.0, kv.1, qkv, att, dy, dqkv, d_kv)
+        });
+    let mut total = vec![0f32; 2 * k * c];
+    for part in d_kv.chunks(w) {
+        add_to(&mut total, part);
+    }
+    total
 }
 
-/// [`attention_bwd`] for one batch row.
+/// [`attention_bwd`] for one batch row; `d_kv (2, K, C)` receives the prefix's gradient.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attention_bwd_row_body(
     tt: usize,
     c: usize,
     nh: usize,
+    k: usize,
+    pk: &[f32],
+    pv: &[f32],
     qkv: &[f32],
     att: &[f32],
     dy: &[f32],
     dqkv: &mut [f32],
+    d_kv: &mut [f32],
 ) {
     let hd = c / nh;
     let scale = 1.0 / (hd as f32).sqrt();
+    let width = k + tt;
     dqkv.fill(0.0);
-    let mut datt = vec![0f32; tt];
+    d_kv.fill(0.0);
+    let (d_pk, d_pv) = d_kv.split_at_mut(k * c);
+    let mut datt = vec![0f32; width];
     let mut dq = vec![0f32; hd];
     for h in 0..nh {
         for t in 0..tt {
-            let row = &att[(h * tt + t) * tt..][..=t];
+            let row = &att[(h * tt + t) * width..][..=k + t];
             let dyt = &dy[t * c + h * hd..][..hd];
             // da_ts = dy_t · v_s; dv_s += a_ts · dy_t.
             let mut weighted = 0f32;
             for (s, &a) in row.iter().enumerate() {
-                let off = s * 3 * c + 2 * c + h * hd;
-                datt[s] = dot(dyt, &qkv[off..][..hd]);
+                let dv = if s < k {
+                    datt[s] = dot(dyt, &pv[s * c + h * hd..][..hd]);
+                    &mut d_pv[s * c + h * hd..][..hd]
+                } else {
+                    let off = (s - k) * 3 * c + 2 * c + h * hd;
+                    datt[s] = dot(dyt, &qkv[off..][..hd]);
+                    &mut dqkv[off..][..hd]
+                };
                 weighted += a * datt[s];
-                axpy(a, dyt, &mut dqkv[off..][..hd]);
+                axpy(a, dyt, dv);
             }
             // Softmax backward, then the scaled dot product: dq_t += ds·k_s, dk_s += ds·q_t.
             let q = &qkv[t * 3 * c + h * hd..][..hd];
             dq.fill(0.0);
             for (s, &a) in row.iter().enumerate() {
                 let ds = a * (datt[s] - weighted) * scale;
-                let off = s * 3 * c + c + h * hd;
-                axpy(ds, &qkv[off..][..hd], &mut dq);
-                axpy(ds, q, &mut dqkv[off..][..hd]);
+                if s < k {
+                    let off = s * c + h * hd;
+                    axpy(ds, &pk[off..][..hd], &mut dq);
+                    axpy(ds, q, &mut d_pk[off..][..hd]);
+                } else {
+                    let off = (s - k) * 3 * c + c + h * hd;
+                    axpy(ds, &qkv[off..][..hd], &mut dq);
+                    axpy(ds, q, &mut dqkv[off..][..hd]);
+                }
             }
             add_to(&mut dqkv[t * 3 * c + h * hd..][..hd], &dq);
         }
@@ -1022,9 +1128,9 @@ fn attention_bwd_row_body(
 }
 
 dispatch!(attention_fwd_row, attention_fwd_row_avx2, attention_fwd_row_body,
-    (tt: usize, c: usize, nh: usize, qkv: &[f32], att: &mut [f32], y: &mut [f32]));
+    (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &mut [f32], y: &mut [f32]));
 dispatch!(attention_bwd_row, attention_bwd_row_avx2, attention_bwd_row_body,
-    (tt: usize, c: usize, nh: usize, qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32]));
+    (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32], d_kv: &mut [f32]));
 
 /// `y += a · x`.
 #[inline(always)]
@@ -1089,9 +1195,25 @@ mod tests {
         a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
     }
 
+    /// A deep prefix `(2 layers, 2, K, 16)` of noise, as a variable.
+    fn deep_prefix(k: usize) -> Var {
+        let mut rng = Rng::new(11);
+        let data: Vec<f32> = (0..2 * 2 * k * 16).map(|_| (rng.normal() * 0.8) as f32).collect();
+        Var::from_tensor(&Tensor::from_vec(data, (2, 2, k, 16), &Device::Cpu).unwrap()).unwrap()
+    }
+
     /// Forward and every gradient agree with candle's autograd through `Gpt::forward`.
     fn check(prefix_rows: Option<usize>, target: GradTarget) {
+        check_with(prefix_rows, None, target)
+    }
+
+    /// [`check`] with a deep prefix of `deep` keys per layer.
+    fn check_with(prefix_rows: Option<usize>, deep: Option<usize>, target: GradTarget) {
         let (model, varmap, prefix) = tiny(prefix_rows);
+        let kv = deep.map(deep_prefix);
+        let model = model
+            .with_kv_prefix(kv.as_ref().map(|v| v.as_tensor().clone()))
+            .unwrap();
         let (tokens, targets, weights) = batch();
         let b = 3;
         let t = tokens.len() / b;
@@ -1141,7 +1263,37 @@ mod tests {
             assert!(diff < 1e-4, "prefix gradient differs by {diff}");
             checked += 1;
         }
+        if let Some(kv) = &kv {
+            let r = reference.get(kv).expect("reference deep-prefix gradient");
+            let norm: f32 = r.abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+            assert!(norm > 1e-3, "the deep prefix gets no gradient");
+            let diff = max_rel_diff(r, grads.get(kv).expect("deep-prefix gradient"));
+            assert!(diff < 1e-4, "deep-prefix gradient differs by {diff}");
+            checked += 1;
+        }
         assert!(checked > 0);
+    }
+
+    #[test]
+    fn deep_prefix_gradient_matches_autograd() {
+        check_with(None, Some(3), GradTarget::PrefixOnly);
+        check_with(None, Some(1), GradTarget::Weights);
+        check_with(Some(1), Some(2), GradTarget::Weights);
+    }
+
+    /// A deep prefix of length 0 is the plain model, bit for bit.
+    #[test]
+    fn empty_deep_prefix_is_the_plain_model() {
+        let (model, _, _) = tiny(None);
+        let (tokens, targets, _) = batch();
+        let plain = TrainPass::new().forward(&model, &tokens, &targets, 3, None).unwrap();
+        let empty = Tensor::zeros((2, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
+        let with = model.with_kv_prefix(Some(empty)).unwrap();
+        let mut pass = TrainPass::new();
+        assert_eq!(pass.forward(&with, &tokens, &targets, 3, None).unwrap(), plain);
+        let (_, _, weights) = batch();
+        let grads = pass.backward(&weights, GradTarget::PrefixOnly).unwrap();
+        assert!(grads.get_ids().all(|id| grads.get_id(*id).unwrap().elem_count() == 0));
     }
 
     #[test]

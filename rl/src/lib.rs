@@ -8,8 +8,9 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
   [`scoring::transforms`] (sigmoid, reverse sigmoid, double sigmoid, step, in closed form) and
   [`scoring::aggregate`] (weighted arithmetic/geometric means with NaN masked).
   [`scoring::Scorer`] runs them; invalid molecules score 0.
-- [`Policy`] (`policy.rs`): the frozen prior GPT behind a learnable soft prompt (`prefix` mode,
-  the default) or with every weight trainable (`full` mode).
+- [`Policy`] (`policy.rs`): the frozen prior GPT steered by a deep prefix (`prefix` mode, the
+  default; [`deep_prefix`]), by a soft prompt (`soft_prompt` mode), by low-rank adapters
+  (`lora` mode; [`lora`]), or with every weight trainable (`full` mode).
 - [`reinforce`]: the losses (REINFORCE with per-token discounted returns, a baseline, optional
   z-score and per-token KL to the prior; or REINVENT's augmented-likelihood loss) and
   [`reinforce::Trainer`], one step at a time.
@@ -31,7 +32,9 @@ let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.
 
 pub mod candidates;
 pub mod config;
+pub mod deep_prefix;
 pub mod diversity_filter;
+pub mod lora;
 mod error;
 pub mod memory;
 pub mod policy;

@@ -1,6 +1,11 @@
-//! The policy being tuned: the pretrained GPT with either a learnable soft prompt (prefix mode,
-//! every GPT weight frozen) or all weights trainable (full mode), plus a frozen copy of the prior
-//! for KL and REINVENT's augmented likelihood.
+//! The policy being tuned: the pretrained GPT steered by one of
+//! - a deep prefix (`prefix` mode, [`crate::deep_prefix`]): learned keys and values at every
+//!   layer, every GPT weight frozen; the first token is steered like the rest;
+//! - a soft prompt (`soft_prompt` mode): learned input vectors, every GPT weight frozen;
+//! - LoRA adapters (`lora` mode, [`crate::lora`]): low-rank updates of the block matrices;
+//! - all weights trainable (`full` mode);
+//!
+//! plus a frozen copy of the prior for KL and REINVENT's augmented likelihood.
 //!
 //! # The soft prompt takes BOS's place
 //! `Gpt::forward` puts P prefix vectors at positions 0..P and the tokens after them. A prior
@@ -27,45 +32,76 @@ use model::sample::Prompt;
 use model::train_pass::{ChunkedPass, GradTarget};
 use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
 
-use crate::config::{PolicyMode, PrefixConfig, PrefixInit};
+use crate::config::{PolicyMode, SoftPromptInit, TuneConfig};
+use crate::deep_prefix::DeepPrefix;
+use crate::lora::Lora;
 use crate::{Error, Result};
 
-/// Name of the prefix variable in checkpoints.
+/// Name of the soft-prompt variable in checkpoints.
 pub const PREFIX_VAR: &str = "prefix";
 
-/// The agent (prefix + frozen GPT, or a trainable GPT) and its frozen prior.
+/// The agent (a prompt + the frozen GPT, or a trainable GPT) and its frozen prior.
 pub struct Policy {
     mode: PolicyMode,
-    /// Prefix mode: the prior's detached weights; full mode: the trainable weights of `varmap`.
+    /// Prompt modes: the prior's detached weights; full mode: the trainable weights of `varmap`.
     agent: Gpt,
     prior: Gpt,
     prior_varmap: VarMap,
     varmap: VarMap,
+    /// Soft-prompt mode: the prompt vectors.
     prefix: Option<Var>,
+    /// Prefix mode: the deep prefix.
+    deep: Option<DeepPrefix>,
+    /// LoRA mode: the adapters.
+    lora: Option<Lora>,
     vocab: Vocab,
 }
 
 impl Policy {
-    /// Loads the prior from a model directory (`smirl pretrain` output). Prefix mode builds P
-    /// prefix vectors as `prefix` says (seeded); full mode loads the weights a second time as
-    /// the trainable agent (the optimizer updates `Var`s in place, so the prior needs its own).
-    pub fn load(
-        model_dir: &Path,
-        mode: PolicyMode,
-        prefix: &PrefixConfig,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Self> {
+    /// Loads the prior from a model directory (`smirl pretrain` output) and builds the trainable
+    /// part `cfg.mode` asks for (seeded by `cfg.seed`); full mode loads the weights a second
+    /// time as the trainable agent (the optimizer updates `Var`s in place, so the prior needs
+    /// its own).
+    pub fn load(model_dir: &Path, cfg: &TuneConfig, device: &Device) -> Result<Self> {
         let prior_run = model::load_checkpoint(model_dir, device)?;
         let prior = prior_run.model.detached();
         let vocab = prior_run.vocab;
+        let (mode, seed, prefix) = (cfg.mode, cfg.seed, &cfg.soft_prompt);
         match mode {
             PolicyMode::Prefix => {
+                let deep = DeepPrefix::new(&prior, &vocab, &cfg.prefix, seed)?;
+                Ok(Self {
+                    mode,
+                    agent: prior.clone(),
+                    prior,
+                    prior_varmap: prior_run.varmap,
+                    varmap: VarMap::new(),
+                    prefix: None,
+                    deep: Some(deep),
+                    lora: None,
+                    vocab,
+                })
+            }
+            PolicyMode::Lora => {
+                let lora = Lora::new(&prior, &cfg.lora, seed)?;
+                Ok(Self {
+                    mode,
+                    agent: prior.clone(),
+                    prior,
+                    prior_varmap: prior_run.varmap,
+                    varmap: VarMap::new(),
+                    prefix: None,
+                    deep: None,
+                    lora: Some(lora),
+                    vocab,
+                })
+            }
+            PolicyMode::SoftPrompt => {
                 let c = prior_run.config.n_embd;
                 let p = prefix.length;
                 if p + 1 > prior_run.config.block_size {
                     return Err(Error::config(
-                        "prefix.length",
+                        "soft_prompt.length",
                         format!("{p} leaves no room in block_size {}", prior_run.config.block_size),
                     ));
                 }
@@ -83,7 +119,7 @@ impl Policy {
                     bos
                 } else {
                     let extra = match prefix.init {
-                        PrefixInit::Tokens => {
+                        SoftPromptInit::Tokens => {
                             let n_special = EOS as usize + 1;
                             let n_tok = vocab.len().saturating_sub(n_special).max(1);
                             let ids: Vec<u32> = (0..p - 1)
@@ -91,7 +127,7 @@ impl Policy {
                                 .collect();
                             wte.index_select(&Tensor::new(ids.as_slice(), device)?, 0)?
                         }
-                        PrefixInit::Noise => {
+                        SoftPromptInit::Noise => {
                             let xs: Vec<f32> = (0..(p - 1) * c)
                                 .map(|_| (rng.normal() * prefix.init_std) as f32)
                                 .collect();
@@ -108,6 +144,8 @@ impl Policy {
                     prior_varmap: prior_run.varmap,
                     varmap: VarMap::new(),
                     prefix: Some(var),
+                    deep: None,
+                    lora: None,
                     vocab,
                 })
             }
@@ -120,13 +158,15 @@ impl Policy {
                     prior_varmap: prior_run.varmap,
                     varmap: agent_run.varmap,
                     prefix: None,
+                    deep: None,
+                    lora: None,
                     vocab,
                 })
             }
         }
     }
 
-    /// Prefix or full.
+    /// Which part is trained.
     pub fn mode(&self) -> PolicyMode {
         self.mode
     }
@@ -153,9 +193,33 @@ impl Policy {
 
     /// The variables the optimizer trains, by name.
     pub fn trainable_vars(&self) -> HashMap<String, Var> {
-        match &self.prefix {
-            Some(v) => HashMap::from([(PREFIX_VAR.to_string(), v.clone())]),
-            None => self.varmap.data().lock().map(|m| m.clone()).unwrap_or_default(),
+        match (&self.prefix, &self.deep, &self.lora) {
+            (Some(v), _, _) => HashMap::from([(PREFIX_VAR.to_string(), v.clone())]),
+            (None, Some(deep), _) => deep.vars(),
+            (None, None, Some(lora)) => lora.vars(),
+            (None, None, None) => self.varmap.data().lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// Number of trainable parameters, and the prior's.
+    pub fn num_trainable(&self) -> (usize, usize) {
+        let trainable = self.trainable_vars().values().map(|v| v.elem_count()).sum();
+        (trainable, self.prior.num_params())
+    }
+
+    /// The agent as a model: the prior with the deep prefix's current keys and values (a graph
+    /// into the trainable variables unless `detach`), or the agent GPT in the other modes.
+    fn agent_model(&self, detach: bool) -> Result<Gpt> {
+        if let Some(lora) = &self.lora {
+            return lora.merged(&self.prior, detach);
+        }
+        match &self.deep {
+            None => Ok(self.agent.clone()),
+            Some(deep) => {
+                let kv = deep.kv()?;
+                let kv = if detach { kv.detach() } else { kv };
+                Ok(self.prior.with_kv_prefix(Some(kv))?)
+            }
         }
     }
 
@@ -180,6 +244,9 @@ impl Policy {
     /// Samples molecules from the agent. In prefix mode the prompt takes BOS's place and x_1 is
     /// drawn from the prior's distribution after BOS (see the module docs).
     pub fn sample(&self, opts: &SampleOptions) -> Result<Vec<Sample>> {
+        if self.deep.is_some() || self.lora.is_some() {
+            return Ok(model::sample(&self.agent_model(true)?, &self.vocab, None, opts)?);
+        }
         let prompt_and_first = match self.prefix() {
             None => None,
             Some(prefix) => Some((prefix.detach(), self.first_token_log_probs()?)),
@@ -211,12 +278,52 @@ impl Policy {
         pass: Option<&mut ChunkedPass>,
     ) -> Result<AgentLogProbs> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len().saturating_sub(1)).collect();
+        if self.deep.is_some() || self.lora.is_some() {
+            let agent = self.agent_model(false)?;
+            // What the chain rule of `agent_gradients` starts from: the deep prefix, or the
+            // merged weights.
+            let kv = match &self.lora {
+                None => agent.kv_prefix().cloned().into_iter().collect(),
+                Some(lora) => {
+                    let names: std::collections::HashSet<&str> = lora.adapted().collect();
+                    agent
+                        .parameters()
+                        .into_iter()
+                        .filter(|(n, _)| names.contains(n.as_str()))
+                        .map(|(_, t)| t)
+                        .collect()
+                }
+            };
+            let Some(pass) = pass else {
+                let (input, target) = pad_batch(seqs, agent.device())?;
+                let mask = target.ne(PAD)?.to_dtype(DType::F32)?;
+                let lp = (model::token_log_probs(&agent.forward(&input, None)?, &target)? * mask)?;
+                return Ok(AgentLogProbs {
+                    rows: rows_of(&lp, &lens)?,
+                    graph: Some(lp),
+                    skip: 0,
+                    kv: Vec::new(),
+                });
+            };
+            check_seqs(seqs)?;
+            let rows = pass.forward(&agent, &teacher_rows(seqs, 0), None)?;
+            return Ok(AgentLogProbs {
+                rows: rows
+                    .into_iter()
+                    .map(|r| r.into_iter().map(f64::from).collect())
+                    .collect(),
+                graph: None,
+                skip: 0,
+                kv,
+            });
+        }
         let Some(pass) = pass else {
             let lp = self.candle_log_probs(seqs, true)?;
             return Ok(AgentLogProbs {
                 rows: rows_of(&lp, &lens)?,
                 graph: Some(lp),
                 skip: 0,
+                kv: Vec::new(),
             });
         };
         check_seqs(seqs)?;
@@ -230,6 +337,7 @@ impl Policy {
                 rows: to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 0), None)?),
                 graph: None,
                 skip: 0,
+                kv: Vec::new(),
             }),
             Some(prefix) => {
                 // x_1 from the prior (one BOS forward); the prompt stands in for BOS after it.
@@ -244,6 +352,7 @@ impl Policy {
                     rows,
                     graph: None,
                     skip: 1,
+                    kv: Vec::new(),
                 })
             }
         }
@@ -275,10 +384,29 @@ impl Policy {
             .map(|row| row.iter().skip(lp.skip).map(|&v| v as f32).collect())
             .collect();
         let target = match self.mode {
-            PolicyMode::Full => GradTarget::Weights,
-            PolicyMode::Prefix => GradTarget::PrefixOnly,
+            PolicyMode::Full | PolicyMode::Lora => GradTarget::Weights,
+            PolicyMode::Prefix | PolicyMode::SoftPrompt => GradTarget::PrefixOnly,
         };
-        Ok(pass.backward(&w, target)?)
+        let grads = pass.backward(&w, target)?;
+        if lp.kv.is_empty() {
+            return Ok(grads);
+        }
+        // The pass differentiates the loss in the deep prefix's keys and values (or LoRA's merged
+        // weights); the chain rule into the trainable variables (through the reparameterisation,
+        // or into A and B) is the gradient of Σ t · dL/dt, with dL/dt a constant.
+        let mut surrogate: Option<Tensor> = None;
+        for t in &lp.kv {
+            let d = grads
+                .get(t)
+                .ok_or_else(|| Error::config("policy", "the pass formed no gradient for the prompt"))?
+                .detach();
+            let term = (t * d)?.sum_all()?;
+            surrogate = Some(match surrogate {
+                None => term,
+                Some(s) => (s + term)?,
+            });
+        }
+        Ok(surrogate.expect("kv is not empty").backward()?)
     }
 
     /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence; by the
@@ -341,8 +469,18 @@ impl Policy {
         Ok((lp * mask)?)
     }
 
-    /// Saves the trainable part (prefix, or every agent weight) to a safetensors file.
+    /// Saves the trainable part (prompt, or every agent weight) to a safetensors file.
     pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(deep) = &self.deep {
+            candle_core::safetensors::save(&deep.tensors()?, path)?;
+            return Ok(());
+        }
+        if let Some(lora) = &self.lora {
+            let ts: HashMap<String, Tensor> =
+                lora.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+            candle_core::safetensors::save(&ts, path)?;
+            return Ok(());
+        }
         match &self.prefix {
             Some(v) => {
                 let ts = HashMap::from([(PREFIX_VAR.to_string(), v.as_tensor().clone())]);
@@ -353,8 +491,38 @@ impl Policy {
         Ok(())
     }
 
-    /// Restores what [`Policy::save`] wrote; errors name the file.
+    /// Saves what sampling the agent needs, where that is small (the prompt modes: the soft
+    /// prompt, or the deep prefix's folded keys and values); returns whether it wrote a file.
+    pub fn save_agent(&self, path: &Path) -> Result<bool> {
+        if self.lora.is_some() {
+            self.save(path)?; // the adapters are the agent
+            return Ok(true);
+        }
+        let ts = match (&self.deep, &self.prefix) {
+            (Some(deep), _) => HashMap::from([(
+                crate::deep_prefix::KV_PREFIX_VAR.to_string(),
+                deep.kv()?.detach(),
+            )]),
+            (None, Some(v)) => HashMap::from([(PREFIX_VAR.to_string(), v.as_tensor().clone())]),
+            (None, None) => return Ok(false),
+        };
+        candle_core::safetensors::save(&ts, path)?;
+        Ok(true)
+    }
+
+    /// Restores what [`Policy::save`] (or, in the prompt modes, [`Policy::save_agent`]) wrote;
+    /// errors name the file.
     pub fn load_trainable(&mut self, path: &Path) -> Result<()> {
+        if let Some(deep) = &mut self.deep {
+            let ts = candle_core::safetensors::load(path, self.agent.device())
+                .map_err(|e| Error::checkpoint(path, e))?;
+            return deep.restore(&ts, path);
+        }
+        if let Some(lora) = &self.lora {
+            let ts = candle_core::safetensors::load(path, self.agent.device())
+                .map_err(|e| Error::checkpoint(path, e))?;
+            return lora.restore(&ts, path);
+        }
         match &self.prefix {
             Some(v) => {
                 let ts = candle_core::safetensors::load(path, self.agent.device())
@@ -398,8 +566,11 @@ pub struct AgentLogProbs {
     pub rows: Vec<Vec<f64>>,
     /// candle's `(B, T)` log-probs when the hand-written pass was not used.
     graph: Option<Tensor>,
-    /// Leading tokens per sequence without a gradient (prefix mode: x_1, read from the prior).
+    /// Leading tokens per sequence without a gradient (soft-prompt mode: x_1, read from the prior).
     skip: usize,
+    /// Prefix and LoRA modes with the hand-written pass: the tensors the pass ran with that are
+    /// a graph into the trainable variables (the deep prefix, or the merged weights).
+    kv: Vec<Tensor>,
 }
 
 /// Rows of a `(B, T)` tensor, cut to `lens`.

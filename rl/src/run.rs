@@ -6,6 +6,9 @@
 //! - `log.csv`: one row per step (see [`StepLog`]); component means are `score_<name>` columns;
 //! - `candidates.csv`: the best `top_candidates` distinct molecules, ranked (rewritten at every
 //!   checkpoint and at the end);
+//! - `agent.safetensors` (prompt modes): what sampling the tuned agent needs, kilobytes (the
+//!   deep prefix's folded keys and values, or the soft prompt); with `config.toml` it is a
+//!   portable prompt (`smirl sample --model PRIOR --agent DIR`, the `prompts/` library);
 //! - `checkpoint/`: `trainable.safetensors` (the prefix, or all agent weights in full mode),
 //!   `optimizer.safetensors` (Adam moments), `state.json` (step, baseline, replay memory,
 //!   diversity-filter buckets, candidate table). A checkpoint is written whole into
@@ -32,6 +35,8 @@ pub const RUN_INFO_FILE: &str = "run.json";
 /// Checkpoint directory name.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
 const TRAINABLE_FILE: &str = "trainable.safetensors";
+/// The sample-ready prompt of a run (prompt modes), in the run directory.
+pub const AGENT_FILE: &str = "agent.safetensors";
 const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 const STATE_FILE: &str = "state.json";
 
@@ -159,6 +164,11 @@ fn save_checkpoint(trainer: &mut Trainer, out: &Path) -> Result<()> {
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
+    let agent_tmp = out.join("agent.safetensors.tmp");
+    if trainer.policy().save_agent(&agent_tmp)? {
+        let agent = out.join(AGENT_FILE);
+        std::fs::rename(&agent_tmp, &agent).map_err(|e| Error::io(&agent, e))?;
+    }
     Ok(())
 }
 
@@ -171,19 +181,32 @@ fn find_checkpoint(out: &Path) -> Option<PathBuf> {
         .find(|d| d.join(STATE_FILE).exists())
 }
 
-/// The tuned agent of a run directory: the prior from `model_dir` with the trainable part (prefix
-/// or all weights) of the run's newest checkpoint, built as the run's config says.
+/// The tuned agent of a run directory (or a shipped prompt: `config.toml` + `agent.safetensors`):
+/// the prior from `model_dir` with the run's prompt (`agent.safetensors`) or, where there is
+/// none (full mode), the trainable part of its newest checkpoint, built as its config says.
 pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> Result<Policy> {
     let cfg_path = run_dir.join(CONFIG_FILE);
-    let cfg = TuneConfig::from_file(&cfg_path)?;
-    let ckpt = find_checkpoint(run_dir).ok_or_else(|| {
-        Error::checkpoint(
+    if !cfg_path.exists() {
+        return Err(Error::checkpoint(
             run_dir,
-            "no checkpoint in this run directory (not a `smirl tune` run?)",
-        )
-    })?;
-    let mut policy = Policy::load(model_dir, cfg.mode, &cfg.prefix, cfg.seed, device)?;
-    policy.load_trainable(&ckpt.join(TRAINABLE_FILE))?;
+            "no config.toml here (not a `smirl tune` run or a prompt directory?)",
+        ));
+    }
+    let cfg = TuneConfig::from_file(&cfg_path)?;
+    let agent = run_dir.join(AGENT_FILE);
+    let weights = if agent.exists() {
+        agent
+    } else {
+        let ckpt = find_checkpoint(run_dir).ok_or_else(|| {
+            Error::checkpoint(
+                run_dir,
+                "no agent.safetensors and no checkpoint in this run directory (not a `smirl tune` run?)",
+            )
+        })?;
+        ckpt.join(TRAINABLE_FILE)
+    };
+    let mut policy = Policy::load(model_dir, &cfg, device)?;
+    policy.load_trainable(&weights)?;
     Ok(policy)
 }
 
@@ -265,7 +288,7 @@ pub fn run_tune(
     let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
     model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
 
-    let policy = Policy::load(&opts.model_dir, cfg.mode, &cfg.prefix, cfg.seed, &opts.device)?;
+    let policy = Policy::load(&opts.model_dir, cfg, &opts.device)?;
     let mut trainer = Trainer::new(cfg.clone(), policy)?;
     if let Some(dir) = &ckpt {
         load_checkpoint(&mut trainer, dir)?;

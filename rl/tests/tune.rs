@@ -93,75 +93,81 @@ type = "required_smarts"
 smarts = ["[#16]"]
 "#;
 
-/// Prefix tuning changes the prefix only: every GPT weight is bit-for-bit the prior's after
-/// several steps (with KL, replay and the diversity filter on); full mode changes the agent's
-/// weights and leaves the prior's alone.
+/// Prompt tuning changes the prompt only: every GPT weight is bit-for-bit the prior's after
+/// several steps (with KL, replay and the diversity filter on), in soft-prompt and deep-prefix
+/// mode (direct and reparameterised); the sampler's log-likelihoods are those of both training
+/// paths; full mode changes the agent's weights and leaves the prior's alone.
 #[test]
-fn prefix_mode_leaves_the_gpt_untouched() {
-    let cfg = config(&format!(
-        "steps = 3\nbatch_size = 24\nlr = 0.05\n[loss]\ntype = \"reinforce\"\nkl_beta = 0.1\ngamma = 0.99\n\
+fn prompt_modes_leave_the_gpt_untouched() {
+    let base = format!(
+        "steps = 3\nbatch_size = 24\n[loss]\ntype = \"reinforce\"\nkl_beta = 0.1\ngamma = 0.99\n\
          [replay]\nsize = 10\nper_step = 4\n[diversity_filter]\nenabled = true\n{SULFUR}"
-    ));
-    let policy = Policy::load(
-        prior(),
-        PolicyMode::Prefix,
-        &cfg.prefix,
-        cfg.seed,
-        &model::Device::Cpu,
-    )
-    .unwrap();
-    let before = flat(&policy.gpt_weights(true));
-    let prefix_before: Vec<f32> = policy.prefix().unwrap().flatten_all().unwrap().to_vec1().unwrap();
-    let mut tr = Trainer::new(cfg.clone(), policy).unwrap();
-    let mut replayed = 0;
-    for step in 0..3 {
-        let row = tr.step().unwrap();
-        if step == 0 {
-            // The prompt starts as BOS's embedding: the untuned agent is the prior.
-            assert!(row.kl.abs() < 1e-3, "kl at step 1: {}", row.kl);
-        }
-        replayed += row.replayed;
-    }
-    assert_eq!(flat(&tr.policy().gpt_weights(true)), before);
-    let prefix_after: Vec<f32> = tr
-        .policy()
-        .prefix()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_ne!(prefix_after, prefix_before);
-    assert!(replayed > 0, "no molecule was replayed");
-    // The sampler's log-likelihoods are the training forward's (prompt in BOS's place).
-    let samples = tr
-        .policy()
-        .sample(&model::SampleOptions {
-            n: 12,
-            batch_size: 5,
-            seed: 4,
-            ..Default::default()
-        })
-        .unwrap();
-    let seqs: Vec<Vec<u32>> = samples
-        .iter()
-        .map(|s| {
-            std::iter::once(model::BOS)
-                .chain(s.tokens.iter().copied())
-                .collect()
-        })
-        .collect();
-    // Both teacher-forcing paths (hand-written pass, candle graph) agree with the sampler.
-    let mut pass = model::train_pass::ChunkedPass::new();
-    for lp in [
-        tr.policy().agent_log_probs(&seqs, Some(&mut pass)).unwrap(),
-        tr.policy().agent_log_probs(&seqs, None).unwrap(),
+    );
+    for (mode, lr, extra) in [
+        ("soft_prompt", 0.05, ""),
+        ("prefix", 0.01, "[prefix]\nlength = 4\nreparam = false\n"),
+        ("prefix", 0.01, "[prefix]\nlength = 3\nreparam_hidden = 8\n"),
+        ("lora", 0.01, "[lora]\nrank = 2\n"),
     ] {
-        for (s, row) in samples.iter().zip(&lp.rows) {
-            let l: f64 = row.iter().sum();
-            assert!((s.log_likelihood - l).abs() < 1e-3, "{} vs {l}", s.log_likelihood);
+        let cfg = config(&format!("mode = \"{mode}\"\nlr = {lr}\n{base}{extra}"));
+        let policy = Policy::load(prior(), &cfg, &model::Device::Cpu).unwrap();
+        let before = flat(&policy.gpt_weights(true));
+        let vars = |p: &Policy| {
+            let ts: std::collections::HashMap<String, model::Tensor> = p
+                .trainable_vars()
+                .into_iter()
+                .map(|(k, v)| (k, v.as_tensor().clone()))
+                .collect();
+            flat(&ts)
+        };
+        let prompt_before = vars(&policy);
+        let mut tr = Trainer::new(cfg.clone(), policy).unwrap();
+        let mut replayed = 0;
+        for step in 0..3 {
+            let row = tr.step().unwrap();
+            if step == 0 && mode == "soft_prompt" {
+                // The prompt starts as BOS's embedding: the untuned agent is the prior.
+                assert!(row.kl.abs() < 1e-3, "kl at step 1: {}", row.kl);
+            }
+            if step == 0 {
+                eprintln!("{mode} {extra:?}: kl at step 1 {:.4}", row.kl);
+            }
+            replayed += row.replayed;
+        }
+        assert_eq!(flat(&tr.policy().gpt_weights(true)), before, "{mode}");
+        assert_ne!(vars(tr.policy()), prompt_before, "{mode}: the prompt did not move");
+        assert!(replayed > 0, "no molecule was replayed");
+        // The sampler's log-likelihoods are the training forward's.
+        let samples = tr
+            .policy()
+            .sample(&model::SampleOptions {
+                n: 12,
+                batch_size: 5,
+                seed: 4,
+                ..Default::default()
+            })
+            .unwrap();
+        let seqs: Vec<Vec<u32>> = samples
+            .iter()
+            .map(|s| {
+                std::iter::once(model::BOS)
+                    .chain(s.tokens.iter().copied())
+                    .collect()
+            })
+            .collect();
+        // Both teacher-forcing paths (hand-written pass, candle graph) agree with the sampler.
+        let mut pass = model::train_pass::ChunkedPass::new();
+        for lp in [
+            tr.policy().agent_log_probs(&seqs, Some(&mut pass)).unwrap(),
+            tr.policy().agent_log_probs(&seqs, None).unwrap(),
+        ] {
+            for (s, row) in samples.iter().zip(&lp.rows) {
+                let l: f64 = row.iter().sum();
+                assert!((s.log_likelihood - l).abs() < 1e-3, "{mode}: {} vs {l}", s.log_likelihood);
+            }
         }
     }
+    let cfg = config(&base);
 
     let full = TuneConfig {
         mode: PolicyMode::Full,
@@ -169,7 +175,7 @@ fn prefix_mode_leaves_the_gpt_untouched() {
         loss: rl::LossConfig::Reinvent { sigma: 64.0 },
         ..cfg
     };
-    let policy = Policy::load(prior(), PolicyMode::Full, &full.prefix, 0, &model::Device::Cpu).unwrap();
+    let policy = Policy::load(prior(), &full, &model::Device::Cpu).unwrap();
     let prior_before = flat(&policy.gpt_weights(false));
     let agent_before = flat(&policy.gpt_weights(true));
     assert_eq!(prior_before, agent_before);
@@ -288,4 +294,37 @@ fn resume_continues_after_a_kill() {
     let rep = run_tune(&more, &resumed, &mut |_| {}).unwrap();
     assert_eq!((rep.start_step, rep.step), (5, 6));
     let _ = PathBuf::new();
+}
+
+/// A deep-prefix run's `agent.safetensors` with its `config.toml` is a portable prompt: loaded
+/// alone, it samples exactly what the trained policy samples.
+#[test]
+fn agent_file_samples_like_the_trained_policy() {
+    let cfg = config(&format!(
+        "mode = \"prefix\"\nsteps = 2\nbatch_size = 16\nlr = 0.02\nseed = 2\ncheckpoint_every = 2\n{SULFUR}"
+    ));
+    let out = tempfile::tempdir().unwrap();
+    run_tune(&cfg, &opts(out.path()), &mut |_| {}).unwrap();
+    let prompt = tempfile::tempdir().unwrap();
+    for f in ["config.toml", "agent.safetensors"] {
+        std::fs::copy(out.path().join(f), prompt.path().join(f)).unwrap();
+    }
+    let so = model::SampleOptions {
+        n: 20,
+        batch_size: 7,
+        seed: 5,
+        ..Default::default()
+    };
+    let run = rl::load_tuned_policy(out.path(), prior(), &model::Device::Cpu).unwrap();
+    let alone = rl::load_tuned_policy(prompt.path(), prior(), &model::Device::Cpu).unwrap();
+    assert_eq!(run.sample(&so).unwrap(), alone.sample(&so).unwrap());
+    let (trainable, total) = alone.num_trainable();
+    assert!(trainable > 0 && trainable < total / 10, "{trainable} of {total}");
+    // Not a run: a clear error naming the folder.
+    let empty = tempfile::tempdir().unwrap();
+    let err = rl::load_tuned_policy(empty.path(), prior(), &model::Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("config.toml"), "{err}");
 }

@@ -51,7 +51,8 @@ pub struct RlBenchArgs {
 fn lr(mode: PolicyMode) -> f64 {
     match mode {
         PolicyMode::Full => 3e-5,
-        PolicyMode::Prefix => 5e-3,
+        PolicyMode::Lora => 1e-3,
+        PolicyMode::Prefix | PolicyMode::SoftPrompt => 5e-3,
     }
 }
 
@@ -59,10 +60,7 @@ fn lr(mode: PolicyMode) -> f64 {
 /// batch-mean baseline; no replay, diversity filter or KL penalty. All molecules are decoded in
 /// one batch, as the peer does.
 fn tune_config(mode: PolicyMode, batch: usize, steps: usize) -> anyhow::Result<TuneConfig> {
-    let mode_name = match mode {
-        PolicyMode::Full => "full",
-        PolicyMode::Prefix => "prefix",
-    };
+    let mode_name = mode.name();
     let text = format!(
         "mode = \"{mode_name}\"\nsteps = {steps}\nbatch_size = {batch}\nlr = {lr}\nseed = 0\n\
          [sampling]\ntemperature = 1.0\nmax_len = 100\ndecode_batch = {batch}\n\
@@ -81,7 +79,7 @@ fn tune_config(mode: PolicyMode, batch: usize, steps: usize) -> anyhow::Result<T
 /// One mode: a warm-up step, then `steps` timed steps; mean seconds per phase.
 fn bench_mode(args: &RlBenchArgs, mode: PolicyMode) -> anyhow::Result<Value> {
     let cfg = tune_config(mode, args.batch, args.steps + 1)?;
-    let policy = Policy::load(&args.model, mode, &cfg.prefix, cfg.seed, &model::Device::Cpu)
+    let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let trainable: usize = policy.trainable_vars().values().map(|v| v.elem_count()).sum();
     let mut trainer = Trainer::new(cfg, policy)?;
@@ -93,7 +91,7 @@ fn bench_mode(args: &RlBenchArgs, mode: PolicyMode) -> anyhow::Result<Value> {
     let mean = |f: &dyn Fn(&rl::StepLog) -> f64| rows.iter().map(f).sum::<f64>() / n;
     let total: f64 = rows.iter().map(|r| r.seconds).sum();
     Ok(json!({
-        "mode": if mode == PolicyMode::Full { "full" } else { "prefix" },
+        "mode": mode.name(),
         "lr": lr(mode),
         "steps": rows.len(),
         "steps_per_s": n / total,
