@@ -104,7 +104,7 @@ pub fn device_by_name(name: &str) -> Result<Device> {
 pub use checkpoint::{load_checkpoint, Loaded, TrainState};
 pub use error::{Error, Result};
 pub use gpt::{token_log_probs, Gpt, GptConfig};
-pub use sample::{likelihood, sample, sequence_log_probs, Sample, SampleOptions};
+pub use sample::{likelihood, sample, sample_continuing, sequence_log_probs, Sample, SampleOptions};
 pub use train::{pretrain, LogRow, PretrainOptions, PretrainReport};
 pub use vocab::{Corpus, TokenMode, Vocab, BOS, EOS, PAD};
 

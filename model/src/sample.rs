@@ -216,7 +216,26 @@ pub fn sample(
     prompt: Option<Prompt>,
     opts: &SampleOptions,
 ) -> Result<Vec<Sample>> {
+    sample_continuing(model, vocab, prompt, opts, &[])
+}
+
+/// [`sample`] where molecule i begins with the tokens `starts[i % starts.len()]` (no BOS, no
+/// EOS; none when `starts` is empty): the model continues each given beginning. A sample's
+/// tokens and log-likelihood cover the whole molecule, its beginning included.
+pub fn sample_continuing(
+    model: &Gpt,
+    vocab: &Vocab,
+    prompt: Option<Prompt>,
+    opts: &SampleOptions,
+    starts: &[Vec<u32>],
+) -> Result<Vec<Sample>> {
     opts.validate()?;
+    if let Some(bad) = starts.iter().flatten().find(|&&t| t <= EOS || t as usize >= vocab.len()) {
+        return Err(Error::option(
+            "prompt",
+            format!("token id {bad} cannot begin a molecule (a special token or outside the vocabulary)"),
+        ));
+    }
     let (prefix, first_log_probs) = match prompt {
         None => (None, None),
         Some(Prompt::BeforeBos(t)) => (Some(t.detach()), None),
@@ -252,6 +271,12 @@ pub fn sample(
         });
     }
     let max_len = opts.max_len.min(block + 1 - lead); // the last token is never fed back
+    if let Some(long) = starts.iter().find(|s| s.len() >= max_len) {
+        return Err(Error::option(
+            "prompt",
+            format!("{} tokens leave no room to continue within max_len {max_len}", long.len()),
+        ));
+    }
     let mut rng = Rng::new(opts.seed);
     let mut out = Vec::with_capacity(opts.n);
     while out.len() < opts.n {
@@ -276,6 +301,7 @@ pub fn sample(
         };
         let v = vocab.len();
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
+        let first_molecule = out.len();
         for step in 0..max_len {
             let mut next = vec![PAD; active.len()];
             for (ci, &r) in active.iter().enumerate() {
@@ -287,7 +313,11 @@ pub fn sample(
                     (None, Some(first)) => first.to_vec(),
                     (None, None) => unreachable!("logits exist unless the first token is given"),
                 };
-                let id = pick(&logp, opts, &mut rng);
+                let forced = match starts.len() {
+                    0 => None,
+                    k => starts[(first_molecule + r) % k].get(step).copied(),
+                };
+                let id = forced.unwrap_or_else(|| pick(&logp, opts, &mut rng));
                 ll[r] += logp[id as usize];
                 toks[r].push(id);
                 next[ci] = id;
@@ -505,6 +535,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(greedy, nucleus);
+        // Continuations of given beginnings start with them, and their log-likelihoods still
+        // match `likelihood`'s of the whole molecule.
+        let starts = vec![vocab.encode("CC(").unwrap(), vocab.encode("O").unwrap()];
+        let cont = sample_continuing(&m, &vocab, None, &opts, &starts).unwrap();
+        for (i, s) in cont.iter().enumerate() {
+            assert!(s.smiles.starts_with(if i % 2 == 0 { "CC(" } else { "O" }), "{}", s.smiles);
+        }
+        let done: Vec<&Sample> = cont.iter().filter(|s| s.complete).collect();
+        let nll = likelihood(&m, &vocab, &done.iter().map(|s| s.smiles.clone()).collect::<Vec<_>>(), None, 8).unwrap();
+        for (s, n) in done.iter().zip(&nll) {
+            assert!((s.log_likelihood + n).abs() < 1e-3, "{} vs {}", s.log_likelihood, -n);
+        }
+        assert!(sample_continuing(&m, &vocab, None, &opts, &[vec![EOS]]).is_err());
+        assert!(sample_continuing(&m, &vocab, None, &opts, &[vec![5; 30]]).is_err());
         let pre = Tensor::ones((1, 3, 16), candle_core::DType::F32, &Device::Cpu).unwrap();
         let with_prefix = sample(&m, &vocab, Some(Prompt::BeforeBos(&pre)), &opts).unwrap();
         assert!(with_prefix.iter().all(|s| s.tokens.len() <= 21));

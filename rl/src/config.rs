@@ -134,7 +134,7 @@ impl Default for PrefixConfig {
             length: 10,
             init: PrefixInit::PriorKv,
             init_std: 0.02,
-            init_score: -6.0,
+            init_score: -3.0,
             reparam: true,
             reparam_hidden: 16,
         }

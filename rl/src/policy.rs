@@ -244,8 +244,15 @@ impl Policy {
     /// Samples molecules from the agent. In prefix mode the prompt takes BOS's place and x_1 is
     /// drawn from the prior's distribution after BOS (see the module docs).
     pub fn sample(&self, opts: &SampleOptions) -> Result<Vec<Sample>> {
+        self.sample_continuing(opts, &[])
+    }
+
+    /// [`Policy::sample`] where molecule i begins with the tokens `starts[i % starts.len()]`
+    /// (see `model::sample_continuing`).
+    pub fn sample_continuing(&self, opts: &SampleOptions, starts: &[Vec<u32>]) -> Result<Vec<Sample>> {
         if self.deep.is_some() || self.lora.is_some() {
-            return Ok(model::sample(&self.agent_model(true)?, &self.vocab, None, opts)?);
+            let agent = self.agent_model(true)?;
+            return Ok(model::sample_continuing(&agent, &self.vocab, None, opts, starts)?);
         }
         let prompt_and_first = match self.prefix() {
             None => None,
@@ -257,7 +264,7 @@ impl Policy {
                 prefix,
                 first_log_probs,
             });
-        Ok(model::sample(&self.agent, &self.vocab, prompt, opts)?)
+        Ok(model::sample_continuing(&self.agent, &self.vocab, prompt, opts, starts)?)
     }
 
     /// Most tokens a sequence may have (EOS included) behind the prefix.

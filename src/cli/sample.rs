@@ -35,6 +35,10 @@ pub struct SampleArgs {
     /// Molecules decoded together.
     #[arg(long, default_value_t = 256)]
     batch: usize,
+    /// Continue this SMILES beginning (fragment-constrained generation): every molecule starts
+    /// with it.
+    #[arg(long)]
+    prompt: Option<String>,
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
@@ -54,10 +58,20 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let device = args.device.open()?;
+    let encode = |vocab: &model::Vocab| -> anyhow::Result<Vec<Vec<u32>>> {
+        match &args.prompt {
+            None => Ok(Vec::new()),
+            Some(p) if p.is_empty() => anyhow::bail!("--prompt is empty"),
+            Some(p) => Ok(vec![vocab
+                .encode(p)
+                .with_context(|| format!("--prompt {p:?} does not fit the model's vocabulary"))?]),
+        }
+    };
     let samples = match &args.agent {
         None => {
             let run = model::load_checkpoint(&args.model, &device)?;
-            model::sample(&run.model, &run.vocab, None, &opts)?
+            let starts = encode(&run.vocab)?;
+            model::sample_continuing(&run.model, &run.vocab, None, &opts, &starts)?
         }
         Some(run_dir) => {
             if args.top_k != 0 || args.top_p < 1.0 {
@@ -65,7 +79,8 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             }
             let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
-            policy.sample(&opts)?
+            let starts = encode(policy.vocab())?;
+            policy.sample_continuing(&opts, &starts)?
         }
     };
     let file =
