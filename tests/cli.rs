@@ -346,6 +346,28 @@ mod pretrain_and_sample {
         assert_eq!(first.lines().count(), 21);
         assert_eq!(sample("7"), first, "same seed, same molecules");
 
+        // --prompt: every molecule continues the given beginning; characters outside the
+        // vocabulary are an error that names the prompt.
+        smirl()
+            .arg("sample")
+            .arg("--model")
+            .arg(&run)
+            .args(["-n", "10", "--prompt", "CC(", "--out"])
+            .arg(&out)
+            .assert()
+            .success();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.lines().skip(1).all(|l| l.starts_with("CC(")), "{text}");
+        smirl()
+            .arg("sample")
+            .arg("--model")
+            .arg(&run)
+            .args(["-n", "10", "--prompt", "CC\u{2603}", "--out"])
+            .arg(&out)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("prompt"));
+
         // A truncated weights file is an error naming it.
         let weights = run.join("model.safetensors");
         let bytes = std::fs::read(&weights).unwrap();

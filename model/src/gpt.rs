@@ -527,6 +527,21 @@ impl Gpt {
         self.forward_impl(idx, prefix, 0, None)
     }
 
+    /// [`Gpt::forward`] up to the final LayerNorm: hidden states `(B, T, n_embd)` at the token
+    /// positions; [`Gpt::head`] turns them into logits. For a head of one's own in between.
+    pub fn forward_hidden(&self, idx: &Tensor) -> Result<Tensor> {
+        self.forward_layers(idx, None, 0, None)
+    }
+
+    /// The tied output head: logits `(B, T, vocab)` of hidden states `(B, T, n_embd)`.
+    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        let (b, t, c) = hidden.dims3()?;
+        hidden
+            .reshape((b * t, c))?
+            .matmul(&self.wte.t()?)?
+            .reshape((b, t, self.cfg.vocab_size))
+    }
+
     /// Incremental forward for decoding: processes `idx` at positions `seqlen_offset..` using
     /// and extending the per-layer KV cache (preallocated to `block_size`). Pass the prefix on
     /// the first call only (`seqlen_offset` 0); later offsets count it. Inference only: no
@@ -560,6 +575,17 @@ impl Gpt {
     }
 
     fn forward_impl(
+        &self,
+        idx: &Tensor,
+        prefix: Option<&Tensor>,
+        offset: usize,
+        caches: Option<&mut Vec<Option<KvCache>>>,
+    ) -> Result<Tensor> {
+        self.head(&self.forward_layers(idx, prefix, offset, caches)?)
+    }
+
+    /// Embeddings, blocks and the final LayerNorm: `(B, T, C)` at the token positions.
+    fn forward_layers(
         &self,
         idx: &Tensor,
         prefix: Option<&Tensor>,
@@ -609,10 +635,7 @@ impl Gpt {
                 }
             }
         }
-        let xs = self.ln_f.forward(&xs.narrow(1, p, t)?)?; // (B, T, C), token positions only
-        xs.reshape((b * t, c))?
-            .matmul(&self.wte.t()?)?
-            .reshape((b, t, self.cfg.vocab_size))
+        self.ln_f.forward(&xs.narrow(1, p, t)?) // (B, T, C), token positions only
     }
 }
 

@@ -22,6 +22,9 @@ pub enum PolicyMode {
     SoftPrompt,
     /// Low-rank adapters on every block's attention and MLP matrices (`[lora]`).
     Lora,
+    /// A policy writes SMILES beginnings that the frozen prior completes (`[discrete_prompt]`,
+    /// RLPrompt-style; `RUN/prompts.csv` ranks the learned prompts).
+    DiscretePrompt,
     /// Every GPT weight (Taiga / REINVENT style).
     Full,
 }
@@ -33,6 +36,7 @@ impl PolicyMode {
             PolicyMode::Prefix => "prefix",
             PolicyMode::SoftPrompt => "soft_prompt",
             PolicyMode::Lora => "lora",
+            PolicyMode::DiscretePrompt => "discrete_prompt",
             PolicyMode::Full => "full",
         }
     }
@@ -87,6 +91,31 @@ impl Default for LoraConfig {
         Self {
             rank: 8,
             alpha: 16.0,
+        }
+    }
+}
+
+/// The `[discrete_prompt]` section (discrete_prompt mode only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscretePromptConfig {
+    /// Prompt length K in SMILES tokens.
+    pub length: usize,
+    /// Completions M of each prompt by the frozen prior; a step writes `batch_size / M` prompts.
+    pub completions: usize,
+    /// Width of the policy's MLP (inserted before the prior's output head).
+    pub hidden: usize,
+    /// Draw prompt tokens from the k most likely only (0 = off).
+    pub top_k: usize,
+}
+
+impl Default for DiscretePromptConfig {
+    fn default() -> Self {
+        Self {
+            length: 5,
+            completions: 8,
+            hidden: 64,
+            top_k: 0,
         }
     }
 }
@@ -298,7 +327,7 @@ fn d_top() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TuneConfig {
-    /// `prefix` (default, deep prefix), `soft_prompt`, `lora` or `full`.
+    /// `prefix` (default, deep prefix), `soft_prompt`, `lora`, `discrete_prompt` or `full`.
     #[serde(default)]
     pub mode: PolicyMode,
     /// Optimizer steps (a resumed run may raise it).
@@ -334,6 +363,9 @@ pub struct TuneConfig {
     /// LoRA options (lora mode).
     #[serde(default)]
     pub lora: LoraConfig,
+    /// Discrete prompt options (discrete_prompt mode).
+    #[serde(default)]
+    pub discrete_prompt: DiscretePromptConfig,
     /// The loss.
     #[serde(default)]
     pub loss: LossConfig,
@@ -444,6 +476,33 @@ impl TuneConfig {
                     return Err(Error::config("lora.alpha", "must be > 0"));
                 }
             }
+            PolicyMode::DiscretePrompt => {
+                let d = &self.discrete_prompt;
+                for (field, v) in [
+                    ("discrete_prompt.length", d.length),
+                    ("discrete_prompt.completions", d.completions),
+                    ("discrete_prompt.hidden", d.hidden),
+                ] {
+                    if v == 0 {
+                        return Err(Error::config(field, "must be > 0 in discrete_prompt mode"));
+                    }
+                }
+                if self.batch_size / d.completions < 2 {
+                    return Err(Error::config(
+                        "discrete_prompt.completions",
+                        format!(
+                            "batch_size {} holds fewer than 2 prompts of {} completions (rewards are z-scored across prompts)",
+                            self.batch_size, d.completions
+                        ),
+                    ));
+                }
+                if d.length >= self.sampling.max_len {
+                    return Err(Error::config(
+                        "discrete_prompt.length",
+                        format!("must be below sampling.max_len {}", self.sampling.max_len),
+                    ));
+                }
+            }
             PolicyMode::Full => {}
         }
         match self.loss {
@@ -544,6 +603,9 @@ mod tests {
             ("mode = \"soft_prompt\"\n[soft_prompt]\nlength = 0\n", "soft_prompt.length"),
             ("[prefix]\ninit = \"tokens\"\n", "init"),
             ("mode = \"lora\"\n[lora]\nrank = 0\n", "lora.rank"),
+            ("mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 0\n", "discrete_prompt.length"),
+            ("mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 100\n", "discrete_prompt.length"),
+            ("mode = \"discrete_prompt\"\nbatch_size = 8\n", "discrete_prompt.completions"),
         ] {
             let err = parse(&format!("{text}{MINIMAL}")).unwrap_err();
             assert!(err.to_string().contains(field), "{text}: {err}");

@@ -33,6 +33,7 @@ let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.
 pub mod candidates;
 pub mod config;
 pub mod deep_prefix;
+pub mod discrete_prompt;
 pub mod diversity_filter;
 pub mod lora;
 mod error;

@@ -149,6 +149,11 @@ impl Policy {
                     vocab,
                 })
             }
+            PolicyMode::DiscretePrompt => Err(Error::config(
+                "mode",
+                "a discrete_prompt run has no agent to sample: sample its prompts with \
+                 `smirl sample --prompts RUN/prompts.csv --top N`",
+            )),
             PolicyMode::Full => {
                 let agent_run = model::load_checkpoint(model_dir, device)?;
                 Ok(Self {
@@ -392,7 +397,7 @@ impl Policy {
             .collect();
         let target = match self.mode {
             PolicyMode::Full | PolicyMode::Lora => GradTarget::Weights,
-            PolicyMode::Prefix | PolicyMode::SoftPrompt => GradTarget::PrefixOnly,
+            PolicyMode::Prefix | PolicyMode::SoftPrompt | PolicyMode::DiscretePrompt => GradTarget::PrefixOnly,
         };
         let grads = pass.backward(&w, target)?;
         if lp.kv.is_empty() {

@@ -34,11 +34,11 @@ pub const CONFIG_FILE: &str = "config.toml";
 pub const RUN_INFO_FILE: &str = "run.json";
 /// Checkpoint directory name.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
-const TRAINABLE_FILE: &str = "trainable.safetensors";
+pub(crate) const TRAINABLE_FILE: &str = "trainable.safetensors";
 /// The sample-ready prompt of a run (prompt modes), in the run directory.
 pub const AGENT_FILE: &str = "agent.safetensors";
-const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-const STATE_FILE: &str = "state.json";
+pub(crate) const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub(crate) const STATE_FILE: &str = "state.json";
 
 /// Where to run.
 #[derive(Debug, Clone)]
@@ -137,8 +137,92 @@ fn log_row(r: &StepLog) -> String {
     cols.join(",")
 }
 
-/// Writes the checkpoint of `trainer` into `out/checkpoint` atomically (tmp dir + rename).
-fn save_checkpoint(trainer: &mut Trainer, out: &Path) -> Result<()> {
+/// What `run_tune` drives: a trainer of one of the modes, one step at a time.
+pub(crate) trait Tuner {
+    /// One optimizer step.
+    fn step(&mut self) -> Result<StepLog>;
+    /// Steps completed.
+    fn steps_done(&self) -> usize;
+    /// Reward component names (log columns).
+    fn component_names(&self) -> Vec<String>;
+    /// Distinct valid molecules sampled so far.
+    fn candidates(&self) -> usize;
+    /// Writes the trainable variables, optimizer and state into checkpoint folder `dir`.
+    fn save(&mut self, dir: &Path) -> Result<()>;
+    /// Restores what [`Tuner::save`] wrote.
+    fn load(&mut self, dir: &Path) -> Result<()>;
+    /// Writes the ranked outputs (`candidates.csv`, and the mode's own) into the run directory.
+    fn write_outputs(&self, out: &Path) -> Result<()>;
+    /// Writes what sampling the tuned agent needs, where that is small; whether it wrote one.
+    fn save_agent(&self, path: &Path) -> Result<bool>;
+}
+
+impl Tuner for Trainer {
+    fn step(&mut self) -> Result<StepLog> {
+        Trainer::step(self)
+    }
+
+    fn steps_done(&self) -> usize {
+        self.state.step
+    }
+
+    fn component_names(&self) -> Vec<String> {
+        Trainer::component_names(self).to_vec()
+    }
+
+    fn candidates(&self) -> usize {
+        self.state.candidates.len()
+    }
+
+    fn save(&mut self, dir: &Path) -> Result<()> {
+        self.policy().save(&dir.join(TRAINABLE_FILE))?;
+        self.optimizer().save(&dir.join(OPTIMIZER_FILE))?;
+        let state = CheckpointState {
+            trainer: self.state.clone(),
+            optimizer_steps: self.optimizer().step_count(),
+        };
+        let json = serde_json::to_vec(&state).map_err(|e| Error::checkpoint(dir, e))?;
+        model::checkpoint::write_atomic(&dir.join(STATE_FILE), &json)
+            .map_err(Error::from)
+    }
+
+    fn load(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join(STATE_FILE);
+        let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| Error::checkpoint(&path, e))?;
+        self.policy_mut().load_trainable(&dir.join(TRAINABLE_FILE))?;
+        check_optimizer(self.optimizer(), dir, state.optimizer_steps)?;
+        self.state = state.trainer;
+        Ok(())
+    }
+
+    fn write_outputs(&self, out: &Path) -> Result<()> {
+        let cfg = self.config();
+        self.state
+            .candidates
+            .write_csv(&out.join(CANDIDATES_FILE), Trainer::component_names(self), cfg.top_candidates)
+    }
+
+    fn save_agent(&self, path: &Path) -> Result<bool> {
+        self.policy().save_agent(path)
+    }
+}
+
+/// Loads `dir`'s optimizer state into `opt` and checks its step against state.json's.
+pub(crate) fn check_optimizer(opt: &mut model::optim::AdamW, dir: &Path, steps: usize) -> Result<()> {
+    opt.load(&dir.join(OPTIMIZER_FILE))?;
+    if opt.step_count() != steps {
+        return Err(Error::checkpoint(
+            dir.join(OPTIMIZER_FILE),
+            "optimizer step does not match state.json",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes the checkpoint of `tuner` into `out/checkpoint` atomically (tmp dir + rename), then
+/// its agent file.
+fn save_checkpoint(tuner: &mut dyn Tuner, out: &Path) -> Result<()> {
     let tmp = out.join("checkpoint.tmp");
     let dst = out.join(CHECKPOINT_DIR);
     let old = out.join("checkpoint.old");
@@ -146,14 +230,7 @@ fn save_checkpoint(trainer: &mut Trainer, out: &Path) -> Result<()> {
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    trainer.policy().save(&tmp.join(TRAINABLE_FILE))?;
-    trainer.optimizer().save(&tmp.join(OPTIMIZER_FILE))?;
-    let state = CheckpointState {
-        trainer: trainer.state.clone(),
-        optimizer_steps: trainer.optimizer().step_count(),
-    };
-    let json = serde_json::to_vec(&state).map_err(|e| Error::checkpoint(&tmp, e))?;
-    model::checkpoint::write_atomic(&tmp.join(STATE_FILE), &json)?;
+    tuner.save(&tmp)?;
     if dst.exists() {
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
@@ -165,7 +242,7 @@ fn save_checkpoint(trainer: &mut Trainer, out: &Path) -> Result<()> {
         std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
     }
     let agent_tmp = out.join("agent.safetensors.tmp");
-    if trainer.policy().save_agent(&agent_tmp)? {
+    if tuner.save_agent(&agent_tmp)? {
         let agent = out.join(AGENT_FILE);
         std::fs::rename(&agent_tmp, &agent).map_err(|e| Error::io(&agent, e))?;
     }
@@ -208,22 +285,6 @@ pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> R
     let mut policy = Policy::load(model_dir, &cfg, device)?;
     policy.load_trainable(&weights)?;
     Ok(policy)
-}
-
-fn load_checkpoint(trainer: &mut Trainer, dir: &Path) -> Result<()> {
-    let path = dir.join(STATE_FILE);
-    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| Error::checkpoint(&path, e))?;
-    trainer.policy_mut().load_trainable(&dir.join(TRAINABLE_FILE))?;
-    trainer.optimizer().load(&dir.join(OPTIMIZER_FILE))?;
-    if trainer.optimizer().step_count() != state.optimizer_steps {
-        return Err(Error::checkpoint(
-            dir.join(OPTIMIZER_FILE),
-            "optimizer step does not match state.json",
-        ));
-    }
-    trainer.state = state.trainer;
-    Ok(())
 }
 
 /// Keeps the header and the rows of `log.csv` with step ≤ `step` (a killed run may have logged
@@ -288,16 +349,26 @@ pub fn run_tune(
     let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
     model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
 
-    let policy = Policy::load(&opts.model_dir, cfg, &opts.device)?;
-    let mut trainer = Trainer::new(cfg.clone(), policy)?;
+    let mut trainer: Box<dyn Tuner> = match cfg.mode {
+        crate::PolicyMode::DiscretePrompt => Box::new(crate::discrete_prompt::DiscreteTrainer::new(
+            cfg.clone(),
+            &opts.model_dir,
+            &opts.device,
+        )?),
+        _ => Box::new(Trainer::new(
+            cfg.clone(),
+            Policy::load(&opts.model_dir, cfg, &opts.device)?,
+        )?),
+    };
+    let trainer = trainer.as_mut();
     if let Some(dir) = &ckpt {
-        load_checkpoint(&mut trainer, dir)?;
+        trainer.load(dir)?;
     }
-    let names = trainer.component_names().to_vec();
+    let names = trainer.component_names();
     let header = log_header(&names);
     let log_path = out.join(LOG_FILE);
     if ckpt.is_some() {
-        truncate_log(&log_path, trainer.state.step, &header)?;
+        truncate_log(&log_path, trainer.steps_done(), &header)?;
     } else {
         // A fresh run (or one killed before its first checkpoint) starts a fresh log.
         model::checkpoint::write_atomic(&log_path, format!("{header}\n").as_bytes())?;
@@ -307,11 +378,11 @@ pub fn run_tune(
         .open(&log_path)
         .map_err(|e| Error::io(&log_path, e))?;
 
-    let start_step = trainer.state.step;
+    let start_step = trainer.steps_done();
     let t0 = std::time::Instant::now();
     let mut mean_rewards = Vec::new();
     let mut this_call = 0;
-    while trainer.state.step < cfg.steps {
+    while trainer.steps_done() < cfg.steps {
         let row = trainer.step()?;
         writeln!(log, "{}", log_row(&row)).map_err(|e| Error::io(&log_path, e))?;
         log.flush().map_err(|e| Error::io(&log_path, e))?;
@@ -319,39 +390,33 @@ pub fn run_tune(
         on_step(&row);
         this_call += 1;
         if opts.interrupt_after == Some(this_call) {
-            return Ok(report(start_step, &trainer, mean_rewards, t0));
+            return Ok(report(start_step, trainer, mean_rewards, t0));
         }
         if row.step % cfg.checkpoint_every == 0 || row.step == cfg.steps {
-            save_checkpoint(&mut trainer, out)?;
-            trainer
-                .state
-                .candidates
-                .write_csv(&out.join(CANDIDATES_FILE), &names, cfg.top_candidates)?;
+            save_checkpoint(trainer, out)?;
+            trainer.write_outputs(out)?;
         }
     }
     if this_call == 0 {
         // Nothing to do (already at `steps`): still leave the outputs in place.
-        save_checkpoint(&mut trainer, out)?;
+        save_checkpoint(trainer, out)?;
     }
-    trainer
-        .state
-        .candidates
-        .write_csv(&out.join(CANDIDATES_FILE), &names, cfg.top_candidates)?;
-    Ok(report(start_step, &trainer, mean_rewards, t0))
+    trainer.write_outputs(out)?;
+    Ok(report(start_step, trainer, mean_rewards, t0))
 }
 
 fn report(
     start_step: usize,
-    trainer: &Trainer,
+    trainer: &dyn Tuner,
     mean_rewards: Vec<f64>,
     t0: std::time::Instant,
 ) -> TuneReport {
     let secs = t0.elapsed().as_secs_f64();
     TuneReport {
         start_step,
-        step: trainer.state.step,
+        step: trainer.steps_done(),
         steps_per_s: mean_rewards.len() as f64 / secs.max(1e-9),
         mean_rewards,
-        candidates: trainer.state.candidates.len(),
+        candidates: trainer.candidates(),
     }
 }

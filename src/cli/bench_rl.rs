@@ -52,7 +52,7 @@ fn lr(mode: PolicyMode) -> f64 {
     match mode {
         PolicyMode::Full => 3e-5,
         PolicyMode::Lora => 1e-3,
-        PolicyMode::Prefix | PolicyMode::SoftPrompt => 5e-3,
+        PolicyMode::Prefix | PolicyMode::SoftPrompt | PolicyMode::DiscretePrompt => 5e-3,
     }
 }
 

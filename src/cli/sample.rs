@@ -37,13 +37,43 @@ pub struct SampleArgs {
     batch: usize,
     /// Continue this SMILES beginning (fragment-constrained generation): every molecule starts
     /// with it.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "prompts")]
     prompt: Option<String>,
+    /// Continue the learned prompts of a discrete_prompt run (its `prompts.csv`, best first):
+    /// the molecules are spread evenly over the first --top of them.
+    #[arg(long)]
+    prompts: Option<PathBuf>,
+    /// How many of --prompts' best prompts to use.
+    #[arg(long, default_value_t = 10, requires = "prompts")]
+    top: usize,
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
     device: super::device::DeviceArg,
+}
+
+/// The `prompt` column of the first `top` rows of a `prompts.csv` (ranked best first).
+fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String>> {
+    if top == 0 {
+        anyhow::bail!("--top must be > 0");
+    }
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let col = reader
+        .headers()
+        .with_context(|| format!("{}: no header", path.display()))?
+        .iter()
+        .position(|h| h == "prompt")
+        .with_context(|| format!("{}: no `prompt` column (not a discrete_prompt run's prompts.csv?)", path.display()))?;
+    let mut out = Vec::new();
+    for (i, row) in reader.records().take(top).enumerate() {
+        let row = row.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
+        out.push(row.get(col).unwrap_or_default().to_string());
+    }
+    if out.is_empty() {
+        anyhow::bail!("{}: holds no prompts", path.display());
+    }
+    Ok(out)
 }
 
 /// Runs `smirl sample`.
@@ -58,14 +88,21 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let device = args.device.open()?;
+    let texts: Vec<String> = match (&args.prompt, &args.prompts) {
+        (Some(p), _) if p.is_empty() => anyhow::bail!("--prompt is empty"),
+        (Some(p), _) => vec![p.clone()],
+        (None, Some(file)) => read_prompts(file, args.top)?,
+        (None, None) => Vec::new(),
+    };
     let encode = |vocab: &model::Vocab| -> anyhow::Result<Vec<Vec<u32>>> {
-        match &args.prompt {
-            None => Ok(Vec::new()),
-            Some(p) if p.is_empty() => anyhow::bail!("--prompt is empty"),
-            Some(p) => Ok(vec![vocab
-                .encode(p)
-                .with_context(|| format!("--prompt {p:?} does not fit the model's vocabulary"))?]),
-        }
+        texts
+            .iter()
+            .map(|p| {
+                vocab
+                    .encode(p)
+                    .with_context(|| format!("prompt {p:?} does not fit the model's vocabulary"))
+            })
+            .collect()
     };
     let samples = match &args.agent {
         None => {
