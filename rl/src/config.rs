@@ -496,6 +496,12 @@ impl TuneConfig {
                         ),
                     ));
                 }
+                if !matches!(self.loss, LossConfig::Reinforce { .. }) {
+                    return Err(Error::config(
+                        "loss.type",
+                        "discrete_prompt mode trains with \"reinforce\" (z-scored prompt rewards, optional kl_beta)",
+                    ));
+                }
                 if d.length >= self.sampling.max_len {
                     return Err(Error::config(
                         "discrete_prompt.length",

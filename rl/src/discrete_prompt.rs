@@ -8,7 +8,12 @@
 //! distribution (a prompt is a beginning, never a whole molecule), and its log-probabilities are
 //! those of the masked, renormalised distribution it samples from.
 //!
-//! `RUN/prompts.csv` ranks every prompt written so far by its completions' mean reward, with
+//! With `[loss] kl_beta` β, a prompt's reward is lowered by β·(log π − log p_prior) of its own
+//! tokens before z-scoring (without it the policy soon writes one prompt only).
+//!
+//! `RUN/prompts.csv` ranks every prompt written so far by its completions' mean reward, shrunk
+//! towards the run's mean by M pseudo-completions (a prompt written once has 8 noisy
+//! completions; one written often, hundreds), with
 //! their validity, uniqueness, QED and SA: a learned prompt is readable ("O=C(Nc1ccc…") and
 //! samples with `smirl sample --prompts RUN/prompts.csv --top N` from any prior sharing the
 //! vocabulary.
@@ -28,6 +33,7 @@ use crate::candidates::CandidateTable;
 use crate::run::{check_optimizer, Tuner, CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
 use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
 use crate::scoring::Scorer;
+use crate::config::LossConfig;
 use crate::{Error, Result, StepLog, TuneConfig};
 
 /// The ranked prompts of a discrete-prompt run, in the run directory.
@@ -237,14 +243,20 @@ impl DiscreteTrainer {
         })
     }
 
-    /// Writes `prompts.csv`: every prompt, best mean reward first.
+    /// Writes `prompts.csv`: every prompt, best first by its mean reward shrunk towards the
+    /// run's mean by `completions` pseudo-completions (the `score` column).
     pub fn write_prompts(&self, path: &Path) -> Result<()> {
         let mut rows: Vec<(&String, &PromptStats)> = self.state.prompts.iter().collect();
-        let mean = |s: &PromptStats| s.reward_sum / s.completions.max(1) as f64;
-        rows.sort_by(|a, b| mean(b.1).total_cmp(&mean(a.1)).then(a.0.cmp(b.0)));
+        let (sum, count) = rows
+            .iter()
+            .fold((0.0, 0usize), |(s, c), (_, st)| (s + st.reward_sum, c + st.completions));
+        let run_mean = sum / count.max(1) as f64;
+        let k = self.cfg.discrete_prompt.completions as f64;
+        let score = |s: &PromptStats| (s.reward_sum + k * run_mean) / (s.completions as f64 + k);
+        rows.sort_by(|a, b| score(b.1).total_cmp(&score(a.1)).then(a.0.cmp(b.0)));
         let mut w = csv::Writer::from_path(path).map_err(|e| Error::checkpoint(path, e))?;
         let header = [
-            "rank", "prompt", "times", "completions", "validity", "uniqueness", "mean_qed", "mean_sa", "mean_reward",
+            "rank", "prompt", "times", "completions", "validity", "uniqueness", "mean_qed", "mean_sa", "mean_reward", "score",
         ];
         w.write_record(header).map_err(|e| Error::checkpoint(path, e))?;
         let ratio = |a: f64, b: usize| if b == 0 { String::new() } else { format!("{:.4}", a / b as f64) };
@@ -259,6 +271,7 @@ impl DiscreteTrainer {
                 ratio(s.qed_sum, s.valid),
                 ratio(s.sa_sum, s.valid),
                 ratio(s.reward_sum, s.completions),
+                format!("{:.4}", score(s)),
             ])
             .map_err(|e| Error::checkpoint(path, e))?;
         }
@@ -339,14 +352,22 @@ impl Tuner for DiscreteTrainer {
         }
         let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
 
-        // REINFORCE on the prompt tokens with z-scored prompt rewards.
+        // REINFORCE on the prompt tokens with z-scored prompt rewards, less the KL penalty.
+        let (lp, prior_lp) = self.policy.prompt_log_probs(&prompts)?;
+        let policy_lp = lp.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let kl_beta = match self.cfg.loss {
+            LossConfig::Reinforce { kl_beta, .. } => kl_beta,
+            _ => 0.0,
+        };
+        for ((r, a), b) in prompt_reward.iter_mut().zip(&policy_lp).zip(&prior_lp) {
+            *r -= kl_beta * (a - b);
+        }
         let mean = prompt_reward.iter().sum::<f64>() / n_prompts as f64;
         let std = (prompt_reward.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / n_prompts as f64).sqrt();
         let adv: Vec<f32> = prompt_reward
             .iter()
             .map(|r| ((r - mean) / (std + 1e-8) / n_prompts as f64) as f32)
             .collect();
-        let (lp, prior_lp) = self.policy.prompt_log_probs(&prompts)?;
         let adv_t = Tensor::from_vec(adv, n_prompts, lp.device())?;
         let loss = (&lp * adv_t)?.sum_all()?.neg()?;
         let loss_value = loss.to_scalar::<f32>()? as f64;
@@ -354,7 +375,6 @@ impl Tuner for DiscreteTrainer {
         self.opt.step(&grads, 1.0)?;
         self.state.step = step;
         self.state.optimizer_steps = self.opt.step_count();
-        let policy_lp = lp.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let kl = policy_lp.iter().zip(&prior_lp).map(|(a, b)| a - b).sum::<f64>() / n_prompts as f64;
         let entropy = -policy_lp.iter().sum::<f64>() / (n_prompts * d.length) as f64;
 

@@ -352,13 +352,13 @@ fn discrete_prompt_run_ranks_prompts_and_resumes() {
     let mut lines = prompts.lines();
     assert_eq!(
         lines.next().unwrap(),
-        "rank,prompt,times,completions,validity,uniqueness,mean_qed,mean_sa,mean_reward"
+        "rank,prompt,times,completions,validity,uniqueness,mean_qed,mean_sa,mean_reward,score"
     );
     let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
     // 4 steps of 6 prompts, each written at least once; ranked by mean reward.
     let times: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
     assert_eq!(times, 4 * 6);
-    let rewards: Vec<f64> = rows.iter().map(|r| r[8].parse().unwrap()).collect();
+    let rewards: Vec<f64> = rows.iter().map(|r| r[9].parse().unwrap()).collect();
     assert!(rewards.windows(2).all(|w| w[0] >= w[1]), "{rewards:?}");
     assert!(rows.iter().all(|r| r[1].chars().count() >= 1));
 
