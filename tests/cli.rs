@@ -655,6 +655,38 @@ mod tune {
     }
 }
 
+// The prompt library: every shipped prompt loads on the shipped prior and samples.
+mod prompt_library {
+    use super::*;
+
+    #[test]
+    fn shipped_prompts_sample_on_the_shipped_prior() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dirs: Vec<PathBuf> = std::fs::read_dir(root.join("prompts"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir())
+            .collect();
+        assert!(!dirs.is_empty(), "prompts/ holds no prompt");
+        let out = tempfile::tempdir().unwrap();
+        for dir in dirs {
+            for file in ["config.toml", "agent.safetensors", "metrics.txt"] {
+                assert!(dir.join(file).is_file(), "{}: missing {file}", dir.display());
+            }
+            let csv = out.path().join("s.csv");
+            smirl()
+                .current_dir(root)
+                .args(["sample", "--model", "models/prior", "-n", "16", "--agent"])
+                .arg(&dir)
+                .arg("--out")
+                .arg(&csv)
+                .assert()
+                .success();
+            assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 17);
+        }
+    }
+}
+
 // `smirl data clean`: counts, splits and outputs that the readers take back.
 mod data_clean {
     use super::*;

@@ -251,12 +251,18 @@ fn rows_without_seconds(path: &Path) -> Vec<String> {
 /// no duplicate rows. Without `--resume` an existing run is refused.
 #[test]
 fn resume_continues_after_a_kill() {
-    let text = format!(
-        "steps = 5\nbatch_size = 16\nlr = 0.05\nseed = 9\ncheckpoint_every = 2\n\
-         [replay]\nsize = 8\nper_step = 2\n[diversity_filter]\nenabled = true\nbucket_size = 2\n\
-         [[scoring.components]]\ntype = \"diversity\"\n{SULFUR}"
-    );
-    let cfg = config(&text);
+    // The default mode (deep prefix through its MLP), then LoRA.
+    for (mode, section) in [("prefix", ""), ("lora", "[lora]\nrank = 2\n")] {
+        resume_case(&format!(
+            "mode = \"{mode}\"\nsteps = 5\nbatch_size = 16\nlr = 0.05\nseed = 9\ncheckpoint_every = 2\n\
+             {section}[replay]\nsize = 8\nper_step = 2\n[diversity_filter]\nenabled = true\nbucket_size = 2\n\
+             [[scoring.components]]\ntype = \"diversity\"\n{SULFUR}"
+        ));
+    }
+}
+
+fn resume_case(text: &str) {
+    let cfg = config(text);
     let whole = tempfile::tempdir().unwrap();
     run_tune(&cfg, &opts(whole.path()), &mut |_| {}).unwrap();
 

@@ -1,5 +1,7 @@
 //! `smirl demo`: the main job end to end on the shipped defaults — sample the shipped prior, tune it
-//! briefly on drug-likeness, sample the tuned agent, evaluate both sets, write the HTML report.
+//! briefly on drug-likeness, sample the tuned agent, evaluate both sets, write the HTML report;
+//! then sample the shipped drug-likeness prompt (`prompts/drug_like`, a full-length run) to show
+//! where a longer tuning gets.
 //! Each step is an ordinary smirl command, printed before it runs, so a user can rerun any of them.
 
 use std::path::PathBuf;
@@ -22,10 +24,13 @@ pub struct DemoArgs {
     /// Molecules sampled before and after tuning.
     #[arg(short = 'n', long, default_value_t = 1000)]
     n: usize,
+    /// A shipped prompt for --model, sampled at the end (skipped when it is not there).
+    #[arg(long, default_value = "prompts/drug_like")]
+    shipped_prompt: PathBuf,
 }
 
 fn step(index: usize, args: &[String]) -> anyhow::Result<()> {
-    println!("\n[{index}/5] smirl {}", args.join(" "));
+    println!("\n[{index}/6] smirl {}", args.join(" "));
     let argv = std::iter::once("smirl".to_string()).chain(args.iter().cloned());
     super::run(super::Cli::try_parse_from(argv)?)
 }
@@ -81,7 +86,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             s("--agent"),
             path("tune"),
             s("-n"),
-            n,
+            n.clone(),
             s("--seed"),
             s("1"),
             s("--out"),
@@ -103,6 +108,29 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             path("report.html"),
         ],
     )?;
+    let shipped = &args.shipped_prompt;
+    if shipped.join(rl::run::AGENT_FILE).is_file() {
+        println!("\nthe shipped prompt {} (a full-length run of its config):", shipped.display());
+        step(
+            6,
+            &[
+                s("sample"),
+                s("--model"),
+                model.clone(),
+                s("--agent"),
+                shipped.display().to_string(),
+                s("-n"),
+                n,
+                s("--seed"),
+                s("1"),
+                s("--out"),
+                path("shipped_prompt_samples.csv"),
+            ],
+        )?;
+        step(6, &[s("eval"), path("shipped_prompt_samples.csv")])?;
+    } else {
+        println!("\n[6/6] skipped: no shipped prompt at {}", shipped.display());
+    }
     println!(
         "\ndemo finished in {:.0} s; open {} in a browser (top candidates: {})",
         t0.elapsed().as_secs_f64(),

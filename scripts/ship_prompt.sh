@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Copies a prompt-mode tuning run into the prompt library: prompts/TASK/ gets the run's resolved
+# config.toml and agent.safetensors (what `smirl sample --agent` needs), its log.csv, and
+# metrics.txt: `smirl eval` of 1,000 fresh samples of the prompt next to 1,000 of the prior.
+#   scripts/ship_prompt.sh runs/drug_like drug_like [models/prior]
+set -euo pipefail
+run=${1:?usage: ship_prompt.sh RUN_DIR TASK [PRIOR]}
+task=${2:?usage: ship_prompt.sh RUN_DIR TASK [PRIOR]}
+prior=${3:-models/prior}
+smirl=${SMIRL:-target/release/smirl}
+dst=prompts/$task
+[ -f "$run/agent.safetensors" ] || { echo "$run/agent.safetensors: missing (not a prompt-mode run?)" >&2; exit 1; }
+mkdir -p "$dst"
+cp "$run/config.toml" "$run/agent.safetensors" "$run/log.csv" "$dst/"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+"$smirl" sample --model "$prior" -n 1000 --seed 1 --out "$tmp/prior.csv" >/dev/null
+"$smirl" sample --model "$prior" --agent "$dst" -n 1000 --seed 1 --out "$tmp/prompt.csv" >/dev/null
+{
+  echo "# $task: 1,000 fresh samples (seed 1) of $prior with this prompt, then of $prior alone"
+  echo "# steps trained: $(tail -n 1 "$run/log.csv" | cut -d, -f1)"
+  echo "## with the prompt"
+  "$smirl" eval "$tmp/prompt.csv" | sed -n '1,16p'
+  echo "## the prior alone"
+  "$smirl" eval "$tmp/prior.csv" | sed -n '1,16p'
+} > "$dst/metrics.txt"
+cat "$dst/metrics.txt"
