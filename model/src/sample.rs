@@ -84,7 +84,7 @@ fn log_softmax(xs: &[f32]) -> Vec<f64> {
 
 /// Draws one token from `logp` (the model's log-probs) after temperature, top-k and top-p.
 /// PAD and BOS are never drawn.
-fn pick(logp: &[f64], opts: &SampleOptions, rng: &mut Rng) -> u32 {
+pub fn pick(logp: &[f64], opts: &SampleOptions, rng: &mut Rng) -> u32 {
     let mut cand: Vec<(u32, f64)> = logp
         .iter()
         .enumerate()

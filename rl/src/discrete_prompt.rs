@@ -24,14 +24,15 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use chem::Molecule;
-use model::optim::{AdamW, AdamWParams};
+use model::optim::AdamW;
 use model::rng::Rng;
 use model::{Gpt, SampleOptions, Vocab, BOS, EOS, PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::CandidateTable;
 use crate::run::{check_optimizer, Tuner, CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
-use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
+use crate::reinforce::{adam, novelty_reference};
+use crate::scoring::components::{MolBatch, Novelty, ScoringContext};
 use crate::scoring::Scorer;
 use crate::config::LossConfig;
 use crate::{Error, Result, StepLog, TuneConfig};
@@ -106,8 +107,13 @@ impl PromptPolicy {
             let flat: Vec<u32> = rows.iter().flatten().copied().collect();
             let idx = Tensor::from_vec(flat, (n, t), &dev)?;
             let lp = self.log_probs_all(&idx, true)?.narrow(1, t - 1, 1)?.squeeze(1)?; // (n, V)
-            for (row, lp) in rows.iter_mut().zip(lp.to_vec2::<f32>()?) {
-                row.push(draw(&lp, top_k, rng));
+            let opts = SampleOptions {
+                top_k,
+                temperature: 1.0,
+                ..Default::default()
+            };
+            for (row, lp) in rows.iter_mut().zip(lp.to_dtype(DType::F64)?.to_vec2::<f64>()?) {
+                row.push(model::sample::pick(&lp, &opts, rng)); // masked tokens have weight 0
             }
         }
         Ok(rows.into_iter().map(|r| r[1..].to_vec()).collect())
@@ -130,25 +136,6 @@ impl PromptPolicy {
         let prior = prior.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         Ok((tuned, prior))
     }
-}
-
-/// One token from log-probabilities `lp`, among the `top_k` most likely (all for 0).
-fn draw(lp: &[f32], top_k: usize, rng: &mut Rng) -> u32 {
-    let mut cand: Vec<(u32, f64)> = lp.iter().enumerate().map(|(i, &l)| (i as u32, l as f64)).collect();
-    cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    if top_k > 0 {
-        cand.truncate(top_k);
-    }
-    let top = cand[0].1;
-    let probs: Vec<f64> = cand.iter().map(|&(_, l)| (l - top).exp()).collect();
-    let mut u = rng.next_f64() * probs.iter().sum::<f64>();
-    for (i, p) in probs.iter().enumerate() {
-        u -= p;
-        if u < 0.0 {
-            return cand[i].0;
-        }
-    }
-    cand[probs.len() - 1].0
 }
 
 /// What the run knows of one prompt, summed over the steps that wrote it.
@@ -207,33 +194,10 @@ impl DiscreteTrainer {
             ));
         }
         let policy = PromptPolicy::new(&run.model, d.hidden, cfg.seed)?;
-        let opt = AdamW::new(
-            policy.vars(),
-            AdamWParams {
-                lr: cfg.lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
-            },
-        )?;
+        let opt = adam(policy.vars(), cfg.lr)?;
         let scorer = Scorer::new(&cfg.scoring, Path::new("."))?;
-        let novelty_params = cfg
-            .scoring
-            .components
-            .iter()
-            .find_map(|c| match c {
-                ComponentConfig::Novelty(p) => Some(p.clone()),
-                _ => None,
-            })
-            .unwrap_or(NoveltyParams {
-                weight: 1.0,
-                name: None,
-                transform: Default::default(),
-                training_set: None,
-            });
         Ok(Self {
-            novelty_ref: Novelty::new(&novelty_params, Path::new("."))?,
+            novelty_ref: novelty_reference(&cfg)?,
             cfg,
             policy,
             vocab: run.vocab,

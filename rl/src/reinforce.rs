@@ -203,6 +203,38 @@ pub struct StepLog {
     pub update_seconds: f64,
 }
 
+/// The training set a run's logged novelty is measured against: the novelty component's, or the
+/// embedded corpus.
+pub(crate) fn novelty_reference(cfg: &TuneConfig) -> Result<Novelty> {
+    let params = cfg
+        .scoring
+        .components
+        .iter()
+        .find_map(|c| match c {
+            ComponentConfig::Novelty(p) => Some(p.clone()),
+            _ => None,
+        })
+        .unwrap_or(NoveltyParams {
+            weight: 1.0,
+            name: None,
+            transform: Default::default(),
+            training_set: None,
+        });
+    Novelty::new(&params, std::path::Path::new("."))
+}
+
+/// Adam (no weight decay) over the trainable variables, as every mode trains them.
+pub(crate) fn adam(vars: std::collections::HashMap<String, candle_core::Var>, lr: f64) -> Result<AdamW> {
+    let params = AdamWParams {
+        lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+    };
+    Ok(AdamW::new(vars, params)?)
+}
+
 /// Holds everything a run updates: policy, optimizer, scorer, memories.
 pub struct Trainer {
     cfg: TuneConfig,
@@ -222,31 +254,8 @@ impl Trainer {
     pub fn new(cfg: TuneConfig, policy: Policy) -> Result<Self> {
         cfg.validate()?;
         let scorer = Scorer::new(&cfg.scoring, std::path::Path::new("."))?;
-        let novelty_params = cfg
-            .scoring
-            .components
-            .iter()
-            .find_map(|c| match c {
-                ComponentConfig::Novelty(p) => Some(p.clone()),
-                _ => None,
-            })
-            .unwrap_or(NoveltyParams {
-                weight: 1.0,
-                name: None,
-                transform: Default::default(),
-                training_set: None,
-            });
-        let novelty_ref = Novelty::new(&novelty_params, std::path::Path::new("."))?;
-        let opt = AdamW::new(
-            policy.trainable_vars(),
-            AdamWParams {
-                lr: cfg.lr,
-                beta1: 0.9,
-                beta2: 0.999,
-                eps: 1e-8,
-                weight_decay: 0.0,
-            },
-        )?;
+        let novelty_ref = novelty_reference(&cfg)?;
+        let opt = adam(policy.trainable_vars(), cfg.lr)?;
         Ok(Self {
             state: TrainerState {
                 memory: ReplayMemory::new(cfg.replay.size),
