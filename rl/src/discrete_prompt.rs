@@ -392,6 +392,11 @@ impl Tuner for DiscreteTrainer {
         self.state.candidates.len()
     }
 
+    fn trainable(&self) -> (usize, usize) {
+        let n = self.policy.vars().values().map(|v| v.elem_count()).sum();
+        (n, self.policy.prior.num_params())
+    }
+
     fn save(&mut self, dir: &Path) -> Result<()> {
         let ts: HashMap<String, Tensor> = self
             .policy

@@ -81,6 +81,8 @@ pub struct TuneReport {
     pub candidates: usize,
     /// Steps per second over this call.
     pub steps_per_s: f64,
+    /// Parameters the run trains, and the prior's.
+    pub trainable: (usize, usize),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -147,6 +149,8 @@ pub(crate) trait Tuner {
     fn component_names(&self) -> Vec<String>;
     /// Distinct valid molecules sampled so far.
     fn candidates(&self) -> usize;
+    /// Parameters trained, and the prior's.
+    fn trainable(&self) -> (usize, usize);
     /// Writes the trainable variables, optimizer and state into checkpoint folder `dir`.
     fn save(&mut self, dir: &Path) -> Result<()>;
     /// Restores what [`Tuner::save`] wrote.
@@ -172,6 +176,10 @@ impl Tuner for Trainer {
 
     fn candidates(&self) -> usize {
         self.state.candidates.len()
+    }
+
+    fn trainable(&self) -> (usize, usize) {
+        self.policy().num_trainable()
     }
 
     fn save(&mut self, dir: &Path) -> Result<()> {
@@ -418,5 +426,6 @@ fn report(
         steps_per_s: mean_rewards.len() as f64 / secs.max(1e-9),
         mean_rewards,
         candidates: trainer.candidates(),
+        trainable: trainer.trainable(),
     }
 }

@@ -51,6 +51,12 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     .with_context(|| format!("tuning {} into {}", args.model.display(), args.out.display()))?;
     pb.finish();
     let last = report.mean_rewards.last().copied().unwrap_or(f64::NAN);
+    let (trainable, prior) = report.trainable;
+    println!(
+        "{} mode: {trainable} trainable parameters ({:.2} % of the prior's {prior})",
+        cfg.mode.name(),
+        100.0 * trainable as f64 / prior.max(1) as f64
+    );
     println!(
         "steps {}..{} ({:.2} steps/s), last mean reward {:.3}, {} distinct valid molecules; \
          see {}/log.csv and {}/candidates.csv",
