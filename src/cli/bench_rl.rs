@@ -13,11 +13,14 @@ use serde_json::{json, Value};
 /// Which policy modes to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RlBenchMode {
-    /// Learnable prefix vector, frozen GPT (lr 5e-3).
+    /// Deep prefix (10 keys and values per layer, through its MLP), frozen GPT (lr 5e-3). The
+    /// peer has no deep prefix yet: no ratio.
     Prefix,
+    /// One prompt vector in BOS's place, frozen GPT (lr 5e-3): the peer's `prefix` mode.
+    SoftPrompt,
     /// Every GPT weight trainable (lr 3e-5).
     Full,
-    /// Both, prefix first.
+    /// Deep prefix, then full.
     Both,
 }
 
@@ -136,6 +139,7 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
     );
     let modes: &[PolicyMode] = match args.mode {
         RlBenchMode::Prefix => &[PolicyMode::Prefix],
+        RlBenchMode::SoftPrompt => &[PolicyMode::SoftPrompt],
         RlBenchMode::Full => &[PolicyMode::Full],
         RlBenchMode::Both => &[PolicyMode::Prefix, PolicyMode::Full],
     };
@@ -154,14 +158,18 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         "threads": rayon::current_num_threads(),
         "modes": ours,
     });
-    if args.peer {
+    // The peer's modes: its `prefix` is our soft prompt; it has no deep prefix.
+    let peer_mode = match args.mode {
+        RlBenchMode::Prefix => None,
+        RlBenchMode::SoftPrompt => Some("prefix"),
+        RlBenchMode::Full | RlBenchMode::Both => Some("full"),
+    };
+    if args.peer && peer_mode.is_none() {
+        eprintln!("note: the PyTorch peer has no deep prefix mode; run --mode soft-prompt or full for ratios");
+    }
+    if let (true, Some(mode)) = (args.peer, peer_mode) {
         let check = std::env::temp_dir().join(format!("smirl-bench-rl-{}.csv", std::process::id()));
         write_check_csv(&args.model, &check)?;
-        let mode = match args.mode {
-            RlBenchMode::Prefix => "prefix",
-            RlBenchMode::Full => "full",
-            RlBenchMode::Both => "both",
-        };
         let peer_args: Vec<String> = vec![
             format!("--model={}", args.model.display()),
             format!("--batch={}", args.batch),
@@ -175,7 +183,12 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         let peer = peer?;
         let mut ratios = serde_json::Map::new();
         for (name, r) in result["modes"].as_object().cloned().unwrap_or_default() {
-            let p = &peer["modes"][&name];
+            let peer_name = match name.as_str() {
+                "soft_prompt" => "prefix",
+                "full" => "full",
+                _ => continue,
+            };
+            let p = &peer["modes"][peer_name];
             if let (Some(a), Some(b)) = (r["steps_per_s"].as_f64(), p["steps_per_s"].as_f64()) {
                 ratios.insert(name, json!(a / b));
             }
@@ -225,7 +238,8 @@ fn print_human(r: &Value) {
     for (name, m) in r["modes"].as_object().into_iter().flatten() {
         println!("{name} mode (lr {}):", m["lr"]);
         line("smirl", m);
-        if let Some(p) = r.get("peer").map(|p| &p["modes"][name]) {
+        let peer_name = if name == "soft_prompt" { "prefix" } else { name.as_str() };
+        if let Some(p) = r.get("peer").map(|p| &p["modes"][peer_name]).filter(|p| !p.is_null()) {
             line("PyTorch", p);
             println!(
                 "  ratio (smirl / PyTorch steps/s): {:.2}x",
