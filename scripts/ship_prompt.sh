@@ -11,14 +11,17 @@ smirl=${SMIRL:-target/release/smirl}
 dst=prompts/$task
 [ -f "$run/agent.safetensors" ] || { echo "$run/agent.safetensors: missing (not a prompt-mode run?)" >&2; exit 1; }
 mkdir -p "$dst"
-cp "$run/config.toml" "$run/agent.safetensors" "$run/log.csv" "$dst/"
+cp "$run/config.toml" "$run/agent.safetensors" "$dst/"
+# The log up to the checkpoint the agent comes from.
+step=$(grep -o '"step":[0-9]*' "$run/checkpoint/state.json" | head -n 1 | cut -d: -f2)
+awk -F, -v s="$step" 'NR == 1 || $1 <= s' "$run/log.csv" > "$dst/log.csv"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$smirl" sample --model "$prior" -n 1000 --seed 1 --out "$tmp/prior.csv" >/dev/null
 "$smirl" sample --model "$prior" --agent "$dst" -n 1000 --seed 1 --out "$tmp/prompt.csv" >/dev/null
 {
   echo "# $task: 1,000 fresh samples (seed 1) of $prior with this prompt, then of $prior alone"
-  echo "# steps trained: $(tail -n 1 "$run/log.csv" | cut -d, -f1)"
+  echo "# steps trained: $(grep -o '"step":[0-9]*' "$run/checkpoint/state.json" | head -n 1 | cut -d: -f2) (the run's last checkpoint)"
   echo "## with the prompt"
   "$smirl" eval "$tmp/prompt.csv" | sed -n '1,16p'
   echo "## the prior alone"
