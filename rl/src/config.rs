@@ -125,7 +125,8 @@ impl Default for DiscretePromptConfig {
 #[serde(rename_all = "snake_case")]
 pub enum PrefixInit {
     /// From the prior's own activations on real SMILES (the embedded MOSES corpus): each slot's
-    /// values are the prior's values at a random (seeded) real position, all layers alike; the
+    /// values are the prior's mean value moved a tenth of the way towards its value at a random
+    /// (seeded) real position, all layers alike; the
     /// keys are fitted (least squares, per head) so that the prior's queries on those SMILES
     /// score them `init_score` on average, low enough that the untuned agent stays close to the
     /// prior. (Copies of real keys, as Li & Liang 2021 §7.2 initialise, divert so much attention

@@ -181,8 +181,9 @@ impl DeepPrefix {
 const INIT_MOLECULES: usize = 64;
 
 /// `(n_layer, 2, L, C)` from the prior's activations on real SMILES: slot i's values are the
-/// prior's values at one random (molecule, position), all layers alike; each head's keys solve
-/// the ridge least-squares fit `q·k/√hd ≈ score` over the queries of every position read.
+/// prior's mean value, a tenth of the way towards its value at one random (molecule, position),
+/// all layers alike; each head's keys solve the ridge least-squares fit `q·k/√hd ≈ score` over
+/// the queries of every position read.
 fn prior_kv_init(prior: &Gpt, vocab: &Vocab, l: usize, score: f64, rng: &mut Rng) -> Result<Tensor> {
     let cfg = prior.config();
     let (nl, c, nh) = (cfg.n_layer, cfg.n_embd, cfg.n_head);
@@ -232,9 +233,18 @@ fn prior_kv_init(prior: &Gpt, vocab: &Vocab, l: usize, score: f64, rng: &mut Rng
                 }
             }
         }
+        // Values: the prior's mean value over the positions read, moved a tenth of the way
+        // towards one real position's. Attention the prefix draws then returns about what
+        // the context would have given on average, even in a model whose queries score every
+        // key alike (there the fitted keys cannot keep the prefix's share small).
+        let mean: Vec<f32> = (0..c)
+            .map(|i| values[layer].iter().map(|v| v[i]).sum::<f32>() / positions as f32)
+            .collect();
         for (slot, &pos) in picks.iter().enumerate() {
             let base = ((layer * 2 + 1) * l + slot) * c;
-            out[base..base + c].copy_from_slice(&values[layer][pos]);
+            for i in 0..c {
+                out[base + i] = mean[i] + 0.1 * (values[layer][pos][i] - mean[i]);
+            }
         }
     }
     Ok(Tensor::from_vec(out, (nl, 2, l, c), device)?)
