@@ -227,8 +227,12 @@ impl CausalSelfAttention {
                         len: 0,
                     };
                     if let Some((pk, pv)) = prefix {
-                        fresh.k.slice_set(&pk.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
-                        fresh.v.slice_set(&pv.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
+                        fresh
+                            .k
+                            .slice_set(&pk.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
+                        fresh
+                            .v
+                            .slice_set(&pv.detach().broadcast_as((b, h, l, hd))?.contiguous()?, 2, 0)?;
                         fresh.len = l;
                     }
                     *slot = Some(fresh);
@@ -816,7 +820,9 @@ mod tests {
         let zero_len = m.with_kv_prefix(Some(empty)).unwrap().forward(&x, None).unwrap();
         assert_eq!(max_diff(&plain, &zero_len), 0.0);
         assert!(m
-            .with_kv_prefix(Some(Tensor::zeros((2, 2, 3, 8), DType::F32, &Device::Cpu).unwrap()))
+            .with_kv_prefix(Some(
+                Tensor::zeros((2, 2, 3, 8), DType::F32, &Device::Cpu).unwrap()
+            ))
             .is_err());
         let kv = deep(3, 4);
         let mut agent = m.with_kv_prefix(Some(kv.as_tensor().clone())).unwrap();
@@ -825,15 +831,29 @@ mod tests {
         assert!(max_diff(&plain.narrow(1, 0, 1).unwrap(), &steered.narrow(1, 0, 1).unwrap()) > 1e-3);
         let loss = steered.sqr().unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
-        let gn: f32 = g.get(&kv).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let gn: f32 = g
+            .get(&kv)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert!(gn > 0.0);
         // The full block_size is still available to tokens behind the prefix.
         assert!(agent.forward(&ids(&[&[1; 24]]), None).is_ok());
         for _round in 0..2 {
             agent.clear_kv_cache();
-            let mut steps = vec![agent.forward_cached(&x.narrow(1, 0, 2).unwrap(), None, 0).unwrap()];
+            let mut steps = vec![agent
+                .forward_cached(&x.narrow(1, 0, 2).unwrap(), None, 0)
+                .unwrap()];
             for t in 2..7 {
-                steps.push(agent.forward_cached(&x.narrow(1, t, 1).unwrap(), None, t).unwrap());
+                steps.push(
+                    agent
+                        .forward_cached(&x.narrow(1, t, 1).unwrap(), None, t)
+                        .unwrap(),
+                );
             }
             let inc = Tensor::cat(&steps, 1).unwrap();
             assert!(max_diff(&steered, &inc) < 1e-4, "{}", max_diff(&steered, &inc));

@@ -230,7 +230,11 @@ pub fn sample_continuing(
     starts: &[Vec<u32>],
 ) -> Result<Vec<Sample>> {
     opts.validate()?;
-    if let Some(bad) = starts.iter().flatten().find(|&&t| t <= EOS || t as usize >= vocab.len()) {
+    if let Some(bad) = starts
+        .iter()
+        .flatten()
+        .find(|&&t| t <= EOS || t as usize >= vocab.len())
+    {
         return Err(Error::option(
             "prompt",
             format!("token id {bad} cannot begin a molecule (a special token or outside the vocabulary)"),
@@ -274,7 +278,10 @@ pub fn sample_continuing(
     if let Some(long) = starts.iter().find(|s| s.len() >= max_len) {
         return Err(Error::option(
             "prompt",
-            format!("{} tokens leave no room to continue within max_len {max_len}", long.len()),
+            format!(
+                "{} tokens leave no room to continue within max_len {max_len}",
+                long.len()
+            ),
         ));
     }
     let mut rng = Rng::new(opts.seed);
@@ -540,12 +547,28 @@ mod tests {
         let starts = vec![vocab.encode("CC(").unwrap(), vocab.encode("O").unwrap()];
         let cont = sample_continuing(&m, &vocab, None, &opts, &starts).unwrap();
         for (i, s) in cont.iter().enumerate() {
-            assert!(s.smiles.starts_with(if i % 2 == 0 { "CC(" } else { "O" }), "{}", s.smiles);
+            assert!(
+                s.smiles.starts_with(if i % 2 == 0 { "CC(" } else { "O" }),
+                "{}",
+                s.smiles
+            );
         }
         let done: Vec<&Sample> = cont.iter().filter(|s| s.complete).collect();
-        let nll = likelihood(&m, &vocab, &done.iter().map(|s| s.smiles.clone()).collect::<Vec<_>>(), None, 8).unwrap();
+        let nll = likelihood(
+            &m,
+            &vocab,
+            &done.iter().map(|s| s.smiles.clone()).collect::<Vec<_>>(),
+            None,
+            8,
+        )
+        .unwrap();
         for (s, n) in done.iter().zip(&nll) {
-            assert!((s.log_likelihood + n).abs() < 1e-3, "{} vs {}", s.log_likelihood, -n);
+            assert!(
+                (s.log_likelihood + n).abs() < 1e-3,
+                "{} vs {}",
+                s.log_likelihood,
+                -n
+            );
         }
         assert!(sample_continuing(&m, &vocab, None, &opts, &[vec![EOS]]).is_err());
         assert!(sample_continuing(&m, &vocab, None, &opts, &[vec![5; 30]]).is_err());

@@ -524,7 +524,15 @@ impl TrainPass {
             );
             resize(&mut self.d_qkv, n * 3 * c);
             let kv = layer_prefix(&self.kv_prefix, l, d.k, c);
-            let d_kv = attention_bwd(&d, &self.row_len, &a.qkv, kv, &a.att, &self.d_small, &mut self.d_qkv);
+            let d_kv = attention_bwd(
+                &d,
+                &self.row_len,
+                &a.qkv,
+                kv,
+                &a.att,
+                &self.d_small,
+                &mut self.d_qkv,
+            );
             if let Some(dk) = d_kv_prefix.as_mut() {
                 dk[l * 2 * d.k * c..][..2 * d.k * c].copy_from_slice(&d_kv);
             }
@@ -963,7 +971,14 @@ fn layer_prefix(kv: &Option<(Tensor, Vec<f32>)>, l: usize, k: usize, c: usize) -
 /// Causal attention per batch row (of `lens` positions, packed) and head, after `K` deep-prefix
 /// keys and values `kv` seen by every position:
 /// `y_t = Σ_{s<K} a_ts pv_s + Σ_{s≤t} a_t(K+s) v_s`, `a_t = softmax(q_t·[pk; k_≤t] / √hd)`.
-fn attention_fwd(d: &Dims, lens: &[usize], qkv: &[f32], kv: (&[f32], &[f32]), att: &mut [f32], y: &mut [f32]) {
+fn attention_fwd(
+    d: &Dims,
+    lens: &[usize],
+    qkv: &[f32],
+    kv: (&[f32], &[f32]),
+    att: &mut [f32],
+    y: &mut [f32],
+) {
     let (c, nh, k) = (d.c, d.nh, d.k);
     split_rows_mut(y, lens, |l| l * c)
         .into_par_iter()
@@ -1286,14 +1301,18 @@ mod tests {
     fn empty_deep_prefix_is_the_plain_model() {
         let (model, _, _) = tiny(None);
         let (tokens, targets, _) = batch();
-        let plain = TrainPass::new().forward(&model, &tokens, &targets, 3, None).unwrap();
+        let plain = TrainPass::new()
+            .forward(&model, &tokens, &targets, 3, None)
+            .unwrap();
         let empty = Tensor::zeros((2, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
         let with = model.with_kv_prefix(Some(empty)).unwrap();
         let mut pass = TrainPass::new();
         assert_eq!(pass.forward(&with, &tokens, &targets, 3, None).unwrap(), plain);
         let (_, _, weights) = batch();
         let grads = pass.backward(&weights, GradTarget::PrefixOnly).unwrap();
-        assert!(grads.get_ids().all(|id| grads.get_id(*id).unwrap().elem_count() == 0));
+        assert!(grads
+            .get_ids()
+            .all(|id| grads.get_id(*id).unwrap().elem_count() == 0));
     }
 
     #[test]

@@ -88,10 +88,7 @@ pub struct LoraConfig {
 
 impl Default for LoraConfig {
     fn default() -> Self {
-        Self {
-            rank: 8,
-            alpha: 16.0,
-        }
+        Self { rank: 8, alpha: 16.0 }
     }
 }
 
@@ -463,7 +460,10 @@ impl TuneConfig {
             }
             PolicyMode::SoftPrompt => {
                 if self.soft_prompt.length == 0 {
-                    return Err(Error::config("soft_prompt.length", "must be > 0 in soft_prompt mode"));
+                    return Err(Error::config(
+                        "soft_prompt.length",
+                        "must be > 0 in soft_prompt mode",
+                    ));
                 }
                 if !(self.soft_prompt.init_std.is_finite() && self.soft_prompt.init_std >= 0.0) {
                     return Err(Error::config("soft_prompt.init_std", "must be >= 0"));
@@ -607,12 +607,24 @@ mod tests {
         for (text, field) in [
             ("[prefix]\nlength = 0\n", "prefix.length"),
             ("[prefix]\nreparam_hidden = 0\n", "prefix.reparam_hidden"),
-            ("mode = \"soft_prompt\"\n[soft_prompt]\nlength = 0\n", "soft_prompt.length"),
+            (
+                "mode = \"soft_prompt\"\n[soft_prompt]\nlength = 0\n",
+                "soft_prompt.length",
+            ),
             ("[prefix]\ninit = \"tokens\"\n", "init"),
             ("mode = \"lora\"\n[lora]\nrank = 0\n", "lora.rank"),
-            ("mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 0\n", "discrete_prompt.length"),
-            ("mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 100\n", "discrete_prompt.length"),
-            ("mode = \"discrete_prompt\"\nbatch_size = 8\n", "discrete_prompt.completions"),
+            (
+                "mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 0\n",
+                "discrete_prompt.length",
+            ),
+            (
+                "mode = \"discrete_prompt\"\n[discrete_prompt]\nlength = 100\n",
+                "discrete_prompt.length",
+            ),
+            (
+                "mode = \"discrete_prompt\"\nbatch_size = 8\n",
+                "discrete_prompt.completions",
+            ),
         ] {
             let err = parse(&format!("{text}{MINIMAL}")).unwrap_err();
             assert!(err.to_string().contains(field), "{text}: {err}");

@@ -89,11 +89,17 @@ impl DeepPrefix {
         if let Some(v) = &self.direct {
             return Ok(v.as_tensor().clone());
         }
-        let r = self.reparam.as_ref().expect("a prefix is direct or reparameterised");
+        let r = self
+            .reparam
+            .as_ref()
+            .expect("a prefix is direct or reparameterised");
         let (nl, l, c) = self.dims;
         let hidden = r.emb.matmul(r.w1.as_tensor())?.broadcast_add(&r.b1)?.tanh()?; // (L, H)
         let delta = hidden.matmul(r.w2.as_tensor())?.broadcast_add(&r.b2)?; // (L, nl·2·C)
-        let delta = delta.reshape((l, nl, 2, c))?.permute((1, 2, 0, 3))?.contiguous()?;
+        let delta = delta
+            .reshape((l, nl, 2, c))?
+            .permute((1, 2, 0, 3))?
+            .contiguous()?;
         Ok((&self.init + delta)?)
     }
 
@@ -104,7 +110,13 @@ impl DeepPrefix {
             out.insert(KV_PREFIX_VAR.to_string(), v.clone());
         }
         if let Some(r) = &self.reparam {
-            for (name, v) in [("emb", &r.emb), ("w1", &r.w1), ("b1", &r.b1), ("w2", &r.w2), ("b2", &r.b2)] {
+            for (name, v) in [
+                ("emb", &r.emb),
+                ("w1", &r.w1),
+                ("b1", &r.b1),
+                ("w2", &r.w2),
+                ("b2", &r.b2),
+            ] {
                 out.insert(format!("reparam.{name}"), v.clone());
             }
         }
@@ -144,9 +156,12 @@ impl DeepPrefix {
             }
             Ok(())
         };
-        let kv = ts
-            .get(KV_PREFIX_VAR)
-            .ok_or_else(|| Error::checkpoint(path, format!("no {KV_PREFIX_VAR} tensor (not a prefix-mode agent?)")))?;
+        let kv = ts.get(KV_PREFIX_VAR).ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!("no {KV_PREFIX_VAR} tensor (not a prefix-mode agent?)"),
+            )
+        })?;
         check(KV_PREFIX_VAR, kv, &[nl, 2, l, c])?;
         match (&self.reparam, ts.contains_key("reparam.w2")) {
             (Some(r), true) => {
@@ -155,7 +170,13 @@ impl DeepPrefix {
                     .ok_or_else(|| Error::checkpoint(path, "no reparam.init tensor"))?;
                 check("reparam.init", init, &[nl, 2, l, c])?;
                 self.init = init.to_dtype(DType::F32)?;
-                for (name, v) in [("emb", &r.emb), ("w1", &r.w1), ("b1", &r.b1), ("w2", &r.w2), ("b2", &r.b2)] {
+                for (name, v) in [
+                    ("emb", &r.emb),
+                    ("w1", &r.w1),
+                    ("b1", &r.b1),
+                    ("w2", &r.w2),
+                    ("b2", &r.b2),
+                ] {
                     let key = format!("reparam.{name}");
                     let t = ts
                         .get(&key)
@@ -319,11 +340,14 @@ mod tests {
         let mut a = vec![0f64; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = (0..n).map(|k| m[k * n + i] * m[k * n + j]).sum::<f64>() + f64::from(u8::from(i == j));
+                a[i * n + j] =
+                    (0..n).map(|k| m[k * n + i] * m[k * n + j]).sum::<f64>() + f64::from(u8::from(i == j));
             }
         }
         let x: Vec<f64> = (0..n).map(|i| i as f64 - 2.0).collect();
-        let mut b: Vec<f64> = (0..n).map(|i| (0..n).map(|j| a[i * n + j] * x[j]).sum()).collect();
+        let mut b: Vec<f64> = (0..n)
+            .map(|i| (0..n).map(|j| a[i * n + j] * x[j]).sum())
+            .collect();
         let mut a2 = a.clone();
         solve_spd(&mut a2, &mut b, n);
         for i in 0..n {

@@ -30,11 +30,11 @@ use model::{Gpt, SampleOptions, Vocab, BOS, EOS, PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::CandidateTable;
-use crate::run::{check_optimizer, Tuner, CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
+use crate::config::LossConfig;
 use crate::reinforce::{adam, novelty_reference};
+use crate::run::{check_optimizer, Tuner, CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
 use crate::scoring::components::{MolBatch, Novelty, ScoringContext};
 use crate::scoring::Scorer;
-use crate::config::LossConfig;
 use crate::{Error, Result, StepLog, TuneConfig};
 
 /// The ranked prompts of a discrete-prompt run, in the run directory.
@@ -61,7 +61,13 @@ impl PromptPolicy {
         let w1: Vec<f32> = (0..c * hidden).map(|_| (rng.normal() * std) as f32).collect();
         let var = |t: Tensor| -> Result<Var> { Ok(Var::from_tensor(&t)?) };
         let mask: Vec<f32> = (0..v as u32)
-            .map(|id| if id == PAD || id == BOS || id == EOS { -1e9 } else { 0.0 })
+            .map(|id| {
+                if id == PAD || id == BOS || id == EOS {
+                    -1e9
+                } else {
+                    0.0
+                }
+            })
             .collect();
         Ok(Self {
             prior: prior.detached(),
@@ -75,10 +81,15 @@ impl PromptPolicy {
 
     /// The trainable variables by checkpoint name.
     pub fn vars(&self) -> HashMap<String, Var> {
-        [("mlp.w1", &self.w1), ("mlp.b1", &self.b1), ("mlp.w2", &self.w2), ("mlp.b2", &self.b2)]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+        [
+            ("mlp.w1", &self.w1),
+            ("mlp.b1", &self.b1),
+            ("mlp.w2", &self.w2),
+            ("mlp.b2", &self.b2),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
     }
 
     /// Masked log-probabilities `(B, T, V)` of the next token after each position of `idx`,
@@ -88,7 +99,10 @@ impl PromptPolicy {
         let h = if tuned {
             let (b, t, c) = h.dims3()?;
             let flat = h.reshape((b * t, c))?;
-            let mid = flat.matmul(self.w1.as_tensor())?.broadcast_add(&self.b1)?.tanh()?;
+            let mid = flat
+                .matmul(self.w1.as_tensor())?
+                .broadcast_add(&self.b1)?
+                .tanh()?;
             let delta = mid.matmul(self.w2.as_tensor())?.broadcast_add(&self.b2)?;
             (flat + delta)?.reshape((b, t, c))?
         } else {
@@ -130,7 +144,8 @@ impl PromptPolicy {
         let target: Vec<u32> = prompts.iter().flatten().copied().collect();
         let input = Tensor::from_vec(input, (p, k), &dev)?;
         let target = Tensor::from_vec(target, (p, k, 1), &dev)?;
-        let pick = |lp: Tensor| -> Result<Tensor> { Ok(lp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?.sum(1)?) };
+        let pick =
+            |lp: Tensor| -> Result<Tensor> { Ok(lp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?.sum(1)?) };
         let tuned = pick(self.log_probs_all(&input, true)?)?;
         let prior = pick(self.log_probs_all(&input, false)?)?;
         let prior = prior.to_dtype(DType::F64)?.to_vec1::<f64>()?;
@@ -190,7 +205,10 @@ impl DiscreteTrainer {
         if d.length + 1 >= run.config.block_size {
             return Err(Error::config(
                 "discrete_prompt.length",
-                format!("{} leaves no room in the prior's block_size {}", d.length, run.config.block_size),
+                format!(
+                    "{} leaves no room in the prior's block_size {}",
+                    d.length, run.config.block_size
+                ),
             ));
         }
         let policy = PromptPolicy::new(&run.model, d.hidden, cfg.seed)?;
@@ -211,19 +229,34 @@ impl DiscreteTrainer {
     /// run's mean by `completions` pseudo-completions (the `score` column).
     pub fn write_prompts(&self, path: &Path) -> Result<()> {
         let mut rows: Vec<(&String, &PromptStats)> = self.state.prompts.iter().collect();
-        let (sum, count) = rows
-            .iter()
-            .fold((0.0, 0usize), |(s, c), (_, st)| (s + st.reward_sum, c + st.completions));
+        let (sum, count) = rows.iter().fold((0.0, 0usize), |(s, c), (_, st)| {
+            (s + st.reward_sum, c + st.completions)
+        });
         let run_mean = sum / count.max(1) as f64;
         let k = self.cfg.discrete_prompt.completions as f64;
         let score = |s: &PromptStats| (s.reward_sum + k * run_mean) / (s.completions as f64 + k);
         rows.sort_by(|a, b| score(b.1).total_cmp(&score(a.1)).then(a.0.cmp(b.0)));
         let mut w = csv::Writer::from_path(path).map_err(|e| Error::checkpoint(path, e))?;
         let header = [
-            "rank", "prompt", "times", "completions", "validity", "uniqueness", "mean_qed", "mean_sa", "mean_reward", "score",
+            "rank",
+            "prompt",
+            "times",
+            "completions",
+            "validity",
+            "uniqueness",
+            "mean_qed",
+            "mean_sa",
+            "mean_reward",
+            "score",
         ];
         w.write_record(header).map_err(|e| Error::checkpoint(path, e))?;
-        let ratio = |a: f64, b: usize| if b == 0 { String::new() } else { format!("{:.4}", a / b as f64) };
+        let ratio = |a: f64, b: usize| {
+            if b == 0 {
+                String::new()
+            } else {
+                format!("{:.4}", a / b as f64)
+            }
+        };
         for (rank, (prompt, s)) in rows.iter().enumerate() {
             w.write_record([
                 (rank + 1).to_string(),
@@ -343,8 +376,14 @@ impl Tuner for DiscreteTrainer {
         let entropy = -policy_lp.iter().sum::<f64>() / (n_prompts * d.length) as f64;
 
         let frac = |a: usize, b: usize| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
-        let distinct_all: HashSet<&str> = valid.iter().filter_map(|&i| batch.canonical[i].as_deref()).collect();
-        let novel = distinct_all.iter().filter(|c| !self.novelty_ref.contains(c)).count();
+        let distinct_all: HashSet<&str> = valid
+            .iter()
+            .filter_map(|&i| batch.canonical[i].as_deref())
+            .collect();
+        let novel = distinct_all
+            .iter()
+            .filter(|c| !self.novelty_ref.contains(c))
+            .count();
         let fps: Vec<chem::Fingerprint> = batch.fingerprints().into_iter().flatten().collect();
         let components = scores
             .components
@@ -423,7 +462,10 @@ impl Tuner for DiscreteTrainer {
                 .get(&name)
                 .ok_or_else(|| Error::checkpoint(&tpath, format!("no {name} tensor")))?;
             if t.dims() != var.dims() {
-                return Err(Error::checkpoint(&tpath, format!("{name} has shape {:?}", t.dims())));
+                return Err(Error::checkpoint(
+                    &tpath,
+                    format!("{name} has shape {:?}", t.dims()),
+                ));
             }
             var.set(t)?;
         }
@@ -433,9 +475,11 @@ impl Tuner for DiscreteTrainer {
     }
 
     fn write_outputs(&self, out: &Path) -> Result<()> {
-        self.state
-            .candidates
-            .write_csv(&out.join(CANDIDATES_FILE), self.scorer.names(), self.cfg.top_candidates)?;
+        self.state.candidates.write_csv(
+            &out.join(CANDIDATES_FILE),
+            self.scorer.names(),
+            self.cfg.top_candidates,
+        )?;
         self.write_prompts(&out.join(PROMPTS_FILE))
     }
 

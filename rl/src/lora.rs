@@ -33,7 +33,9 @@ impl Lora {
         let r = cfg.rank;
         let mut adapters = Vec::new();
         for (name, w) in prior.parameters() {
-            let Some(base) = name.strip_suffix(".weight") else { continue };
+            let Some(base) = name.strip_suffix(".weight") else {
+                continue;
+            };
             if !TARGETS.iter().any(|t| base.ends_with(t)) || !base.starts_with("h.") {
                 continue;
             }
@@ -81,13 +83,20 @@ impl Lora {
     /// Restores what [`Self::vars`] saved; errors name the file and tensor.
     pub fn restore(&self, ts: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         for (key, var) in self.vars() {
-            let t = ts
-                .get(&key)
-                .ok_or_else(|| Error::checkpoint(path, format!("no {key} tensor (not a LoRA agent, or another rank?)")))?;
+            let t = ts.get(&key).ok_or_else(|| {
+                Error::checkpoint(
+                    path,
+                    format!("no {key} tensor (not a LoRA agent, or another rank?)"),
+                )
+            })?;
             if t.dims() != var.dims() {
                 return Err(Error::checkpoint(
                     path,
-                    format!("{key} has shape {:?}, the config wants {:?}", t.dims(), var.dims()),
+                    format!(
+                        "{key} has shape {:?}, the config wants {:?}",
+                        t.dims(),
+                        var.dims()
+                    ),
                 ));
             }
             var.set(&t.to_dtype(DType::F32)?)?;

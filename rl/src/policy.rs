@@ -269,7 +269,13 @@ impl Policy {
                 prefix,
                 first_log_probs,
             });
-        Ok(model::sample_continuing(&self.agent, &self.vocab, prompt, opts, starts)?)
+        Ok(model::sample_continuing(
+            &self.agent,
+            &self.vocab,
+            prompt,
+            opts,
+            starts,
+        )?)
     }
 
     /// Most tokens a sequence may have (EOS included) behind the prefix.
@@ -397,7 +403,9 @@ impl Policy {
             .collect();
         let target = match self.mode {
             PolicyMode::Full | PolicyMode::Lora => GradTarget::Weights,
-            PolicyMode::Prefix | PolicyMode::SoftPrompt | PolicyMode::DiscretePrompt => GradTarget::PrefixOnly,
+            PolicyMode::Prefix | PolicyMode::SoftPrompt | PolicyMode::DiscretePrompt => {
+                GradTarget::PrefixOnly
+            }
         };
         let grads = pass.backward(&w, target)?;
         if lp.kv.is_empty() {
@@ -488,8 +496,11 @@ impl Policy {
             return Ok(());
         }
         if let Some(lora) = &self.lora {
-            let ts: HashMap<String, Tensor> =
-                lora.vars().into_iter().map(|(k, v)| (k, v.as_tensor().clone())).collect();
+            let ts: HashMap<String, Tensor> = lora
+                .vars()
+                .into_iter()
+                .map(|(k, v)| (k, v.as_tensor().clone()))
+                .collect();
             candle_core::safetensors::save(&ts, path)?;
             return Ok(());
         }
@@ -511,10 +522,9 @@ impl Policy {
             return Ok(true);
         }
         let ts = match (&self.deep, &self.prefix) {
-            (Some(deep), _) => HashMap::from([(
-                crate::deep_prefix::KV_PREFIX_VAR.to_string(),
-                deep.kv()?.detach(),
-            )]),
+            (Some(deep), _) => {
+                HashMap::from([(crate::deep_prefix::KV_PREFIX_VAR.to_string(), deep.kv()?.detach())])
+            }
             (None, Some(v)) => HashMap::from([(PREFIX_VAR.to_string(), v.as_tensor().clone())]),
             (None, None) => return Ok(false),
         };

@@ -190,14 +190,14 @@ impl Tuner for Trainer {
             optimizer_steps: self.optimizer().step_count(),
         };
         let json = serde_json::to_vec(&state).map_err(|e| Error::checkpoint(dir, e))?;
-        model::checkpoint::write_atomic(&dir.join(STATE_FILE), &json)
-            .map_err(Error::from)
+        model::checkpoint::write_atomic(&dir.join(STATE_FILE), &json).map_err(Error::from)
     }
 
     fn load(&mut self, dir: &Path) -> Result<()> {
         let path = dir.join(STATE_FILE);
         let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let state: CheckpointState = serde_json::from_slice(&text).map_err(|e| Error::checkpoint(&path, e))?;
+        let state: CheckpointState =
+            serde_json::from_slice(&text).map_err(|e| Error::checkpoint(&path, e))?;
         self.policy_mut().load_trainable(&dir.join(TRAINABLE_FILE))?;
         check_optimizer(self.optimizer(), dir, state.optimizer_steps)?;
         self.state = state.trainer;
@@ -206,9 +206,11 @@ impl Tuner for Trainer {
 
     fn write_outputs(&self, out: &Path) -> Result<()> {
         let cfg = self.config();
-        self.state
-            .candidates
-            .write_csv(&out.join(CANDIDATES_FILE), Trainer::component_names(self), cfg.top_candidates)
+        self.state.candidates.write_csv(
+            &out.join(CANDIDATES_FILE),
+            Trainer::component_names(self),
+            cfg.top_candidates,
+        )
     }
 
     fn save_agent(&self, path: &Path) -> Result<bool> {

@@ -107,8 +107,16 @@ fn prompt_modes_leave_the_gpt_untouched() {
         ("soft_prompt", 0.05, ""),
         // This tiny prior's queries are spread out: keys fitted to score −6 on average still
         // catch some; −15 keeps its samples as valid as the prior's.
-        ("prefix", 0.01, "[prefix]\nlength = 4\nreparam = false\ninit_score = -15.0\n"),
-        ("prefix", 0.01, "[prefix]\nlength = 3\nreparam_hidden = 8\ninit_score = -15.0\n"),
+        (
+            "prefix",
+            0.01,
+            "[prefix]\nlength = 4\nreparam = false\ninit_score = -15.0\n",
+        ),
+        (
+            "prefix",
+            0.01,
+            "[prefix]\nlength = 3\nreparam_hidden = 8\ninit_score = -15.0\n",
+        ),
         ("lora", 0.01, "[lora]\nrank = 2\n"),
     ] {
         let cfg = config(&format!("mode = \"{mode}\"\nlr = {lr}\n{base}{extra}"));
@@ -137,7 +145,11 @@ fn prompt_modes_leave_the_gpt_untouched() {
             replayed += row.replayed;
         }
         assert_eq!(flat(&tr.policy().gpt_weights(true)), before, "{mode}");
-        assert_ne!(vars(tr.policy()), prompt_before, "{mode}: the prompt did not move");
+        assert_ne!(
+            vars(tr.policy()),
+            prompt_before,
+            "{mode}: the prompt did not move"
+        );
         // The sampler's log-likelihoods are the training forward's.
         let samples = tr
             .policy()
@@ -164,12 +176,19 @@ fn prompt_modes_leave_the_gpt_untouched() {
         ] {
             for (s, row) in samples.iter().zip(&lp.rows) {
                 let l: f64 = row.iter().sum();
-                assert!((s.log_likelihood - l).abs() < 1e-3, "{mode}: {} vs {l}", s.log_likelihood);
+                assert!(
+                    (s.log_likelihood - l).abs() < 1e-3,
+                    "{mode}: {} vs {l}",
+                    s.log_likelihood
+                );
             }
         }
         // The deep prefix's first steps leave this tiny prior (20 % valid) with almost no valid
         // molecule to remember: replay is checked in the other modes.
-        assert!(replayed > 0 || mode == "prefix", "{mode}: no molecule was replayed");
+        assert!(
+            replayed > 0 || mode == "prefix",
+            "{mode}: no molecule was replayed"
+        );
     }
     let cfg = config(&base);
 
@@ -360,7 +379,9 @@ fn discrete_prompt_run_ranks_prompts_and_resumes() {
         lines.next().unwrap(),
         "rank,prompt,times,completions,validity,uniqueness,mean_qed,mean_sa,mean_reward,score"
     );
-    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(str::to_string).collect()).collect();
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
     // 4 steps of 6 prompts, each written at least once; ranked by mean reward.
     let times: usize = rows.iter().map(|r| r[2].parse::<usize>().unwrap()).sum();
     assert_eq!(times, 4 * 6);

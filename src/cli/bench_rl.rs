@@ -165,7 +165,9 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         RlBenchMode::Full | RlBenchMode::Both => Some("full"),
     };
     if args.peer && peer_mode.is_none() {
-        eprintln!("note: the PyTorch peer has no deep prefix mode; run --mode soft-prompt or full for ratios");
+        eprintln!(
+            "note: the PyTorch peer has no deep prefix mode; run --mode soft-prompt or full for ratios"
+        );
     }
     if let (true, Some(mode)) = (args.peer, peer_mode) {
         let check = std::env::temp_dir().join(format!("smirl-bench-rl-{}.csv", std::process::id()));
@@ -238,8 +240,16 @@ fn print_human(r: &Value) {
     for (name, m) in r["modes"].as_object().into_iter().flatten() {
         println!("{name} mode (lr {}):", m["lr"]);
         line("smirl", m);
-        let peer_name = if name == "soft_prompt" { "prefix" } else { name.as_str() };
-        if let Some(p) = r.get("peer").map(|p| &p["modes"][peer_name]).filter(|p| !p.is_null()) {
+        let peer_name = if name == "soft_prompt" {
+            "prefix"
+        } else {
+            name.as_str()
+        };
+        if let Some(p) = r
+            .get("peer")
+            .map(|p| &p["modes"][peer_name])
+            .filter(|p| !p.is_null())
+        {
             line("PyTorch", p);
             println!(
                 "  ratio (smirl / PyTorch steps/s): {:.2}x",

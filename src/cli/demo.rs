@@ -110,7 +110,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     )?;
     let shipped = &args.shipped_prompt;
     if shipped.join(rl::run::AGENT_FILE).is_file() {
-        println!("\nthe shipped prompt {} (a full-length run of its config):", shipped.display());
+        println!(
+            "\nthe shipped prompt {} (a full-length run of its config):",
+            shipped.display()
+        );
         step(
             6,
             &[

@@ -58,13 +58,19 @@ fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String
     if top == 0 {
         anyhow::bail!("--top must be > 0");
     }
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let col = reader
         .headers()
         .with_context(|| format!("{}: no header", path.display()))?
         .iter()
         .position(|h| h == "prompt")
-        .with_context(|| format!("{}: no `prompt` column (not a discrete_prompt run's prompts.csv?)", path.display()))?;
+        .with_context(|| {
+            format!(
+                "{}: no `prompt` column (not a discrete_prompt run's prompts.csv?)",
+                path.display()
+            )
+        })?;
     let mut out = Vec::new();
     for (i, row) in reader.records().take(top).enumerate() {
         let row = row.with_context(|| format!("{}: line {}", path.display(), i + 2))?;
