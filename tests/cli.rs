@@ -197,6 +197,91 @@ mod bad_input {
             )));
     }
 
+    /// The OS error is said once; a bad option combination fails before any work.
+    #[test]
+    fn errors_are_said_once_and_early() {
+        let out = smirl().args(["score", "/nonexistent/x.smi"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.matches("No such file").count(), 1, "{stderr}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.smi");
+        std::fs::write(&input, "CCO\n").unwrap();
+        smirl()
+            .args(["data", "clean"])
+            .arg(&input)
+            .args(["--min-len", "50", "--max-len", "10", "--out"])
+            .arg(dir.path().join("clean"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("--min-len 50 is above --max-len 10"));
+        assert!(!dir.path().join("clean").exists());
+
+        let prior = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/prior");
+        smirl()
+            .arg("sample")
+            .arg("--model")
+            .arg(&prior)
+            .args(["-n", "2", "--max-len", "100000", "--out"])
+            .arg(dir.path().join("s.csv"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(
+                "--max-len 100000 exceeds the model's block_size",
+            ));
+
+        // A bad SMARTS in a tune config: an error naming the field, and no run directory.
+        let cfg =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/qed_target.toml"))
+                .unwrap()
+                + "\n[[scoring.components]]\ntype = \"forbidden_smarts\"\nsmarts = [\"[C\"]\n";
+        let cfg_path = dir.path().join("bad.toml");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let run = dir.path().join("run");
+        smirl()
+            .arg("tune")
+            .arg("--model")
+            .arg(&prior)
+            .arg("--config")
+            .arg(&cfg_path)
+            .arg("--out")
+            .arg(&run)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("scoring.components[1].smarts[0]"));
+        assert!(!run.exists(), "a failed config left {}", run.display());
+    }
+
+    /// A CSV `name` column comes through as a .smi name does; a NUL byte is written escaped.
+    #[test]
+    fn names_and_control_characters_in_scored_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, b"smiles,name\nCCO,ethanol\nCC\x00O,nul\n").unwrap();
+        let out = dir.path().join("scored.csv");
+        smirl()
+            .arg("score")
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(!text.contains('\0'), "{text:?}");
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_path(&out)
+            .unwrap()
+            .records()
+            .map(Result::unwrap)
+            .collect();
+        let header = csv::Reader::from_path(&out).unwrap().headers().unwrap().clone();
+        let name = header.iter().position(|h| h == "name").unwrap();
+        assert_eq!((&rows[0][name], &rows[0][1]), ("ethanol", "1"));
+        assert_eq!(
+            (&rows[1][0], &rows[1][1], &rows[1][name]),
+            ("CC\\u{0}O", "0", "nul")
+        );
+    }
+
     #[test]
     fn rdkit_chatter_is_silenced() {
         let dir = tempfile::tempdir().unwrap();
@@ -368,6 +453,16 @@ mod pretrain_and_sample {
             .failure()
             .stderr(predicate::str::contains("prompt"));
 
+        // Weights without the optimizer state sample (the same molecules); resuming says what is
+        // missing.
+        std::fs::remove_file(run.join("optimizer.safetensors")).unwrap();
+        assert_eq!(sample("7"), first);
+        pretrain()
+            .args(["--resume", "--max-steps", "24"])
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("optimizer.safetensors"));
+
         // A truncated weights file is an error naming it.
         let weights = run.join("model.safetensors");
         let bytes = std::fs::read(&weights).unwrap();
@@ -381,6 +476,127 @@ mod pretrain_and_sample {
             .assert()
             .failure()
             .stderr(predicate::str::contains("model.safetensors"));
+    }
+
+    /// A 1-layer pretraining run of the MOSES sample into `run`: `steps` steps, a log row every
+    /// step and a checkpoint every `checkpoint` steps; the command, not yet started.
+    fn tiny_pretrain(dir: &Path, run: &Path, steps: usize, checkpoint: usize) -> std::process::Command {
+        let config = dir.join(format!("tiny_{steps}_{checkpoint}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "max_steps = {steps}\nbatch_size = 16\neval_interval = 50\nlog_interval = 1\n\
+                 checkpoint_interval = {checkpoint}\n[model]\nn_layer = 1\nn_head = 2\nn_embd = 16\n\
+                 block_size = 64\n"
+            ),
+        )
+        .unwrap();
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("smirl"));
+        cmd.arg("pretrain")
+            .arg("--data")
+            .arg(data("moses_test_sample.smi"))
+            .arg("--out")
+            .arg(run)
+            .arg("--config")
+            .arg(&config);
+        cmd
+    }
+
+    /// `kill -9` at random moments, 30 times over, then a resume to the end: the weights and the
+    /// optimizer state are byte-identical to an uninterrupted run's, and so is the loss column.
+    #[test]
+    #[cfg(unix)]
+    fn killed_pretraining_resumes_to_the_same_weights() {
+        use std::process::Stdio;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let pretrain = |run: &Path| {
+            let mut cmd = tiny_pretrain(dir.path(), run, 300, 1);
+            cmd.arg("--resume").stdout(Stdio::null()).stderr(Stdio::null());
+            cmd
+        };
+        let whole = dir.path().join("whole");
+        let t0 = Instant::now();
+        assert!(pretrain(&whole).status().unwrap().success());
+        let step_time = t0.elapsed().as_micros() as u64 / 300;
+
+        // Each attempt waits until the run logs a step it had not reached before (so that it is
+        // training, not starting up), then lives up to 3 steps more: 30 kills cannot finish it.
+        let killed = dir.path().join("killed");
+        let rows = || std::fs::read_to_string(killed.join("log.csv")).map_or(0, |t| t.lines().count());
+        let mut rng: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut kills = 0;
+        while kills < 30 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let reached = rows();
+            let mut child = pretrain(&killed).spawn().unwrap();
+            while rows() <= reached && child.try_wait().unwrap().is_none() {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            std::thread::sleep(Duration::from_micros(rng % (3 * step_time)));
+            if child.try_wait().unwrap().is_none() {
+                child.kill().unwrap(); // SIGKILL
+                kills += 1;
+            }
+            let status = child.wait().unwrap();
+            assert!(
+                status.code().is_none(),
+                "pretrain exited by itself ({status}) after {kills} kills"
+            );
+        }
+        assert!(pretrain(&killed).status().unwrap().success());
+        for file in ["model.safetensors", "optimizer.safetensors"] {
+            let (a, b) = (
+                std::fs::read(whole.join(file)).unwrap(),
+                std::fs::read(killed.join(file)).unwrap(),
+            );
+            assert!(a == b, "{file} differs after {kills} kills");
+        }
+        let losses = |run: &Path| -> Vec<String> {
+            let text = std::fs::read_to_string(run.join("log.csv")).unwrap();
+            text.lines()
+                .map(|l| l.split(',').take(3).collect::<Vec<_>>().join(","))
+                .collect()
+        };
+        assert_eq!(losses(&whole), losses(&killed));
+    }
+
+    /// Ctrl-C saves a checkpoint of the last step, exits 130, and the run resumes from it.
+    #[test]
+    #[cfg(unix)]
+    fn ctrl_c_checkpoints_and_exits_130() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let child = tiny_pretrain(dir.path(), &run, 1_000_000, 1_000_000)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logged = || std::fs::read_to_string(run.join("log.csv")).map_or(0, |t| t.lines().count());
+        while logged() < 6 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{stderr}");
+        assert!(stderr.contains("checkpoint saved"), "{stderr}");
+        let state: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("state.json")).unwrap()).unwrap();
+        let step = state["step"].as_u64().unwrap();
+        assert!(step >= 5, "checkpointed at step {step}");
+        let out = tiny_pretrain(dir.path(), &run, 1_000_000, 1_000_000)
+            .args(["--resume", "--max-steps", &(step + 2).to_string()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("step {}/{}", step + 2, step + 2)),
+            "{stdout}"
+        );
     }
 
     /// `--device` names a device; asking a CPU-only build for CUDA says how to get it.
@@ -575,7 +791,9 @@ mod tune {
             // 64 a step: this 6-step prior writes 2-3 % valid SMILES, and the report below needs
             // some candidates.
             .replace("batch_size = 256", "batch_size = 64")
-            .replace("checkpoint_every = 10", "checkpoint_every = 1");
+            .replace("checkpoint_every = 10", "checkpoint_every = 1")
+            // A name with a comma and a quote must keep log.csv's columns (and the report).
+            .replace("type = \"qed\"", "type = \"qed\"\nname = 'QED, \"drug-like\"'");
         assert_ne!(small, drug_like, "configs/drug_like.toml changed shape");
         std::fs::write(&tune_cfg, &small).unwrap();
         let run = dir.path().join("run");
@@ -638,6 +856,16 @@ mod tune {
             .success();
         let html = std::fs::read_to_string(&html).unwrap();
         assert!(html.contains("id=\"curves\""));
+        let log = csv::Reader::from_path(run.join("log.csv"))
+            .unwrap()
+            .headers()
+            .unwrap()
+            .clone();
+        assert_eq!(&log[3], "score_QED, \"drug-like\"");
+        assert!(
+            html.contains("score_QED, &quot;drug-like&quot;"),
+            "the component's curve is missing"
+        );
         // candidates.csv's own rank column is not repeated as a score column.
         assert_eq!(html.matches(">rank</th>").count(), 1);
         assert!(html.contains("molecules replayed / filtered per step"));

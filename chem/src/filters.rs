@@ -40,7 +40,7 @@ impl Molecule {
     /// True when the molecule passes the MOSES filters.
     pub fn passes_moses_filters(&self) -> Result<bool> {
         if !self
-            .with(|m| bridge::moses_structure_ok(m))
+            .with(bridge::moses_structure_ok)
             .map_err(rdkit("MOSES filters"))?
         {
             return Ok(false);

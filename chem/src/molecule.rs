@@ -108,17 +108,17 @@ impl Molecule {
 
     /// RDKit's canonical isomeric SMILES (`Chem.MolToSmiles`).
     pub fn canonical_smiles(&self) -> String {
-        self.with(|m| ro_mol_ffi::mol_to_smiles(m))
+        self.with(ro_mol_ffi::mol_to_smiles)
     }
 
     /// Number of heavy atoms.
     pub fn heavy_atoms(&self) -> u32 {
-        self.with(|m| bridge::heavy_atom_count(m)).unwrap_or(0)
+        self.with(bridge::heavy_atom_count).unwrap_or(0)
     }
 
     /// Number of rings in the SSSR.
     pub fn ring_count(&self) -> u32 {
-        self.with(|m| bridge::ring_count(m)).unwrap_or(0)
+        self.with(bridge::ring_count).unwrap_or(0)
     }
 
     /// Morgan fingerprint, radius 2, 1024 bits (`GetMorganFingerprintAsBitVect(m, 2, nBits=1024)`).
@@ -138,20 +138,20 @@ impl Molecule {
     /// Canonical SMILES of the Bemis–Murcko scaffold (`MurckoScaffold.GetScaffoldForMol`); empty when
     /// the molecule has no ring.
     pub fn murcko_scaffold(&self) -> Result<String> {
-        self.with(|m| bridge::murcko_scaffold_smiles(m))
+        self.with(bridge::murcko_scaffold_smiles)
             .map_err(rdkit("Murcko scaffold"))
     }
 
     /// Number of rings of the Murcko scaffold (MOSES keeps scaffolds with at least two for Scaf/Test).
     pub fn murcko_scaffold_rings(&self) -> Result<u32> {
-        self.with(|m| bridge::murcko_scaffold_rings(m))
+        self.with(bridge::murcko_scaffold_rings)
             .map_err(rdkit("Murcko scaffold"))
     }
 
     /// SMILES of the fragments after cutting BRICS bonds (`FragmentOnBRICSBonds`), as MOSES Frag uses.
     pub fn brics_fragments(&self) -> Result<Vec<String>> {
         let joined = self
-            .with(|m| bridge::brics_fragments_smiles(m))
+            .with(bridge::brics_fragments_smiles)
             .map_err(rdkit("BRICS"))?;
         Ok(joined
             .split('.')

@@ -155,8 +155,8 @@ impl Molecule {
 /// RDKit's own `calcNumRotatableBonds(Strict)` and `calcNumHBA`, to test our once-compiled copies.
 #[doc(hidden)]
 pub fn rdkit_reference_counts(mol: &Molecule) -> (u32, u32) {
-    let rotb = mol.with(|m| bridge::rdkit_strict_rotatable_bonds(m)).unwrap();
-    let hba = mol.with(|m| bridge::rdkit_num_hba(m)).unwrap();
+    let rotb = mol.with(bridge::rdkit_strict_rotatable_bonds).unwrap();
+    let hba = mol.with(bridge::rdkit_num_hba).unwrap();
     (rotb, hba)
 }
 

@@ -63,7 +63,7 @@ pub(crate) fn parse_fragment_scores(gz: &[u8]) -> Result<HashMap<u32, f64>> {
 impl Molecule {
     /// SA score in [1, 10].
     pub fn sa_score(&self) -> Result<f64> {
-        let inputs = self.with(|m| bridge::sa_inputs(m)).map_err(rdkit("SA score"))?;
+        let inputs = self.with(bridge::sa_inputs).map_err(rdkit("SA score"))?;
         let table = fragment_scores();
 
         // Fragment score: mean contribution over all environments, unknown ones counting -4.

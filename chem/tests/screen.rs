@@ -7,7 +7,12 @@ use chem::{moses_filter_smarts, Molecule, SmartsPattern};
 fn molecules() -> Vec<Molecule> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
     let golden = std::fs::read_to_string(format!("{dir}/golden_public.csv")).unwrap();
-    let moses = std::fs::read_to_string(format!("{dir}/moses_test_sample.smi")).unwrap();
+    // One copy of the MOSES sample serves every crate: the workspace's tests/data.
+    let moses = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/data/moses_test_sample.smi"
+    ))
+    .unwrap();
     let body = golden
         .lines()
         .filter(|l| !l.starts_with('#'))

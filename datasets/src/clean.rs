@@ -191,7 +191,8 @@ pub fn split(
     by: SplitBy,
     seed: u64,
 ) -> Result<[Vec<CleanRow>; 3], SplitError> {
-    if fractions.iter().any(|f| !(*f >= 0.0)) || (fractions.iter().sum::<f64>() - 1.0).abs() > 1e-6 {
+    if fractions.iter().any(|f| f.is_nan() || *f < 0.0) || (fractions.iter().sum::<f64>() - 1.0).abs() > 1e-6
+    {
         return Err(SplitError::BadFractions(fractions));
     }
     let n = rows.len();

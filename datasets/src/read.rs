@@ -113,8 +113,9 @@ fn read_smi(path: &Path, reader: Box<dyn Read>) -> Result<Vec<SmilesRecord>, Dat
             path: path.to_path_buf(),
             line: line_no,
         })?;
-        let text = text.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
+        // Surrounding blanks are layout, as in a CSV field (which is trimmed too).
+        let text = text.trim();
+        if text.is_empty() {
             continue; // blank lines hold no molecule
         }
         let mut fields = text.splitn(2, [' ', '\t']);
@@ -196,17 +197,25 @@ fn read_delimited(
         wanted: column.map_or("smiles (or SMILES)".to_string(), |c| format!("{c:?}")),
         available: header.iter().collect::<Vec<_>>().join(","),
     })?;
+    // A `name` column (any case), as a .smi line's second field and a Parquet `name` column.
+    let name_idx = header
+        .iter()
+        .position(|h| h.trim().eq_ignore_ascii_case("name"))
+        .filter(|&i| i != idx);
     let mut records = Vec::new();
     for row in rows {
         let row = row.map_err(to_error)?;
         let line = row.position().map_or(0, |pos| pos.line()) + skipped;
-        let field = row.get(idx).unwrap_or(b"");
-        let smiles = std::str::from_utf8(field).map_err(|_| DatasetError::NotUtf8 { path: p(), line })?;
-        records.push(SmilesRecord {
-            smiles: smiles.to_string(),
-            name: None,
-            line,
-        });
+        let text = |i: usize| -> Result<&str, DatasetError> {
+            std::str::from_utf8(row.get(i).unwrap_or(b""))
+                .map_err(|_| DatasetError::NotUtf8 { path: p(), line })
+        };
+        let smiles = text(idx)?.trim().to_string();
+        let name = match name_idx {
+            Some(i) => Some(text(i)?.trim().to_string()).filter(|n| !n.is_empty()),
+            None => None,
+        };
+        records.push(SmilesRecord { smiles, name, line });
     }
     Ok(records)
 }
@@ -243,6 +252,20 @@ mod tests {
         gz.write_all(b"SMILES\nCCO\nCCC\n").unwrap();
         let gz = write(&dir, "a.csv.gz", &gz.finish().unwrap());
         assert_eq!(read_smiles(&gz, None).unwrap().len(), 2);
+    }
+
+    /// A CSV `name` column is read as a .smi name is; a leading blank is layout in both formats.
+    #[test]
+    fn names_and_blanks_agree_across_formats() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(&dir, "n.csv", b"smiles,Name\n CCO ,ethanol\nCCN,\n");
+        let smi = write(&dir, "n.smi", b" CCO ethanol\nCCN\n");
+        for path in [csv, smi] {
+            let r = read_smiles(&path, None).unwrap();
+            assert_eq!(r[0].smiles, "CCO", "{}", path.display());
+            assert_eq!(r[0].name.as_deref(), Some("ethanol"), "{}", path.display());
+            assert_eq!(r[1].name, None, "{}", path.display());
+        }
     }
 
     #[test]

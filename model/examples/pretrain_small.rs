@@ -8,7 +8,7 @@ fn main() -> model::Result<()> {
     let out = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "/tmp/smirl-prior".into());
-    let smiles: Vec<String> = include_str!("../tests/data/moses_test_sample.smi")
+    let smiles: Vec<String> = include_str!("../../tests/data/moses_test_sample.smi")
         .lines()
         .map(String::from)
         .collect();

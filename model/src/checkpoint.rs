@@ -2,10 +2,15 @@
 //!
 //! A checkpoint directory holds `model.safetensors` (weights, nanoGPT names), `config.json`
 //! ([`GptConfig`]), `vocab.json` and, for training runs, `optimizer.safetensors` (AdamW moments)
-//! and `state.json` ([`TrainState`]). Every file is written to `<name>.tmp`, synced and renamed, and
-//! `state.json` goes last, recording the size and FNV-1a hash of the others: a kill at any moment
-//! leaves either the previous or the new checkpoint, and a file that does not match is reported
-//! by name instead of being silently mixed in.
+//! and `state.json` ([`TrainState`]), which records the size and FNV-1a hash of the others.
+//!
+//! A training checkpoint is committed like a journal: every file is first written to
+//! `<name>.tmp` and synced; then `state.json.next` (the new state, listing those files) is written
+//! atomically, which decides the commit; then the files are renamed into place and
+//! `state.json.next` becomes `state.json`. A kill before `state.json.next` exists leaves the
+//! previous checkpoint untouched; a kill after it is rolled forward by the next load
+//! ([`read_state`]), which finishes the renames. A file that matches neither is reported by name
+//! instead of being silently mixed in.
 
 use crate::gpt::{Gpt, GptConfig};
 use crate::vocab::Vocab;
@@ -23,6 +28,8 @@ pub const MODEL_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// Training state file name (written last: it commits the checkpoint).
 pub const STATE_FILE: &str = "state.json";
+/// The staged training state of a checkpoint being committed (see the module docs).
+pub const NEXT_STATE_FILE: &str = "state.json.next";
 /// Vocabulary file name.
 pub const VOCAB_FILE: &str = "vocab.json";
 /// Resolved model config file name.
@@ -164,21 +171,70 @@ pub(crate) fn save(
         sync_file(tmp)?;
         files.insert(name.to_string(), check_of(tmp)?);
     }
+    let next = dir.join(NEXT_STATE_FILE);
+    let commits_state = state.is_some();
+    if let Some(state) = state {
+        state.files = files;
+        let text = serde_json::to_string_pretty(state).expect("state serialises");
+        // From here on the new checkpoint is decided: a kill is rolled forward by `read_state`.
+        write_atomic(&next, text.as_bytes())?;
+    }
     for (name, tmp) in &staged {
         let dst = dir.join(name);
         std::fs::rename(tmp, &dst).map_err(|e| Error::io(&dst, e))?;
     }
     sync_dir(dir);
-    if let Some(state) = state {
-        state.files = files;
-        let text = serde_json::to_string_pretty(state).expect("state serialises");
-        write_atomic(&dir.join(STATE_FILE), text.as_bytes())?;
+    if commits_state {
+        let dst = dir.join(STATE_FILE);
+        std::fs::rename(&next, &dst).map_err(|e| Error::io(&dst, e))?;
+        sync_dir(dir);
     }
     Ok(())
 }
 
-/// Reads `state.json` of `dir`, if there is one, and checks the files it lists.
+/// Finishes a commit that a kill interrupted: renames the staged files `state.json.next` lists
+/// into place (each checked against its recorded size and hash), then `state.json.next` to
+/// `state.json`. Does nothing when there is no `state.json.next`.
+fn roll_forward(dir: &Path) -> Result<()> {
+    let next = dir.join(NEXT_STATE_FILE);
+    if !next.exists() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&next).map_err(|e| Error::io(&next, e))?;
+    let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&next, e))?;
+    for (name, want) in &state.files {
+        let dst = dir.join(name);
+        let tmp = tmp_path(&dst);
+        if tmp.exists() && &check_of(&tmp)? == want {
+            std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
+        } else if !(dst.exists() && &check_of(&dst)? == want) {
+            return Err(Error::checkpoint(
+                &dst,
+                format!(
+                    "an interrupted checkpoint cannot be completed: neither this file nor {} matches {}",
+                    tmp.display(),
+                    next.display()
+                ),
+            ));
+        }
+    }
+    sync_dir(dir);
+    let dst = dir.join(STATE_FILE);
+    std::fs::rename(&next, &dst).map_err(|e| Error::io(&dst, e))?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Whether `dir` holds a training checkpoint (`state.json`, or a commit to finish).
+pub fn has_training_state(dir: &Path) -> Result<bool> {
+    roll_forward(dir)?;
+    Ok(dir.join(STATE_FILE).exists())
+}
+
+/// Reads `state.json` of `dir`, if there is one, and checks the files it lists; an interrupted
+/// commit is finished first.
 pub(crate) fn read_state(dir: &Path) -> Result<Option<TrainState>> {
+    roll_forward(dir)?;
     let path = dir.join(STATE_FILE);
     if !path.exists() {
         return Ok(None);
@@ -187,6 +243,9 @@ pub(crate) fn read_state(dir: &Path) -> Result<Option<TrainState>> {
     let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::checkpoint(&path, e))?;
     for (name, want) in &state.files {
         let p = dir.join(name);
+        if !p.exists() && name == OPTIMIZER_FILE {
+            continue; // only a resume needs the optimizer state, and it says so when it is missing
+        }
         if !p.exists() {
             return Err(Error::checkpoint(&p, "missing (listed in state.json)"));
         }

@@ -460,9 +460,7 @@ dispatch!(attend_row, attend_row_avx2, attend_row_body,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::GptConfig;
     use candle_core::{Device, Tensor};
-    use candle_nn::VarMap;
 
     /// Decoding position by position (after one soft-prompt vector, with rows dropped on the
     /// way) gives the logits of the full forward pass.
@@ -493,16 +491,7 @@ mod tests {
 
     /// [`decoder_matches`] with a deep prefix of `k` keys per layer (none for 0).
     fn decoder_matches_with(c: usize, t: usize, b: usize, drops: &[(usize, Vec<usize>)], k: usize) {
-        let cfg = GptConfig {
-            vocab_size: 11,
-            n_layer: 2,
-            n_head: 2,
-            n_embd: c,
-            block_size: t + 6,
-            ..Default::default()
-        };
-        let varmap = VarMap::new();
-        let model = Gpt::init(&cfg, &varmap, 5, &Device::Cpu).unwrap();
+        let (model, _) = crate::testing::tiny_gpt(11, c, t + 6, 5);
         let model = if k > 0 {
             let kv: Vec<f32> = (0..2 * 2 * k * c).map(|i| (i as f32 * 0.71).cos()).collect();
             let kv = Tensor::from_vec(kv, (2, 2, k, c), &Device::Cpu).unwrap();

@@ -49,6 +49,14 @@ pub enum Error {
         /// Why it is invalid.
         msg: String,
     },
+    /// The user asked the run to stop (Ctrl-C); a checkpoint of the last step was saved.
+    #[error("interrupted: checkpoint saved in {} at step {step}; continue with --resume", dir.display())]
+    Interrupted {
+        /// The run directory.
+        dir: PathBuf,
+        /// The step checkpointed.
+        step: usize,
+    },
     /// The training corpus has no usable molecule.
     #[error("no usable molecule in the corpus ({skipped} skipped)")]
     EmptyCorpus {

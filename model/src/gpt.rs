@@ -47,7 +47,7 @@ pub struct GptConfig {
 
 impl Default for GptConfig {
     fn default() -> Self {
-        // ~3.2M parameters: the 2-core CPU default (see the design brief).
+        // ~3.2M parameters: large enough for MOSES, small enough to pretrain on a 2-core CPU.
         Self {
             vocab_size: 0,
             n_layer: 4,
@@ -276,7 +276,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        // erf GELU: exact, and ~30% faster than the tanh form on this CPU (candle_notes.md).
+        // erf GELU: exact (as nanoGPT and PyTorch), and measured ~30% faster than the tanh form on the CPU.
         self.c_proj.forward(&ops::gelu_erf(&self.c_fc.forward(xs)?)?)
     }
 }
@@ -696,16 +696,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> (Gpt, VarMap) {
-        let cfg = GptConfig {
-            vocab_size: 11,
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 16,
-            block_size: 24,
-            ..Default::default()
-        };
-        let vm = VarMap::new();
-        (Gpt::init(&cfg, &vm, 1, &Device::Cpu).unwrap(), vm)
+        crate::testing::tiny_gpt(11, 16, 24, 1)
     }
 
     fn ids(rows: &[&[u32]]) -> Tensor {

@@ -59,11 +59,27 @@ pub mod optim;
 mod packed_linear;
 pub mod rng;
 pub mod sample;
+#[cfg(test)]
+mod testing;
 pub mod train;
 pub mod train_pass;
 pub mod vocab;
 
 pub use candle_core::{Device, Tensor};
+
+/// Set when the user asks a long run to stop (the CLI's Ctrl-C handler): [`pretrain`] and `rl`'s
+/// tuning loop then checkpoint after the current step and return [`Error::Interrupted`].
+static STOP_REQUESTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks running training loops to checkpoint and stop after their current step.
+pub fn request_stop() {
+    STOP_REQUESTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`request_stop`] was called.
+pub fn stop_requested() -> bool {
+    STOP_REQUESTED.load(std::sync::atomic::Ordering::SeqCst)
+}
 
 /// Sets candle's CPU thread knobs that pay off on small machines, unless the environment already
 /// sets them: `CANDLE_NUM_THREADS=1` (no spinning elementwise pool; GEMM and this crate's fused

@@ -70,6 +70,19 @@ impl AdamW {
         Ok(sq.sqrt())
     }
 
+    /// One AdamW update with the gradients' global norm clipped to `max_norm` (0 = no clipping).
+    /// Returns the norm before clipping (NaN when not computed).
+    pub fn clip_and_step(&mut self, grads: &GradStore, max_norm: f64) -> Result<f64> {
+        let (norm, scale) = if max_norm > 0.0 {
+            let norm = self.grad_norm(grads)?;
+            (norm, if norm > max_norm { max_norm / norm } else { 1.0 })
+        } else {
+            (f64::NAN, 1.0)
+        };
+        self.step(grads, scale)?;
+        Ok(norm)
+    }
+
     /// One AdamW update with gradients multiplied by `grad_scale` (for clipping).
     pub fn step(&mut self, grads: &GradStore, grad_scale: f64) -> Result<()> {
         self.step += 1;
@@ -140,6 +153,11 @@ impl AdamW {
     /// Restores moments and step written by [`AdamW::save`]; errors name the file.
     pub fn load(&mut self, path: &Path) -> Result<()> {
         let bad = |msg: String| Error::checkpoint(path, msg);
+        if !path.exists() {
+            return Err(bad(
+                "missing: a resume needs the optimizer state (sampling does not)".into(),
+            ));
+        }
         let dev = self
             .vars
             .first()

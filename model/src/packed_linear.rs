@@ -62,7 +62,7 @@ impl PackedLinear {
     pub(crate) fn forward(&self, out: &mut [f32], x: &[f32], resid: Option<&[f32]>, m: usize, gelu: bool) {
         let (n, k) = (self.n, self.k);
         assert!(
-            out.len() >= m * n && x.len() >= m * k && !resid.is_some_and(|r| r.len() < m * n),
+            out.len() >= m * n && x.len() >= m * k && resid.is_none_or(|r| r.len() >= m * n),
             "PackedLinear: buffer too small"
         );
         let (out, x, resid) = (&mut out[..m * n], &x[..m * k], resid.map(|r| &r[..m * n]));

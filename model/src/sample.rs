@@ -426,10 +426,8 @@ pub fn likelihood(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::GptConfig;
     use crate::vocab::TokenMode;
     use candle_core::Device;
-    use candle_nn::VarMap;
 
     /// Temperature sampling follows the distribution and never draws PAD or BOS.
     #[test]
@@ -452,15 +450,7 @@ mod tests {
 
     fn tiny() -> (Gpt, Vocab) {
         let vocab = Vocab::from_corpus(["CNOc1()=#"], TokenMode::Char);
-        let cfg = GptConfig {
-            vocab_size: vocab.len(),
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 16,
-            block_size: 24,
-            ..Default::default()
-        };
-        (Gpt::init(&cfg, &VarMap::new(), 3, &Device::Cpu).unwrap(), vocab)
+        (crate::testing::tiny_gpt(vocab.len(), 16, 24, 3).0, vocab)
     }
 
     /// Same seed → same molecules; the reported log-likelihood equals `likelihood`'s; greedy

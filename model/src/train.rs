@@ -6,7 +6,7 @@
 //! AdamW with linear warmup and cosine decay, gradient clipping by global norm, periodic
 //! validation, a CSV log, and atomic checkpoints (see [`crate::checkpoint`]).
 
-use crate::checkpoint::{self, TrainState, OPTIMIZER_FILE, STATE_FILE};
+use crate::checkpoint::{self, TrainState, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE};
 use crate::gpt::{Gpt, GptConfig};
 use crate::optim::{lr_at, AdamW, AdamWParams};
 use crate::rng::Rng;
@@ -274,13 +274,16 @@ fn fmt_opt(x: Option<f64>) -> String {
 /// Keeps the header and the rows with `step <= keep_until` (a resume drops rows logged after
 /// the checkpoint it continues from), or starts a new log.
 fn open_log(path: &Path, keep_until: Option<usize>) -> Result<std::fs::File> {
-    let mut text = String::from("step,train_loss,val_loss,lr,tokens_per_s\n");
+    let header = "step,train_loss,val_loss,lr,tokens_per_s\n";
+    let mut text = String::from(header);
     if let (Some(keep), Ok(old)) = (keep_until, std::fs::read_to_string(path)) {
-        for line in old.lines().skip(1) {
+        // A row cut short by a kill has no newline or too few fields: dropped with the later ones.
+        let fields = header.split(',').count();
+        for line in old.split_inclusive('\n').skip(1) {
             let step = line.split(',').next().and_then(|s| s.parse::<usize>().ok());
-            if step.is_some_and(|s| s <= keep) {
+            let whole = line.ends_with('\n') && line.split(',').count() == fields;
+            if whole && step.is_some_and(|s| s <= keep) {
                 text.push_str(line);
-                text.push('\n');
             }
         }
     }
@@ -296,13 +299,26 @@ fn open_log(path: &Path, keep_until: Option<usize>) -> Result<std::fs::File> {
 pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> Result<PretrainReport> {
     opts.validate()?;
     let out = opts.out_dir.as_path();
-    let has_ckpt = out.join(STATE_FILE).exists();
+    let has_ckpt = checkpoint::has_training_state(out)?;
     if has_ckpt && !opts.resume {
         return Err(Error::option(
             "resume",
             format!(
                 "{} already holds a checkpoint; resume it or pick another out_dir",
                 out.display()
+            ),
+        ));
+    }
+    // Weights without the state that says where they stand: starting over would overwrite them and
+    // resuming cannot know the step, so refuse either way.
+    let weights = out.join(MODEL_FILE);
+    if !has_ckpt && weights.exists() {
+        return Err(Error::checkpoint(
+            out.join(STATE_FILE),
+            format!(
+                "missing, but {} exists: the run's training state is lost, so it can be neither \
+                 resumed nor overwritten; move its files away or pick another out_dir",
+                weights.display()
             ),
         ));
     }
@@ -446,6 +462,14 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
     let (mut win_loss, mut win_steps, mut win_tok, mut win_time) = (0f64, 0usize, 0usize, 0f64);
     let (mut run_tok, mut run_time) = (0usize, 0f64);
     while st.step < total_steps {
+        if crate::stop_requested() {
+            checkpoint::save(out, &varmap, Some(&opt), &vocab, &cfg, Some(&mut st))?;
+            pb.abandon();
+            return Err(Error::Interrupted {
+                dir: out.to_path_buf(),
+                step: st.step,
+            });
+        }
         if opts.interrupt_after.is_some_and(|k| st.step - start_step >= k) {
             pb.abandon();
             return Ok(report(
@@ -465,17 +489,7 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
         let lr = lr_at(st.step, opts.lr, opts.min_lr, opts.warmup_steps, total_steps);
         opt.set_lr(lr);
         let (loss, grads, n_tok) = loss_and_grads(&model, &rows_b, pass.as_mut())?;
-        let scale = if opts.grad_clip > 0.0 {
-            let norm = opt.grad_norm(&grads)?;
-            if norm > opts.grad_clip {
-                opts.grad_clip / norm
-            } else {
-                1.0
-            }
-        } else {
-            1.0
-        };
-        opt.step(&grads, scale)?;
+        opt.clip_and_step(&grads, opts.grad_clip)?;
         let dt = t0.elapsed().as_secs_f64();
         st.step += 1;
         st.batch_cursor += 1;
@@ -499,16 +513,17 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
                 lr,
                 tokens_per_s: win_tok as f64 / win_time.max(1e-9),
             };
-            writeln!(
-                log,
-                "{},{:.6},{},{:.6e},{:.1}",
+            // One write per row, so that a kill cannot leave half a row behind.
+            let line = format!(
+                "{},{:.6},{},{:.6e},{:.1}\n",
                 row.step,
                 row.train_loss,
                 fmt_opt(row.val_loss),
                 row.lr,
                 row.tokens_per_s
-            )
-            .map_err(|e| Error::io(&log_path, e))?;
+            );
+            log.write_all(line.as_bytes())
+                .map_err(|e| Error::io(&log_path, e))?;
             pb.set_message(format!(
                 "loss {:.4} val {} {:.0} tok/s",
                 row.train_loss,
@@ -563,7 +578,7 @@ mod tests {
     use crate::sample::{sample, SampleOptions};
 
     fn moses(n: usize) -> Vec<String> {
-        include_str!("../tests/data/moses_test_sample.smi")
+        include_str!("../../tests/data/moses_test_sample.smi")
             .lines()
             .take(n)
             .map(str::to_string)
@@ -769,5 +784,149 @@ mod tests {
                 assert!(err.to_string().contains(name), "{err}");
             }
         }
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+
+    /// A kill during a checkpoint's commit: before `state.json.next` exists the previous
+    /// checkpoint loads; after it, the load finishes the commit, whichever files were renamed.
+    #[test]
+    fn an_interrupted_commit_rolls_back_or_forward() {
+        crate::configure_cpu_env();
+        let smiles = moses(40);
+        let run = |steps: usize| {
+            let d = tempfile::tempdir().unwrap();
+            let opts = PretrainOptions {
+                max_steps: steps,
+                checkpoint_interval: 1,
+                ..tiny_opts(d.path())
+            };
+            pretrain(&opts, &smiles, &Device::Cpu).unwrap();
+            d
+        };
+        let (old, new) = (run(2), run(3));
+        let bytes = |d: &Path, f: &str| std::fs::read(d.join(f)).unwrap();
+        let staged = [
+            checkpoint::MODEL_FILE,
+            OPTIMIZER_FILE,
+            checkpoint::VOCAB_FILE,
+            checkpoint::CONFIG_FILE,
+        ];
+        // renamed = how many of the staged files reached their place before the kill.
+        for (with_next, renamed) in [(false, 0), (true, 0), (true, 1), (true, 4)] {
+            let d = tempfile::tempdir().unwrap();
+            copy_dir(old.path(), d.path());
+            for (i, f) in staged.iter().enumerate() {
+                let dst = if i < renamed {
+                    d.path().join(f)
+                } else {
+                    d.path().join(format!("{f}.tmp"))
+                };
+                std::fs::write(dst, bytes(new.path(), f)).unwrap();
+            }
+            if with_next {
+                std::fs::write(
+                    d.path().join(checkpoint::NEXT_STATE_FILE),
+                    bytes(new.path(), STATE_FILE),
+                )
+                .unwrap();
+            }
+            let loaded = crate::load_checkpoint(d.path(), &Device::Cpu).unwrap();
+            let (want, step) = if with_next {
+                (new.path(), 3)
+            } else {
+                (old.path(), 2)
+            };
+            assert_eq!(
+                loaded.state.unwrap().step,
+                step,
+                "next {with_next}, renamed {renamed}"
+            );
+            assert_eq!(
+                bytes(d.path(), checkpoint::MODEL_FILE),
+                bytes(want, checkpoint::MODEL_FILE)
+            );
+            assert_eq!(bytes(d.path(), OPTIMIZER_FILE), bytes(want, OPTIMIZER_FILE));
+            assert!(!d.path().join(checkpoint::NEXT_STATE_FILE).exists());
+            // And training goes on from there.
+            let opts = PretrainOptions {
+                max_steps: 4,
+                checkpoint_interval: 1,
+                resume: true,
+                ..tiny_opts(d.path())
+            };
+            assert_eq!(pretrain(&opts, &smiles, &Device::Cpu).unwrap().start_step, step);
+        }
+        // A staged file that matches neither the old nor the new state is an error naming it.
+        let d = tempfile::tempdir().unwrap();
+        copy_dir(old.path(), d.path());
+        std::fs::write(
+            d.path().join(checkpoint::NEXT_STATE_FILE),
+            bytes(new.path(), STATE_FILE),
+        )
+        .unwrap();
+        let err = crate::load_checkpoint(d.path(), &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("interrupted checkpoint") && err.contains(checkpoint::MODEL_FILE),
+            "{err}"
+        );
+    }
+
+    /// Weights whose state.json is gone are neither resumed nor overwritten.
+    #[test]
+    fn weights_without_state_are_kept() {
+        crate::configure_cpu_env();
+        let smiles = moses(40);
+        let d = tempfile::tempdir().unwrap();
+        let opts = PretrainOptions {
+            max_steps: 2,
+            ..tiny_opts(d.path())
+        };
+        pretrain(&opts, &smiles, &Device::Cpu).unwrap();
+        std::fs::remove_file(d.path().join(STATE_FILE)).unwrap();
+        let before = std::fs::read(d.path().join(checkpoint::MODEL_FILE)).unwrap();
+        for resume in [true, false] {
+            let err = pretrain(
+                &PretrainOptions {
+                    resume,
+                    ..opts.clone()
+                },
+                &smiles,
+                &Device::Cpu,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(err.contains(STATE_FILE) && err.contains("missing"), "{err}");
+        }
+        assert_eq!(
+            std::fs::read(d.path().join(checkpoint::MODEL_FILE)).unwrap(),
+            before
+        );
+    }
+
+    /// A row cut short by a kill is dropped when the log is reopened.
+    #[test]
+    fn a_torn_log_row_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(LOG_FILE);
+        std::fs::write(
+            &p,
+            "step,train_loss,val_loss,lr,tokens_per_s\n1,2.0,,1e-3,10.0\n2,1.9,,1e-3,10.0\n3,1.8",
+        )
+        .unwrap();
+        drop(open_log(&p, Some(5)).unwrap());
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            "step,train_loss,val_loss,lr,tokens_per_s\n1,2.0,,1e-3,10.0\n2,1.9,,1e-3,10.0\n"
+        );
     }
 }

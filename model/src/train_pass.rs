@@ -138,7 +138,7 @@ impl TrainPass {
     ) -> Result<Vec<f32>> {
         self.ready = false;
         let cfg = model.config();
-        if batch == 0 || tokens.len() % batch != 0 || targets.len() != tokens.len() {
+        if batch == 0 || !tokens.len().is_multiple_of(batch) || targets.len() != tokens.len() {
             return Err(Error::option(
                 "batch",
                 format!(
@@ -273,7 +273,7 @@ impl TrainPass {
             resize(&mut a.fc, n * 4 * c);
             linear_fwd(&mut a.fc, None, &a.ln2, &w[FC_W], &w[FC_B], n, c, 4 * c);
             resize(&mut a.gelu, n * 4 * c);
-            par_rows(&a.fc, &mut a.gelu, 4 * c, |x, y| gelu_fwd(x, y));
+            par_rows(&a.fc, &mut a.gelu, 4 * c, gelu_fwd);
             let out = match tail.first_mut() {
                 Some(next) => &mut next.x_in,
                 None => &mut self.x_out,
@@ -1156,30 +1156,14 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpt::GptConfig;
     use crate::rng::Rng;
     use candle_core::{Device, Var};
     use candle_nn::VarMap;
 
     fn tiny(prefix_rows: Option<usize>) -> (Gpt, VarMap, Option<Var>) {
-        let cfg = GptConfig {
-            vocab_size: 11,
-            n_layer: 2,
-            n_head: 2,
-            n_embd: 16,
-            block_size: 16,
-            ..Default::default()
-        };
-        let varmap = VarMap::new();
-        let model = Gpt::init(&cfg, &varmap, 7, &Device::Cpu).unwrap();
-        // Perturb every weight (LayerNorm 1/0 and zero biases would hide mistakes).
+        let (model, varmap) = crate::testing::tiny_gpt(11, 16, 16, 7);
         let mut rng = Rng::new(3);
-        for var in varmap.all_vars() {
-            let n = var.elem_count();
-            let noise: Vec<f32> = (0..n).map(|_| (rng.normal() * 0.3) as f32).collect();
-            let noise = Tensor::from_vec(noise, var.shape(), &Device::Cpu).unwrap();
-            var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
-        }
+        crate::testing::perturb(&varmap, 0.3, &mut rng);
         let prefix = prefix_rows.map(|rows| {
             let data: Vec<f32> = (0..rows * 2 * 16).map(|_| (rng.normal() * 0.5) as f32).collect();
             Var::from_tensor(&Tensor::from_vec(data, (rows, 2, 16), &Device::Cpu).unwrap()).unwrap()

@@ -239,7 +239,7 @@ mod tests {
     use super::*;
 
     fn moses_sample() -> Vec<String> {
-        let text = include_str!("../tests/data/moses_test_sample.smi");
+        let text = include_str!("../../tests/data/moses_test_sample.smi");
         text.lines().map(str::to_string).collect()
     }
 

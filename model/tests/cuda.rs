@@ -146,7 +146,7 @@ fn cached_decoding_matches_the_full_forward() {
 /// same log-likelihood as the likelihood API gives it.
 #[test]
 fn pretraining_on_the_gpu_memorises_a_small_corpus() {
-    let smiles: Vec<String> = include_str!("data/moses_test_sample.smi")
+    let smiles: Vec<String> = include_str!("../../tests/data/moses_test_sample.smi")
         .lines()
         .take(50)
         .map(str::to_string)

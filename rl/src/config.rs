@@ -575,10 +575,23 @@ mod tests {
         assert_eq!(cfg, back);
         let text = "[[scoring.components]]\ntype = \"novelty\"\ntraining_set = \"train.smi\"\n\
                     [loss]\ntype = \"reinvent\"\n";
-        let cfg = TuneConfig::from_toml(text, Path::new("/data/cfgs"), Path::new("t.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A training set that does not exist is an error naming the field, before any work.
+        let err = TuneConfig::from_toml(text, dir.path(), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("scoring.components[0].training_set") && err.contains("train.smi"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("train.smi"), "CCO\n").unwrap();
+        let cfg = TuneConfig::from_toml(text, dir.path(), Path::new("t.toml")).unwrap();
         match &cfg.scoring.components[0] {
             ComponentConfig::Novelty(p) => {
-                assert_eq!(p.training_set.as_deref(), Some(Path::new("/data/cfgs/train.smi")))
+                assert_eq!(
+                    p.training_set.as_deref(),
+                    Some(dir.path().join("train.smi").as_path())
+                )
             }
             other => panic!("{other:?}"),
         }

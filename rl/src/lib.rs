@@ -8,12 +8,15 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
   [`scoring::transforms`] (sigmoid, reverse sigmoid, double sigmoid, step, in closed form) and
   [`scoring::aggregate`] (weighted arithmetic/geometric means with NaN masked).
   [`scoring::Scorer`] runs them; invalid molecules score 0.
-- [`Policy`] (`policy.rs`): the frozen prior GPT steered by a deep prefix (`prefix` mode, the
-  default; [`deep_prefix`]), by a soft prompt (`soft_prompt` mode), by low-rank adapters
+- [`Policy`] (`policy.rs`): the frozen prior GPT steered by a deep prefix (`prefix` mode;
+  [`deep_prefix`]), by a soft prompt (`soft_prompt` mode), by low-rank adapters
   (`lora` mode; [`lora`]), or with every weight trainable (`full` mode).
 - [`reinforce`]: the losses (REINFORCE with per-token discounted returns, a baseline, optional
-  z-score and per-token KL to the prior; or REINVENT's augmented-likelihood loss) and
+  z-score and per-token KL to the prior; REINVENT's augmented-likelihood loss; or DPG, which fits
+  the agent to the prior tilted by exp(R/β) by importance-weighted likelihood) and
   [`reinforce::Trainer`], one step at a time.
+- [`discrete_prompt`] (`discrete_prompt` mode): a small policy writes SMILES beginnings that the
+  frozen prior completes; REINFORCE on the beginnings' tokens.
 - [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (Murcko
   scaffold buckets), [`candidates::CandidateTable`] (every distinct valid molecule sampled).
 - [`TuneConfig`] (`config.rs`): the TOML config, `deny_unknown_fields` everywhere and

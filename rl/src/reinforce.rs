@@ -1,7 +1,7 @@
 //! REINFORCE on the SMILES policy, one step at a time.
 //!
 //! Per step: sample `batch_size` molecules from the agent, score them (invalid → 0), apply the
-//! scaffold diversity filter, add replayed memory molecules, and minimise one of two losses:
+//! scaffold diversity filter, add replayed memory molecules, and minimise one of three losses:
 //!
 //! - **REINFORCE** (Williams 1992): loss = −(1/B) Σ_seq Σ_t A_t · log π(a_t | s_t), with
 //!   A_t = γ^(T−1−t) · (R − b) / s − β · Σ_{t'≥t} γ^(t'−t) · (log π(a_t') − log p_prior(a_t')).
@@ -10,6 +10,9 @@
 //!   baseline, s the batch's reward standard deviation when z-scoring (else 1). The KL term is the
 //!   per-token log-ratio to the frozen prior as a (detached) per-token reward, as in RLHF.
 //! - **REINVENT** (Olivecrona et al. 2017): loss = (1/B) Σ_seq (log p_prior(x) + σ·R − log π(x))².
+//! - **DPG** (Parshakova et al. 2019; Korbak et al. 2022): the target is P(x) ∝ p_prior(x)·exp(R/β);
+//!   loss = −Σ_seq (w(x) − 1/B) · log π(x), with w the self-normalised importance weights
+//!   P(x)/π(x) of the batch, minus their mean as a baseline.
 //!
 //! Gradients flow only into the trainable variables ([`crate::Policy::trainable_vars`]); Adam
 //! (`model::optim::AdamW` without weight decay) updates them.
@@ -493,14 +496,7 @@ impl Trainer {
         let grads = self
             .policy
             .agent_gradients(&agent_lp, &weights, self.pass.as_mut())?;
-        let mut grad_scale = 1.0;
-        if self.cfg.grad_clip > 0.0 {
-            let norm = self.opt.grad_norm(&grads)?;
-            if norm > self.cfg.grad_clip {
-                grad_scale = self.cfg.grad_clip / norm;
-            }
-        }
-        self.opt.step(&grads, grad_scale)?;
+        self.opt.clip_and_step(&grads, self.cfg.grad_clip)?;
         self.state.step = step;
         let seconds = t0.elapsed().as_secs_f64();
 

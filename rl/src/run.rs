@@ -91,9 +91,19 @@ struct CheckpointState {
     optimizer_steps: usize,
 }
 
+/// A CSV field as RFC 4180 writes it: quoted when it holds a comma, a quote or a line break.
+fn csv_field(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_string()
+    }
+}
+
 fn log_header(names: &[String]) -> String {
     let mut cols = vec!["step".to_string(), "mean_reward".into(), "max_reward".into()];
-    cols.extend(names.iter().map(|n| format!("score_{n}")));
+    // Component names are the user's: quoted where needed, so that any name keeps the columns.
+    cols.extend(names.iter().map(|n| csv_field(&format!("score_{n}"))));
     cols.extend(
         [
             "validity",
@@ -334,7 +344,6 @@ pub fn run_tune(
 ) -> Result<TuneReport> {
     cfg.validate()?;
     let out = &opts.out_dir;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let ckpt = find_checkpoint(out);
     if ckpt.is_some() && !opts.resume {
         return Err(Error::checkpoint(
@@ -354,11 +363,6 @@ pub fn run_tune(
             ));
         }
     }
-    model::checkpoint::write_atomic(&cfg_path, cfg.to_toml().as_bytes())?;
-    // Which prior the run tunes, for reports and for sampling the agent later.
-    let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
-    model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
-
     let mut trainer: Box<dyn Tuner> = match cfg.mode {
         crate::PolicyMode::DiscretePrompt => Box::new(crate::discrete_prompt::DiscreteTrainer::new(
             cfg.clone(),
@@ -371,6 +375,13 @@ pub fn run_tune(
         )?),
     };
     let trainer = trainer.as_mut();
+    // Only now, with the prior loaded and the scorer built, does the run get a directory: a bad
+    // config leaves nothing behind.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    model::checkpoint::write_atomic(&cfg_path, cfg.to_toml().as_bytes())?;
+    // Which prior the run tunes, for reports and for sampling the agent later.
+    let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
+    model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
     if let Some(dir) = &ckpt {
         trainer.load(dir)?;
     }
@@ -393,6 +404,15 @@ pub fn run_tune(
     let mut mean_rewards = Vec::new();
     let mut this_call = 0;
     while trainer.steps_done() < cfg.steps {
+        if model::stop_requested() {
+            save_checkpoint(trainer, out)?;
+            trainer.write_outputs(out)?;
+            return Err(model::Error::Interrupted {
+                dir: out.clone(),
+                step: trainer.steps_done(),
+            }
+            .into());
+        }
         let row = trainer.step()?;
         writeln!(log, "{}", log_row(&row)).map_err(|e| Error::io(&log_path, e))?;
         log.flush().map_err(|e| Error::io(&log_path, e))?;

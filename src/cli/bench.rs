@@ -303,8 +303,7 @@ fn bench_model(args: ModelBenchArgs) -> anyhow::Result<()> {
             .collect();
         let t0 = Instant::now();
         let (_, grads, n_tok) = model::train::loss_and_grads(&gpt, &rows, pass.as_mut())?;
-        let norm = opt.grad_norm(&grads)?;
-        opt.step(&grads, (1.0 / norm).min(1.0))?;
+        opt.clip_and_step(&grads, 1.0)?;
         device.synchronize()?;
         if step > 0 {
             tokens += n_tok;

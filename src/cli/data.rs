@@ -90,6 +90,13 @@ fn vocab_chars(path: &std::path::Path) -> anyhow::Result<BTreeSet<char>> {
 /// Runs a `smirl data` command.
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
     let DataCommand::Clean(args) = command;
+    if args.min_len > args.max_len {
+        anyhow::bail!(
+            "--min-len {} is above --max-len {}: no molecule could pass",
+            args.min_len,
+            args.max_len
+        );
+    }
     let records = input::read(&args.input, args.smiles_column.as_deref())?;
     let allowed_chars = match (&args.allowed_chars, &args.vocab) {
         (Some(chars), _) => Some(chars.chars().collect()),

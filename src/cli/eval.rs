@@ -30,14 +30,15 @@ pub struct EvalArgs {
 
 /// Runs `smirl eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
+    // Every file is read before any scoring, so that a bad path fails at once.
     let records = input::read(&args.samples, args.smiles_column.as_deref())?;
-    let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
-    let scored = input::score_all(&smiles, "samples");
     let (train_records, train_name) = input::read_or_embedded(args.train.as_deref(), input::Embedded::Train)
         .context("reading the training set")?;
-    let train = input::canonical_set_of(&train_records, &train_name);
     let (test_records, test_name) = input::read_or_embedded(args.test.as_deref(), input::Embedded::Test)
         .context("reading the test set")?;
+    let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
+    let scored = input::score_all(&smiles, "samples");
+    let train = input::canonical_set_of(&train_records, &train_name);
     if args.train.is_none() || args.test.is_none() {
         eprintln!("reference sets: train = {train_name}; test = {test_name}");
     }

@@ -48,13 +48,34 @@ enum Command {
     Bench(bench::BenchCommand),
 }
 
+/// For the long training commands: the first Ctrl-C asks the loop to checkpoint after the current
+/// step and stop (exit status 130); a second quits at once.
+fn checkpoint_on_ctrl_c() {
+    let installed = ctrlc::set_handler(|| {
+        if model::stop_requested() {
+            std::process::exit(130);
+        }
+        model::request_stop();
+        eprintln!("\nstopping after this step to save a checkpoint (Ctrl-C again quits without one)");
+    });
+    if let Err(e) = installed {
+        eprintln!("note: Ctrl-C will not save a checkpoint ({e})");
+    }
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args),
-        Command::Pretrain(args) => pretrain::run(args),
+        Command::Pretrain(args) => {
+            checkpoint_on_ctrl_c();
+            pretrain::run(args)
+        }
         Command::Sample(args) => sample::run(args),
-        Command::Tune(args) => tune::run(args),
+        Command::Tune(args) => {
+            checkpoint_on_ctrl_c();
+            tune::run(args)
+        }
         Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),

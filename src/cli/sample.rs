@@ -26,9 +26,9 @@ pub struct SampleArgs {
     /// Nucleus sampling threshold (1 = off).
     #[arg(long, default_value_t = 1.0)]
     top_p: f64,
-    /// Most tokens per molecule.
-    #[arg(long, default_value_t = 128)]
-    max_len: usize,
+    /// Most tokens per molecule (default and limit: the model's block_size).
+    #[arg(long)]
+    max_len: Option<usize>,
     /// Seed: the same seed, batch size and model give the same molecules.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -84,14 +84,22 @@ fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String
 
 /// Runs `smirl sample`.
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
-    let opts = SampleOptions {
-        n: args.n,
-        batch_size: args.batch,
-        temperature: args.temperature,
-        top_k: args.top_k,
-        top_p: args.top_p,
-        max_len: args.max_len,
-        seed: args.seed,
+    let options = |block_size: usize| -> anyhow::Result<SampleOptions> {
+        let max_len = args.max_len.unwrap_or(block_size);
+        if max_len > block_size {
+            anyhow::bail!(
+                "--max-len {max_len} exceeds the model's block_size {block_size}, the most tokens it can see"
+            );
+        }
+        Ok(SampleOptions {
+            n: args.n,
+            batch_size: args.batch,
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            max_len,
+            seed: args.seed,
+        })
     };
     let device = args.device.open()?;
     let texts: Vec<String> = match (&args.prompt, &args.prompts) {
@@ -114,6 +122,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         None => {
             let run = model::load_checkpoint(&args.model, &device)?;
             let starts = encode(&run.vocab)?;
+            let opts = options(run.config.block_size)?;
             model::sample_continuing(&run.model, &run.vocab, None, &opts, &starts)?
         }
         Some(run_dir) => {
@@ -123,6 +132,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
             let starts = encode(policy.vocab())?;
+            let opts = options(policy.max_tokens())?;
             policy.sample_continuing(&opts, &starts)?
         }
     };

@@ -63,11 +63,25 @@ fn float(x: f64) -> String {
     }
 }
 
+/// Control characters (a NUL, an escape) written as `\u{0}`, `\u{1b}`, so that the CSV stays text; a
+/// string holding one is an invalid SMILES anyway.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn row(smiles: &str, name: Option<&str>, props: Option<&MoleculeProps>) -> Vec<String> {
-    let name = name.unwrap_or("").to_string();
+    let name = printable(name.unwrap_or(""));
     let Some(p) = props else {
         let mut cells = vec![String::new(); COLUMNS.len()];
-        cells[0] = smiles.to_string();
+        cells[0] = printable(smiles);
         cells[1] = "0".to_string();
         cells[COLUMNS.len() - 1] = name;
         return cells;

@@ -284,6 +284,18 @@ impl ComponentConfig {
                 format!("{field}.transform"),
                 "a property needs a transform to [0, 1] (sigmoid, reverse_sigmoid, double_sigmoid or step)",
             )),
+            // Cheap to build, so built here: a bad SMILES or SMARTS is reported before any work.
+            ComponentConfig::Similarity(p) => Similarity::new(p, field).map(drop),
+            ComponentConfig::RequiredSmarts(p) | ComponentConfig::ForbiddenSmarts(p) => {
+                Substructure::new(p, true, field).map(drop)
+            }
+            ComponentConfig::Novelty(NoveltyParams {
+                training_set: Some(path),
+                ..
+            }) if path.is_absolute() && !path.exists() => Err(Error::config(
+                format!("{field}.training_set"),
+                format!("{}: no such file", path.display()),
+            )),
             _ => Ok(()),
         }
     }
