@@ -970,3 +970,29 @@ mod data_clean {
         assert_eq!(all, ["CCN", "CCO", "c1ccccc1"]);
     }
 }
+
+// `smirl bench`: the benchmarks run and report (timings are not asserted: they are measured, not
+// tested; the ratios against the peers are in bench/README.md).
+mod bench {
+    use super::*;
+
+    #[test]
+    fn score_bench_reports_json() {
+        let sample = data("moses_test_sample.smi");
+        let out = smirl()
+            .args(["bench", "score", "--json", "--input"])
+            .arg(&sample)
+            .arg("--intdiv-input")
+            .arg(&sample)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["n"], 1000);
+        assert!(json["mols_per_s"].as_f64().unwrap() > 0.0);
+        // The sample's IntDiv1, as `smirl eval` computes it, lies where MOSES sets lie.
+        let intdiv1 = json["intdiv1"].as_f64().unwrap();
+        assert!((0.8..0.9).contains(&intdiv1), "{intdiv1}");
+        assert!(json.get("peer").is_none());
+    }
+}

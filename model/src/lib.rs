@@ -121,7 +121,7 @@ pub use checkpoint::{load_checkpoint, Loaded, TrainState};
 pub use error::{Error, Result};
 pub use gpt::{token_log_probs, Gpt, GptConfig};
 pub use sample::{likelihood, sample, sample_continuing, sequence_log_probs, Sample, SampleOptions};
-pub use train::{pretrain, LogRow, PretrainOptions, PretrainReport};
+pub use train::{pretrain, pretrain_with_progress, LogRow, PretrainOptions, PretrainReport, Progress};
 pub use vocab::{Corpus, TokenMode, Vocab, BOS, EOS, PAD};
 
 #[cfg(test)]

@@ -73,8 +73,6 @@ pub struct PretrainOptions {
     /// Continue from the checkpoint in `out_dir` (starts fresh if there is none). A resumed run
     /// keeps the checkpoint's model config, vocabulary and seed; `max_steps`/`epochs` may grow.
     pub resume: bool,
-    /// Show an indicatif progress bar on stderr.
-    pub progress: bool,
     /// Testing aid: stop after this many steps of this call without a final checkpoint, as if
     /// the process had been killed.
     #[serde(skip)]
@@ -106,7 +104,6 @@ impl Default for PretrainOptions {
             checkpoint_interval: 1000,
             seed: 42,
             resume: false,
-            progress: true,
             interrupt_after: None,
         }
     }
@@ -207,35 +204,60 @@ fn make_batch(seqs: &[&[u32]], device: &Device) -> Result<(Tensor, Vec<u32>, usi
     Ok((Tensor::from_vec(input, (seqs.len(), t), device)?, targets, n_tok))
 }
 
-/// Mean next-token cross-entropy of a batch and its gradients, by `pass` when given (the
-/// hand-written CPU pass) or by candle's autograd. `rows` are `[BOS] + tokens + [EOS]` sequences.
-/// Also returns the number of counted tokens.
-pub fn loss_and_grads(
-    model: &Gpt,
-    rows: &[&[u32]],
-    pass: Option<&mut TrainPass>,
-) -> Result<(f64, candle_core::backprop::GradStore, usize)> {
-    let (input, targets, n_tok) = make_batch(rows, model.device())?;
-    match pass {
-        Some(pass) => {
-            let ids = input.flatten_all()?.to_vec1::<u32>()?;
-            let logp = pass.forward(model, &ids, &targets, rows.len(), None)?;
-            let w = 1.0 / n_tok.max(1) as f32;
-            let weights: Vec<f32> = targets.iter().map(|&y| if y == PAD { 0.0 } else { w }).collect();
-            let loss = -logp
-                .iter()
-                .zip(&weights)
-                .filter(|(_, &w)| w != 0.0)
-                .map(|(l, w)| (l * w) as f64)
-                .sum::<f64>();
-            Ok((loss, pass.backward(&weights, GradTarget::Weights)?, n_tok))
+/// How pretraining computes gradients: the hand-written CPU pass where it supports the model (f32
+/// weights on the CPU), candle's autograd elsewhere (CUDA, or on request for comparisons). Callers
+/// hold one and never see which, as [`crate::sample`]'s `Stepper` hides the decoder's choice.
+pub struct Backprop {
+    pass: Option<TrainPass>,
+}
+
+impl Backprop {
+    /// The hand-written pass when it supports `model`, else candle's autograd.
+    pub fn for_model(model: &Gpt) -> Self {
+        Self {
+            pass: TrainPass::supports(model).then(TrainPass::new),
         }
-        None => {
-            let logits = model.forward(&input, None)?;
-            let (b, t, v) = logits.dims3()?;
-            let loss = ops::cross_entropy(&logits.reshape((b * t, v))?, &targets, PAD)?;
-            let grads = loss.backward()?;
-            Ok((loss.to_scalar::<f32>()? as f64, grads, n_tok))
+    }
+
+    /// candle's autograd, whatever the model.
+    pub fn autograd() -> Self {
+        Self { pass: None }
+    }
+
+    /// Whether the hand-written pass is in use.
+    pub fn is_hand_written(&self) -> bool {
+        self.pass.is_some()
+    }
+
+    /// Mean next-token cross-entropy of a batch and its gradients; `rows` are
+    /// `[BOS] + tokens + [EOS]` sequences. Also returns the number of counted tokens.
+    pub fn loss_and_grads(
+        &mut self,
+        model: &Gpt,
+        rows: &[&[u32]],
+    ) -> Result<(f64, candle_core::backprop::GradStore, usize)> {
+        let (input, targets, n_tok) = make_batch(rows, model.device())?;
+        match &mut self.pass {
+            Some(pass) => {
+                let ids = input.flatten_all()?.to_vec1::<u32>()?;
+                let logp = pass.forward(model, &ids, &targets, rows.len(), None)?;
+                let w = 1.0 / n_tok.max(1) as f32;
+                let weights: Vec<f32> = targets.iter().map(|&y| if y == PAD { 0.0 } else { w }).collect();
+                let loss = -logp
+                    .iter()
+                    .zip(&weights)
+                    .filter(|(_, &w)| w != 0.0)
+                    .map(|(l, w)| (l * w) as f64)
+                    .sum::<f64>();
+                Ok((loss, pass.backward(&weights, GradTarget::Weights)?, n_tok))
+            }
+            None => {
+                let logits = model.forward(&input, None)?;
+                let (b, t, v) = logits.dims3()?;
+                let loss = ops::cross_entropy(&logits.reshape((b * t, v))?, &targets, PAD)?;
+                let grads = loss.backward()?;
+                Ok((loss.to_scalar::<f32>()? as f64, grads, n_tok))
+            }
         }
     }
 }
@@ -294,9 +316,34 @@ fn open_log(path: &Path, keep_until: Option<usize>) -> Result<std::fs::File> {
         .map_err(|e| Error::io(path, e))
 }
 
+/// Where a pretraining run stands, for a progress display: sent before the first step and after
+/// every step.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Steps planned.
+    pub total_steps: usize,
+    /// The `log.csv` row of this step, when one was written.
+    pub logged: Option<LogRow>,
+    /// The latest validation loss.
+    pub val_loss: Option<f64>,
+}
+
 /// Pretrains (or resumes pretraining of) a GPT on `smiles`, writing checkpoints into
-/// `opts.out_dir`. Runs on `device` (use `Device::Cpu` unless built with `cuda`).
+/// `opts.out_dir`. Runs on `device` (use `Device::Cpu` unless built with `cuda`). Quiet; see
+/// [`pretrain_with_progress`].
 pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> Result<PretrainReport> {
+    pretrain_with_progress(opts, smiles, device, &mut |_| {})
+}
+
+/// [`pretrain`], calling `on_step` before the first step and after each (the CLI's progress bar).
+pub fn pretrain_with_progress(
+    opts: &PretrainOptions,
+    smiles: &[String],
+    device: &Device,
+    on_step: &mut dyn FnMut(&Progress),
+) -> Result<PretrainReport> {
     opts.validate()?;
     let out = opts.out_dir.as_path();
     let has_ckpt = checkpoint::has_training_state(out)?;
@@ -442,21 +489,16 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
     let log_path = out.join(LOG_FILE);
     let mut log = open_log(&log_path, has_ckpt.then_some(st.step))?;
 
-    let pb = if opts.progress {
-        indicatif::ProgressBar::new(total_steps as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    pb.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    pb.set_position(st.step as u64);
+    on_step(&Progress {
+        step: st.step,
+        total_steps,
+        logged: None,
+        val_loss: st.val_loss,
+    });
 
     let start_step = st.step;
     // The hand-written pass on the CPU; candle's autograd elsewhere (e.g. CUDA).
-    let mut pass = TrainPass::supports(&model).then(TrainPass::new);
+    let mut backprop = Backprop::for_model(&model);
     let mut batches = epoch_batches(&lens, opts.batch_size, seed, st.epoch);
     let (mut losses, mut rows) = (Vec::new(), Vec::new());
     let (mut win_loss, mut win_steps, mut win_tok, mut win_time) = (0f64, 0usize, 0usize, 0f64);
@@ -464,14 +506,12 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
     while st.step < total_steps {
         if crate::stop_requested() {
             checkpoint::save(out, &varmap, Some(&opt), &vocab, &cfg, Some(&mut st))?;
-            pb.abandon();
             return Err(Error::Interrupted {
                 dir: out.to_path_buf(),
                 step: st.step,
             });
         }
         if opts.interrupt_after.is_some_and(|k| st.step - start_step >= k) {
-            pb.abandon();
             return Ok(report(
                 start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out,
             ));
@@ -488,7 +528,7 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
             .collect();
         let lr = lr_at(st.step, opts.lr, opts.min_lr, opts.warmup_steps, total_steps);
         opt.set_lr(lr);
-        let (loss, grads, n_tok) = loss_and_grads(&model, &rows_b, pass.as_mut())?;
+        let (loss, grads, n_tok) = backprop.loss_and_grads(&model, &rows_b)?;
         opt.clip_and_step(&grads, opts.grad_clip)?;
         let dt = t0.elapsed().as_secs_f64();
         st.step += 1;
@@ -505,6 +545,7 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
             val_loss = evaluate(&model, &val, &val_batches)?;
             st.val_loss = val_loss.or(st.val_loss);
         }
+        let mut logged = None;
         if st.step % opts.log_interval == 0 || last || val_loss.is_some() {
             let row = LogRow {
                 step: st.step,
@@ -524,21 +565,20 @@ pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> R
             );
             log.write_all(line.as_bytes())
                 .map_err(|e| Error::io(&log_path, e))?;
-            pb.set_message(format!(
-                "loss {:.4} val {} {:.0} tok/s",
-                row.train_loss,
-                st.val_loss.map_or("-".into(), |v| format!("{v:.4}")),
-                row.tokens_per_s
-            ));
+            logged = Some(row.clone());
             rows.push(row);
             (win_loss, win_steps, win_tok, win_time) = (0.0, 0, 0, 0.0);
         }
         if st.step % opts.checkpoint_interval == 0 || last {
             checkpoint::save(out, &varmap, Some(&opt), &vocab, &cfg, Some(&mut st))?;
         }
-        pb.set_position(st.step as u64);
+        on_step(&Progress {
+            step: st.step,
+            total_steps,
+            logged,
+            val_loss: st.val_loss,
+        });
     }
-    pb.finish();
     Ok(report(
         start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out,
     ))
@@ -604,7 +644,6 @@ mod tests {
             eval_batches: 2,
             log_interval: 4,
             checkpoint_interval: 8,
-            progress: false,
             ..Default::default()
         }
     }

@@ -7,7 +7,7 @@
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
-use model::train_pass::TrainPass;
+use model::train::Backprop;
 use model::{Gpt, GptConfig, PretrainOptions, SampleOptions, BOS, EOS};
 
 fn gpu() -> Device {
@@ -88,10 +88,10 @@ fn training_gradients_match_the_cpu() {
     let (cpu, gpu_model) = pair();
     let seqs = rows(2);
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-    let mut pass = TrainPass::new();
-    assert!(TrainPass::supports(&cpu) && !TrainPass::supports(&gpu_model));
-    let (loss_cpu, grads_cpu, n_cpu) = model::train::loss_and_grads(&cpu, &refs, Some(&mut pass)).unwrap();
-    let (loss_gpu, grads_gpu, n_gpu) = model::train::loss_and_grads(&gpu_model, &refs, None).unwrap();
+    let (mut on_cpu, mut on_gpu) = (Backprop::for_model(&cpu), Backprop::for_model(&gpu_model));
+    assert!(on_cpu.is_hand_written() && !on_gpu.is_hand_written());
+    let (loss_cpu, grads_cpu, n_cpu) = on_cpu.loss_and_grads(&cpu, &refs).unwrap();
+    let (loss_gpu, grads_gpu, n_gpu) = on_gpu.loss_and_grads(&gpu_model, &refs).unwrap();
     assert_eq!(n_cpu, n_gpu);
     assert!(
         (loss_cpu - loss_gpu).abs() < 1e-4,
@@ -170,7 +170,6 @@ fn pretraining_on_the_gpu_memorises_a_small_corpus() {
         val_fraction: 0.0,
         eval_interval: 0,
         checkpoint_interval: 1000,
-        progress: false,
         ..Default::default()
     };
     let rep = model::pretrain(&opts, &smiles, &gpu()).unwrap();

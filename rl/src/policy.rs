@@ -29,7 +29,7 @@ use candle_core::{backprop::GradStore, DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 use model::rng::Rng;
 use model::sample::Prompt;
-use model::train_pass::{ChunkedPass, GradTarget};
+use model::train_pass::{ChunkedPass, GradTarget, TrainPass};
 use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
 
 use crate::config::{PolicyMode, SoftPromptInit, TuneConfig};
@@ -55,6 +55,9 @@ pub struct Policy {
     /// LoRA mode: the adapters.
     lora: Option<Lora>,
     vocab: Vocab,
+    /// The hand-written CPU passes that teacher-force the agent and the prior, where they support
+    /// the models (f32 on the CPU); `None`: candle's graph and forward (CUDA, or on request).
+    passes: Option<Box<(ChunkedPass, ChunkedPass)>>,
 }
 
 impl Policy {
@@ -63,6 +66,24 @@ impl Policy {
     /// time as the trainable agent (the optimizer updates `Var`s in place, so the prior needs
     /// its own).
     pub fn load(model_dir: &Path, cfg: &TuneConfig, device: &Device) -> Result<Self> {
+        let mut policy = Self::build(model_dir, cfg, device)?;
+        policy.use_autograd(false);
+        Ok(policy)
+    }
+
+    /// Teacher-forces through candle's graph (`true`) or, where it supports the models, the
+    /// hand-written CPU pass (`false`, the default); the two agree (tests), this is for comparing.
+    pub fn use_autograd(&mut self, autograd: bool) {
+        let hand_written = !autograd && TrainPass::supports(&self.agent) && TrainPass::supports(&self.prior);
+        self.passes = hand_written.then(|| Box::new((ChunkedPass::new(), ChunkedPass::new())));
+    }
+
+    /// Whether the hand-written CPU pass teacher-forces (else candle's graph).
+    pub fn is_hand_written(&self) -> bool {
+        self.passes.is_some()
+    }
+
+    fn build(model_dir: &Path, cfg: &TuneConfig, device: &Device) -> Result<Self> {
         let prior_run = model::load_checkpoint(model_dir, device)?;
         let prior = prior_run.model.detached();
         let vocab = prior_run.vocab;
@@ -80,6 +101,7 @@ impl Policy {
                     deep: Some(deep),
                     lora: None,
                     vocab,
+                    passes: None,
                 })
             }
             PolicyMode::Lora => {
@@ -94,6 +116,7 @@ impl Policy {
                     deep: None,
                     lora: Some(lora),
                     vocab,
+                    passes: None,
                 })
             }
             PolicyMode::SoftPrompt => {
@@ -147,6 +170,7 @@ impl Policy {
                     deep: None,
                     lora: None,
                     vocab,
+                    passes: None,
                 })
             }
             PolicyMode::DiscretePrompt => Err(Error::config(
@@ -166,6 +190,7 @@ impl Policy {
                     deep: None,
                     lora: None,
                     vocab,
+                    passes: None,
                 })
             }
         }
@@ -290,7 +315,14 @@ impl Policy {
     /// The agent's per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when
     /// present), keeping what [`Policy::agent_gradients`] needs: in `pass` (the hand-written CPU
     /// pass) or as a candle graph. In prefix mode the first token's is the prior's (module docs).
-    pub fn agent_log_probs(
+    pub fn agent_log_probs(&mut self, seqs: &[Vec<u32>]) -> Result<AgentLogProbs> {
+        let mut passes = self.passes.take();
+        let out = self.agent_log_probs_with(seqs, passes.as_mut().map(|p| &mut p.0));
+        self.passes = passes;
+        out
+    }
+
+    fn agent_log_probs_with(
         &self,
         seqs: &[Vec<u32>],
         pass: Option<&mut ChunkedPass>,
@@ -377,8 +409,15 @@ impl Policy {
     }
 
     /// Gradients of the surrogate `−Σ_b Σ_t weights[b][t] · log π(x_bt)` with respect to the
-    /// trainable variables, from what [`Policy::agent_log_probs`] kept (same `pass`).
-    pub fn agent_gradients(
+    /// trainable variables, from what [`Policy::agent_log_probs`] kept (call it just before).
+    pub fn agent_gradients(&mut self, lp: &AgentLogProbs, weights: &[Vec<f64>]) -> Result<GradStore> {
+        let mut passes = self.passes.take();
+        let out = self.agent_gradients_with(lp, weights, passes.as_mut().map(|p| &mut p.0));
+        self.passes = passes;
+        out
+    }
+
+    fn agent_gradients_with(
         &self,
         lp: &AgentLogProbs,
         weights: &[Vec<f64>],
@@ -429,9 +468,15 @@ impl Policy {
         Ok(surrogate.expect("kv is not empty").backward()?)
     }
 
-    /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence; by the
-    /// hand-written pass when given, else by candle's forward.
-    pub fn prior_log_probs(
+    /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence.
+    pub fn prior_log_probs(&mut self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f64>>> {
+        let mut passes = self.passes.take();
+        let out = self.prior_log_probs_with(seqs, passes.as_mut().map(|p| &mut p.1));
+        self.passes = passes;
+        out
+    }
+
+    fn prior_log_probs_with(
         &self,
         seqs: &[Vec<u32>],
         pass: Option<&mut ChunkedPass>,

@@ -21,7 +21,6 @@ use std::time::Instant;
 
 use chem::Molecule;
 use model::optim::{AdamW, AdamWParams};
-use model::train_pass::{ChunkedPass, TrainPass};
 use model::{SampleOptions, BOS};
 use serde::{Deserialize, Serialize};
 
@@ -245,9 +244,6 @@ pub struct Trainer {
     opt: AdamW,
     scorer: Scorer,
     novelty_ref: Novelty,
-    /// The hand-written CPU passes for the agent and the prior (candle where they do not apply).
-    pass: Option<ChunkedPass>,
-    prior_pass: Option<ChunkedPass>,
     /// Steps, baseline, memory, filter and candidates.
     pub state: TrainerState,
 }
@@ -268,8 +264,6 @@ impl Trainer {
             opt,
             scorer,
             novelty_ref,
-            pass: TrainPass::supports(policy.agent()).then(ChunkedPass::new),
-            prior_pass: TrainPass::supports(policy.prior()).then(ChunkedPass::new),
             policy,
         })
     }
@@ -413,7 +407,7 @@ impl Trainer {
             }
         }
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
-        let agent_lp = self.policy.agent_log_probs(&seqs, self.pass.as_mut())?;
+        let agent_lp = self.policy.agent_log_probs(&seqs)?;
         // The prior's forward pass costs about as much as the agent's. A loss that does not use it
         // gets the logged KL from the first KL_LOG_ROWS sampled molecules (they come in random
         // order, so the estimate is unbiased).
@@ -422,9 +416,7 @@ impl Trainer {
         } else {
             n.min(KL_LOG_ROWS)
         };
-        let prior_rows = self
-            .policy
-            .prior_log_probs(&seqs[..prior_for], self.prior_pass.as_mut())?;
+        let prior_rows = self.policy.prior_log_probs(&seqs[..prior_for])?;
         let agent_rows = &agent_lp.rows;
         let kl_tok: Vec<Vec<f64>> = agent_rows
             .iter()
@@ -493,9 +485,7 @@ impl Trainer {
                 format!("the loss became {loss_value} at step {step}; lower lr"),
             ));
         }
-        let grads = self
-            .policy
-            .agent_gradients(&agent_lp, &weights, self.pass.as_mut())?;
+        let grads = self.policy.agent_gradients(&agent_lp, &weights)?;
         self.opt.clip_and_step(&grads, self.cfg.grad_clip)?;
         self.state.step = step;
         let seconds = t0.elapsed().as_secs_f64();

@@ -39,7 +39,6 @@ fn prior() -> &'static Path {
             val_fraction: 0.0,
             eval_interval: 0,
             checkpoint_interval: 1000,
-            progress: false,
             ..Default::default()
         };
         let t0 = std::time::Instant::now();
@@ -169,11 +168,12 @@ fn prompt_modes_leave_the_gpt_untouched() {
             })
             .collect();
         // Both teacher-forcing paths (hand-written pass, candle graph) agree with the sampler.
-        let mut pass = model::train_pass::ChunkedPass::new();
-        for lp in [
-            tr.policy().agent_log_probs(&seqs, Some(&mut pass)).unwrap(),
-            tr.policy().agent_log_probs(&seqs, None).unwrap(),
-        ] {
+        assert!(tr.policy().is_hand_written());
+        let hand_written = tr.policy_mut().agent_log_probs(&seqs).unwrap();
+        tr.policy_mut().use_autograd(true);
+        let graph = tr.policy_mut().agent_log_probs(&seqs).unwrap();
+        tr.policy_mut().use_autograd(false);
+        for lp in [hand_written, graph] {
             for (s, row) in samples.iter().zip(&lp.rows) {
                 let l: f64 = row.iter().sum();
                 assert!(

@@ -1,7 +1,6 @@
 //! Command-line interface: one subcommand per run mode.
 
 mod bench;
-mod bench_rl;
 mod data;
 mod demo;
 mod device;

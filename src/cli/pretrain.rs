@@ -61,7 +61,6 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     };
     opts.out_dir = args.out.clone();
     opts.resume = args.resume;
-    opts.progress = true;
     if let Some(v) = args.max_steps {
         // An explicit step count wins over an `epochs` from the config file.
         opts.max_steps = v;
@@ -97,7 +96,26 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     };
     eprintln!("pretraining on {} molecules from {source}", smiles.len());
     warn_if_invalid(&smiles, &source);
-    let report = model::pretrain(&opts, &smiles, &args.device.open()?)?;
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} ETA {eta} {msg}",
+        )?
+        .progress_chars("=> "),
+    );
+    let report = model::pretrain_with_progress(&opts, &smiles, &args.device.open()?, &mut |p| {
+        bar.set_length(p.total_steps as u64);
+        bar.set_position(p.step as u64);
+        if let Some(row) = &p.logged {
+            let val = p.val_loss.map_or("-".into(), |v| format!("{v:.4}"));
+            bar.set_message(format!(
+                "loss {:.4} val {val} {:.0} tok/s",
+                row.train_loss, row.tokens_per_s
+            ));
+        }
+    });
+    bar.abandon(); // leaves the last state on screen, finished or not
+    let report = report?;
     let (unknown, too_long, empty) = report.skipped;
     println!(
         "step {}/{} | {} parameters | train {} / val {} molecules | skipped: {unknown} unknown token, {too_long} too long, {empty} empty",

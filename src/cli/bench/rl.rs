@@ -39,15 +39,8 @@ pub struct RlBenchArgs {
     /// Policy mode(s).
     #[arg(long, value_enum, default_value_t = RlBenchMode::Both)]
     mode: RlBenchMode,
-    /// Also run the PyTorch peer (bench/rl_peer.py) and print ratios.
-    #[arg(long)]
-    peer: bool,
-    /// Python interpreter with torch, transformers and RDKit for the peer.
-    #[arg(long, default_value = "python3")]
-    python: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    pub common: super::PeerArgs,
 }
 
 /// Learning rate of each mode (configs/qed.toml's for full; the prefix default of the examples).
@@ -164,12 +157,12 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         RlBenchMode::SoftPrompt => Some("prefix"),
         RlBenchMode::Full | RlBenchMode::Both => Some("full"),
     };
-    if args.peer && peer_mode.is_none() {
+    if args.common.peer && peer_mode.is_none() {
         eprintln!(
             "note: the PyTorch peer has no deep prefix mode; run --mode soft-prompt or full for ratios"
         );
     }
-    if let (true, Some(mode)) = (args.peer, peer_mode) {
+    if let (true, Some(mode)) = (args.common.peer, peer_mode) {
         let check = std::env::temp_dir().join(format!("smirl-bench-rl-{}.csv", std::process::id()));
         write_check_csv(&args.model, &check)?;
         let peer_args: Vec<String> = vec![
@@ -180,7 +173,7 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
             format!("--threads={}", rayon::current_num_threads()),
             format!("--check-csv={}", check.display()),
         ];
-        let peer = super::bench::run_python_peer(&args.python, "bench/rl_peer.py", &peer_args);
+        let peer = super::run_python_peer(args.common.python_or("python3"), "bench/rl_peer.py", &peer_args);
         let _ = std::fs::remove_file(&check);
         let peer = peer?;
         let mut ratios = serde_json::Map::new();
@@ -198,12 +191,7 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         result["ratio_steps_per_s"] = Value::Object(ratios);
         result["peer"] = peer;
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
-    } else {
-        print_human(&result);
-    }
-    Ok(())
+    args.common.print(&result, print_human)
 }
 
 fn print_human(r: &Value) {
