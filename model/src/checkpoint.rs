@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 pub const MODEL_FILE: &str = "model.safetensors";
 /// Optimizer moments file name.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-/// Training state file name (written last: it commits the checkpoint).
+/// Training state file name (renamed from `state.json.next` last: that completes a checkpoint).
 pub const STATE_FILE: &str = "state.json";
 /// The staged training state of a checkpoint being committed (see the module docs).
 pub const NEXT_STATE_FILE: &str = "state.json.next";
