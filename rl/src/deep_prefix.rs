@@ -31,6 +31,19 @@ struct Reparam {
     b2: Var,  // (n_layer · 2 · C)
 }
 
+impl Reparam {
+    /// The variables with their checkpoint names (`reparam.<name>`), for saving and restoring.
+    fn named(&self) -> [(&'static str, &Var); 5] {
+        [
+            ("emb", &self.emb),
+            ("w1", &self.w1),
+            ("b1", &self.b1),
+            ("w2", &self.w2),
+            ("b2", &self.b2),
+        ]
+    }
+}
+
 /// Deep-prefix parameters of one policy.
 pub struct DeepPrefix {
     /// `(n_layer, 2, L, C)`: the starting keys and values (a constant when reparameterised).
@@ -110,13 +123,7 @@ impl DeepPrefix {
             out.insert(KV_PREFIX_VAR.to_string(), v.clone());
         }
         if let Some(r) = &self.reparam {
-            for (name, v) in [
-                ("emb", &r.emb),
-                ("w1", &r.w1),
-                ("b1", &r.b1),
-                ("w2", &r.w2),
-                ("b2", &r.b2),
-            ] {
+            for (name, v) in r.named() {
                 out.insert(format!("reparam.{name}"), v.clone());
             }
         }
@@ -170,13 +177,7 @@ impl DeepPrefix {
                     .ok_or_else(|| Error::checkpoint(path, "no reparam.init tensor"))?;
                 check("reparam.init", init, &[nl, 2, l, c])?;
                 self.init = init.to_dtype(DType::F32)?;
-                for (name, v) in [
-                    ("emb", &r.emb),
-                    ("w1", &r.w1),
-                    ("b1", &r.b1),
-                    ("w2", &r.w2),
-                    ("b2", &r.b2),
-                ] {
+                for (name, v) in r.named() {
                     let key = format!("reparam.{name}");
                     let t = ts
                         .get(&key)
