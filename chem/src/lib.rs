@@ -34,7 +34,10 @@ pub use baselines::{PublishedBaseline, PUBLISHED_BASELINES};
 pub use error::{ChemError, Result};
 pub use filters::moses_filter_smarts;
 pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, Fingerprint};
-pub use metrics::{cosine_similarity, novelty, set_metrics, unique_at_k, ReferenceSet, SetMetrics};
+pub use metrics::{
+    cosine_similarity, novelty, set_metrics, unique_at_k, wasserstein_1, PropertyColumns, PropertyDistances,
+    ReferenceSet, SetMetrics, SimilarityToReference,
+};
 pub use molecule::{Descriptors, Molecule, MAX_SMILES_LEN};
 pub use patterns::SmartsPattern;
 pub use qed::{rdkit_reference_counts, QedProperties};

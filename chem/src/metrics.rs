@@ -1,5 +1,7 @@
 //! Set metrics with MOSES (molsets 0.3.1) semantics: validity, unique@k, novelty, IntDiv1/2,
-//! filters, SNN/Test, Frag/Test (BRICS fragments), Scaf/Test (Murcko scaffolds with ≥ 2 rings).
+//! filters, SNN, Frag (BRICS fragments) and Scaf (Murcko scaffolds with ≥ 2 rings) against the test
+//! and scaffold-test sets, and the Wasserstein-1 distances of logP, SA, QED and molecular weight to
+//! the test set. FCD needs ChemNet (crate `fcd`); callers fill it in.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,7 +11,8 @@ use crate::fingerprint::{internal_diversity, max_tanimoto, Fingerprint};
 use crate::molecule::Molecule;
 use crate::scoring::MoleculeProps;
 
-/// Fragment and scaffold counts and fingerprints of a reference set (MOSES test).
+/// What MOSES compares a generated set with: fingerprints, fragment and scaffold counts and four
+/// properties of a reference set (MOSES test or scaffold test).
 #[derive(Debug, Default, Clone)]
 pub struct ReferenceSet {
     /// Fingerprints of the valid reference molecules.
@@ -18,6 +21,90 @@ pub struct ReferenceSet {
     pub fragments: HashMap<String, u64>,
     /// Murcko scaffold SMILES (≥ 2 rings) → count.
     pub scaffolds: HashMap<String, u64>,
+    /// logP, SA, QED and molecular weight of every valid reference molecule.
+    pub properties: PropertyColumns,
+}
+
+/// The four properties MOSES compares distributions of, one value per molecule.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct PropertyColumns {
+    /// Crippen logP.
+    pub logp: Vec<f64>,
+    /// SA score.
+    pub sa: Vec<f64>,
+    /// QED.
+    pub qed: Vec<f64>,
+    /// Average molecular weight.
+    pub weight: Vec<f64>,
+}
+
+impl PropertyColumns {
+    fn push(&mut self, p: [f64; 4]) {
+        self.logp.push(p[0]);
+        self.sa.push(p[1]);
+        self.qed.push(p[2]);
+        self.weight.push(p[3]);
+    }
+
+    /// Of scored molecules (invalid ones skipped).
+    pub fn of_scored(scored: &[Option<MoleculeProps>]) -> PropertyColumns {
+        let mut columns = PropertyColumns::default();
+        for p in scored.iter().flatten() {
+            let (logp, weight) = p.descriptors.map_or((f64::NAN, f64::NAN), |d| (d.logp, d.mw));
+            columns.push([logp, p.sa, p.qed, weight]);
+        }
+        columns
+    }
+}
+
+/// Wasserstein-1 distances of the property distributions (molsets' `logP`, `SA`, `QED`, `weight`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PropertyDistances {
+    /// logP.
+    pub logp: f64,
+    /// SA score.
+    pub sa: f64,
+    /// QED.
+    pub qed: f64,
+    /// Molecular weight.
+    pub weight: f64,
+}
+
+/// Wasserstein-1 distance of two empirical distributions with equal weights
+/// (`scipy.stats.wasserstein_distance`): the area between their CDFs. NaN values are skipped;
+/// NaN when either side is empty.
+pub fn wasserstein_1(u: &[f64], v: &[f64]) -> f64 {
+    let sorted = |x: &[f64]| {
+        let mut x: Vec<f64> = x.iter().copied().filter(|x| !x.is_nan()).collect();
+        x.sort_by(f64::total_cmp);
+        x
+    };
+    let (u, v) = (sorted(u), sorted(v));
+    if u.is_empty() || v.is_empty() {
+        return f64::NAN;
+    }
+    let (nu, nv) = (u.len() as f64, v.len() as f64);
+    let (mut i, mut j) = (0, 0);
+    let mut area = 0.0;
+    let mut x = u[0].min(v[0]);
+    // Walk the merged values; between consecutive ones both CDFs are constant.
+    while i < u.len() || j < v.len() {
+        let next = match (u.get(i), v.get(j)) {
+            (Some(&a), Some(&b)) => a.min(b),
+            (Some(&a), None) => a,
+            (None, Some(&b)) => b,
+            (None, None) => unreachable!(),
+        };
+        area += (i as f64 / nu - j as f64 / nv).abs() * (next - x);
+        x = next;
+        while u.get(i) == Some(&x) {
+            i += 1;
+        }
+        while v.get(j) == Some(&x) {
+            j += 1;
+        }
+    }
+    area
 }
 
 struct FragScaf {
@@ -61,13 +148,17 @@ impl ReferenceSet {
 
     /// Adds molecules to the reference (invalid ones are skipped); lets callers show progress.
     pub fn add_smiles<S: AsRef<str> + Sync>(&mut self, smiles: &[S]) {
-        let parts: Vec<(Fingerprint, FragScaf)> = smiles
+        let parts: Vec<(Fingerprint, FragScaf, [f64; 4])> = smiles
             .par_iter()
             .filter_map(|s| Molecule::parse(s.as_ref()))
-            .map(|m| (m.morgan_fingerprint(), frag_scaf(&m)))
+            .map(|m| (m.morgan_fingerprint(), frag_scaf(&m), reference_properties(&m)))
             .collect();
-        let (fingerprints, fs): (Vec<_>, Vec<_>) = parts.into_iter().unzip();
-        self.fingerprints.extend(fingerprints);
+        let mut fs = Vec::with_capacity(parts.len());
+        for (fingerprint, frag_scaf, properties) in parts {
+            self.fingerprints.push(fingerprint);
+            fs.push(frag_scaf);
+            self.properties.push(properties);
+        }
         let (fragments, scaffolds) = count_frag_scaf(fs);
         for (k, v) in fragments {
             *self.fragments.entry(k).or_insert(0) += v;
@@ -76,6 +167,26 @@ impl ReferenceSet {
             *self.scaffolds.entry(k).or_insert(0) += v;
         }
     }
+}
+
+/// logP, SA, QED and molecular weight of one molecule (NaN where RDKit fails).
+fn reference_properties(mol: &Molecule) -> [f64; 4] {
+    let (qed, logp, weight) = match mol.qed_properties_and_descriptors() {
+        Ok((q, d)) => (q.qed(), d.logp, d.mw),
+        Err(_) => (f64::NAN, f64::NAN, f64::NAN),
+    };
+    [logp, mol.sa_score().unwrap_or(f64::NAN), qed, weight]
+}
+
+/// SNN, Frag and Scaf of a generated set against one reference set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimilarityToReference {
+    /// Mean nearest-neighbour Tanimoto similarity.
+    pub snn: f64,
+    /// Cosine similarity of BRICS fragment counts.
+    pub frag: f64,
+    /// Cosine similarity of Murcko scaffold counts.
+    pub scaf: f64,
 }
 
 /// The MOSES metric table of a generated set. Metrics that need a training or test set are `None`
@@ -100,12 +211,16 @@ pub struct SetMetrics {
     pub int_div2: f64,
     /// Fraction of valid samples passing the MOSES filters.
     pub filters: f64,
-    /// Mean nearest-neighbour Tanimoto to the test set.
-    pub snn_test: Option<f64>,
-    /// Cosine similarity of BRICS fragment counts to the test set.
-    pub frag_test: Option<f64>,
-    /// Cosine similarity of Murcko scaffold counts to the test set.
-    pub scaf_test: Option<f64>,
+    /// SNN, Frag and Scaf against the test set.
+    pub test: Option<SimilarityToReference>,
+    /// SNN, Frag and Scaf against the scaffold test set.
+    pub test_scaffolds: Option<SimilarityToReference>,
+    /// Property distances to the test set.
+    pub property_distances: Option<PropertyDistances>,
+    /// FCD/Test (filled by callers that run ChemNet).
+    pub fcd_test: Option<f64>,
+    /// FCD/TestSF (filled by callers that run ChemNet).
+    pub fcd_test_scaffolds: Option<f64>,
 }
 
 /// Unique@k: distinct canonical SMILES among the first k valid samples, divided by their number.
@@ -139,11 +254,30 @@ pub fn cosine_similarity(a: &HashMap<String, u64>, b: &HashMap<String, u64>) -> 
     dot / (norm(a) * norm(b))
 }
 
+fn similarity_to(
+    reference: &ReferenceSet,
+    fps: &[Fingerprint],
+    fragments: &HashMap<String, u64>,
+    scaffolds: &HashMap<String, u64>,
+) -> SimilarityToReference {
+    let snn = if fps.is_empty() || reference.fingerprints.is_empty() {
+        f64::NAN
+    } else {
+        max_tanimoto(fps, &reference.fingerprints).iter().sum::<f64>() / fps.len() as f64
+    };
+    SimilarityToReference {
+        snn,
+        frag: cosine_similarity(&reference.fragments, fragments),
+        scaf: cosine_similarity(&reference.scaffolds, scaffolds),
+    }
+}
+
 /// Computes the set metrics of scored samples (in sampling order; `None` = invalid).
 pub fn set_metrics(
     scored: &[Option<MoleculeProps>],
     train: Option<&HashSet<String>>,
     test: Option<&ReferenceSet>,
+    test_scaffolds: Option<&ReferenceSet>,
 ) -> SetMetrics {
     let valid: Vec<&MoleculeProps> = scored.iter().flatten().collect();
     let canonical: Vec<&str> = valid.iter().map(|p| p.canonical.as_str()).collect();
@@ -155,27 +289,27 @@ pub fn set_metrics(
     } else {
         valid.iter().filter(|p| p.passes_filters == Some(true)).count() as f64 / n_valid as f64
     };
-    let (snn_test, frag_test, scaf_test) = match test {
-        None => (None, None, None),
-        Some(test) => {
-            let snn = if n_valid == 0 || test.fingerprints.is_empty() {
-                f64::NAN
-            } else {
-                max_tanimoto(&fps, &test.fingerprints).iter().sum::<f64>() / n_valid as f64
-            };
-            let items: Vec<FragScaf> = canonical
-                .par_iter()
-                .filter_map(|s| Molecule::parse(s))
-                .map(|m| frag_scaf(&m))
-                .collect();
-            let (fragments, scaffolds) = count_frag_scaf(items);
-            (
-                Some(snn),
-                Some(cosine_similarity(&test.fragments, &fragments)),
-                Some(cosine_similarity(&test.scaffolds, &scaffolds)),
-            )
-        }
+    let (fragments, scaffolds) = if test.is_some() || test_scaffolds.is_some() {
+        let items: Vec<FragScaf> = canonical
+            .par_iter()
+            .filter_map(|s| Molecule::parse(s))
+            .map(|m| frag_scaf(&m))
+            .collect();
+        count_frag_scaf(items)
+    } else {
+        Default::default()
     };
+    let similarity = |r: &ReferenceSet| similarity_to(r, &fps, &fragments, &scaffolds);
+    let property_distances = test.map(|t| {
+        let mine = PropertyColumns::of_scored(scored);
+        let r = &t.properties;
+        PropertyDistances {
+            logp: wasserstein_1(&r.logp, &mine.logp),
+            sa: wasserstein_1(&r.sa, &mine.sa),
+            qed: wasserstein_1(&r.qed, &mine.qed),
+            weight: wasserstein_1(&r.weight, &mine.weight),
+        }
+    });
     SetMetrics {
         n: scored.len(),
         n_valid,
@@ -190,9 +324,11 @@ pub fn set_metrics(
         int_div1,
         int_div2,
         filters,
-        snn_test,
-        frag_test,
-        scaf_test,
+        test: test.map(similarity),
+        test_scaffolds: test_scaffolds.map(similarity),
+        property_distances,
+        fcd_test: None,
+        fcd_test_scaffolds: None,
     }
 }
 
@@ -207,6 +343,18 @@ mod tests {
         assert_eq!(unique_at_k(&c, 2), 1.0);
         let train: HashSet<String> = ["CC".to_string()].into();
         assert!((novelty(&c, &train) - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn wasserstein_by_definition() {
+        // Shifting a distribution by d moves it by d.
+        assert!((wasserstein_1(&[0.0, 1.0, 3.0], &[2.0, 3.0, 5.0]) - 2.0).abs() < 1e-12);
+        // scipy.stats.wasserstein_distance([0, 1, 3], [5, 6, 8]) = 5; ([0, 1], [0, 0, 1, 1, 1]) = 0.1.
+        assert!((wasserstein_1(&[0.0, 1.0, 3.0], &[5.0, 6.0, 8.0]) - 5.0).abs() < 1e-12);
+        assert!((wasserstein_1(&[0.0, 1.0], &[0.0, 0.0, 1.0, 1.0, 1.0]) - 0.1).abs() < 1e-12);
+        // Unsorted, unequal sizes: 0.8·1/3 + 2.4·1/6 + 2.1·1/2 (scipy agrees: 1.71666…).
+        assert!((wasserstein_1(&[3.4, 3.4, 0.2], &[1.0, 5.5]) - 1.716_666_666_666_666_7).abs() < 1e-12);
+        assert!(wasserstein_1(&[], &[1.0]).is_nan());
     }
 
     #[test]

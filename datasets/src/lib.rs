@@ -15,6 +15,7 @@ test splits (random or by scaffold), and [`write_rows`] writes Parquet or CSV.
 mod clean;
 mod embedded;
 mod error;
+mod moses_stats;
 mod parquet;
 mod read;
 
@@ -24,5 +25,6 @@ pub use clean::{
 };
 pub use embedded::{embedded_corpus, embedded_test_set, EMBEDDED_CORPUS_NAME, EMBEDDED_TEST_SET_NAME};
 pub use error::DatasetError;
+pub use moses_stats::{read_moses_stats, stats_path_for, MosesStats, StatsError};
 pub use parquet::{read_parquet, write_parquet};
 pub use read::{read_smiles, Format, SmilesRecord};

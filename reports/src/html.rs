@@ -141,8 +141,8 @@ pub(crate) fn render(r: &Report) -> String {
         h.push_str("<h2 id=\"metrics\">MOSES metrics</h2><table><thead><tr><th>model</th><th>Valid</th><th>Unique@10k</th><th>Novelty</th><th>IntDiv</th><th>IntDiv2</th><th>Filters</th><th>FCD/Test</th><th>SNN/Test</th></tr></thead><tbody>");
         let _ = write!(
             h,
-            "<tr class=\"ours\"><td>this set</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">—</td><td class=\"num\">{}</td></tr>",
-            num(m.valid), num(m.unique_at_10k), opt(m.novelty), num(m.int_div1), num(m.int_div2), num(m.filters), opt(m.snn_test)
+            "<tr class=\"ours\"><td>this set</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            num(m.valid), num(m.unique_at_10k), opt(m.novelty), num(m.int_div1), num(m.int_div2), num(m.filters), opt(m.fcd_test), opt(m.test.map(|t| t.snn))
         );
         for b in chem::PUBLISHED_BASELINES {
             let _ = write!(

@@ -1,11 +1,12 @@
 //! `smirl eval`: the MOSES metric table of a sample set, next to the published baselines.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use super::{input, table};
+use super::{input, reference, table};
 
 /// Arguments of `smirl eval`.
 #[derive(Debug, clap::Args)]
@@ -14,12 +15,22 @@ pub struct EvalArgs {
     samples: PathBuf,
     /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: the embedded 100,000
     /// MOSES train molecules, which makes novelty an upper bound of novelty against all of train].
+    /// Its canonical SMILES are cached by content hash in $SMIRL_CACHE_DIR (default ~/.cache/smirl).
     #[arg(long)]
     train: Option<PathBuf>,
-    /// Test set (for SNN, Frag, Scaf), e.g. data/moses/test.csv.gz [default: the embedded first
-    /// 10,000 MOSES test molecules].
+    /// Test set (for FCD, SNN, Frag, Scaf and the property distances), e.g. data/moses/test.csv.gz;
+    /// molsets' test_stats.npz beside it is used when there [default: the embedded first 10,000
+    /// MOSES test molecules].
     #[arg(long)]
     test: Option<PathBuf>,
+    /// Scaffold test set (the TestSF columns) [default: test_scaffolds.csv.gz beside --test, when
+    /// there].
+    #[arg(long)]
+    test_scaffolds: Option<PathBuf>,
+    /// ChemNet weights for FCD (ChemNet_v0.13_pretrained.pt from the fcd_torch 1.0.7 wheel;
+    /// datasets/fetch_moses.sh fetches them) [default: beside --test, else data/moses/].
+    #[arg(long)]
+    chemnet: Option<PathBuf>,
     /// Name of the SMILES column of the samples file.
     #[arg(long)]
     smiles_column: Option<String>,
@@ -28,29 +39,107 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// Where ChemNet's weights are: --chemnet, else beside the test set, else data/moses/.
+fn chemnet_path(args: &EvalArgs) -> Option<PathBuf> {
+    if let Some(p) = &args.chemnet {
+        return Some(p.clone());
+    }
+    let beside_test = args
+        .test
+        .as_ref()
+        .and_then(|t| t.parent())
+        .map(|d| d.join(fcd::WEIGHTS_FILE));
+    beside_test
+        .into_iter()
+        .chain([Path::new("data/moses").join(fcd::WEIGHTS_FILE)])
+        .find(|p| p.is_file())
+}
+
+/// A test set with its statistics: from molsets' file beside it, or from its SMILES.
+fn test_reference(
+    path: Option<&Path>,
+    embedded: input::Embedded,
+    what: &str,
+    chemnet: Option<&fcd::ChemNet>,
+) -> anyhow::Result<(reference::Reference, String)> {
+    if let Some(p) = path.filter(|p| datasets::stats_path_for(p).is_some()) {
+        let r = reference::load_test(Some(p), &[], what, chemnet)?;
+        return Ok((r, p.display().to_string()));
+    }
+    let (records, name) =
+        input::read_or_embedded(path, embedded).with_context(|| format!("reading the {what}"))?;
+    let r = reference::load_test(path, &records, what, chemnet)?;
+    Ok((r, name))
+}
+
 /// Runs `smirl eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    // Every file is read before any scoring, so that a bad path fails at once.
+    // Every file is read or checked before any scoring, so that a bad path fails at once.
     let records = input::read(&args.samples, args.smiles_column.as_deref())?;
-    let (train_records, train_name) = input::read_or_embedded(args.train.as_deref(), input::Embedded::Train)
-        .context("reading the training set")?;
-    let (test_records, test_name) = input::read_or_embedded(args.test.as_deref(), input::Embedded::Test)
-        .context("reading the test set")?;
+    let train_name = match &args.train {
+        Some(p) => p.display().to_string(),
+        None => datasets::EMBEDDED_CORPUS_NAME.to_string(),
+    };
+    let test_scaffolds = args.test_scaffolds.clone().or_else(|| {
+        let beside = args.test.as_ref()?.with_file_name("test_scaffolds.csv.gz");
+        beside.is_file().then_some(beside)
+    });
+    for p in args.train.iter().chain(&args.test).chain(&test_scaffolds) {
+        anyhow::ensure!(p.is_file(), "{}: no such file", p.display());
+    }
+    let chemnet = match chemnet_path(&args) {
+        Some(p) => Some(fcd::ChemNet::load(&p)?),
+        None => {
+            eprintln!(
+                "note: FCD is not computed: ChemNet's weights ({}) were not found; \
+                 datasets/fetch_moses.sh fetches them into data/moses/, or give --chemnet",
+                fcd::WEIGHTS_FILE
+            );
+            None
+        }
+    };
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let scored = input::score_all(&smiles, "samples");
-    let train = input::canonical_set_of(&train_records, &train_name);
+    let generated: HashSet<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
+    let train = reference::training_matches(args.train.as_deref(), &generated, &train_name)?;
+    let (test, test_name) = test_reference(
+        args.test.as_deref(),
+        input::Embedded::Test,
+        "test set",
+        chemnet.as_ref(),
+    )?;
+    let test_sf = match &test_scaffolds {
+        Some(p) => Some(
+            test_reference(
+                Some(p),
+                input::Embedded::Test,
+                "scaffold test set",
+                chemnet.as_ref(),
+            )?
+            .0,
+        ),
+        None => None,
+    };
     if args.train.is_none() || args.test.is_none() {
         eprintln!("reference sets: train = {train_name}; test = {test_name}");
     }
-    let test_smiles: Vec<&str> = test_records.iter().map(|r| r.smiles.as_str()).collect();
-    let bar = input::progress(test_smiles.len(), "test set");
-    let mut test = chem::ReferenceSet::default();
-    for chunk in test_smiles.chunks(8192) {
-        test.add_smiles(chunk);
-        bar.inc(chunk.len() as u64);
+    let mut metrics = chem::set_metrics(
+        &scored,
+        Some(&train),
+        Some(&test.set),
+        test_sf.as_ref().map(|r| &r.set),
+    );
+    if let Some(net) = &chemnet {
+        // molsets runs ChemNet on the canonical SMILES of the valid samples, duplicates kept.
+        let canonical: Vec<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
+        if let Some(gen) = net.gaussian(&canonical) {
+            metrics.fcd_test = test.fcd.as_ref().map(|g| fcd::frechet_distance(&gen, g));
+            metrics.fcd_test_scaffolds = test_sf
+                .as_ref()
+                .and_then(|r| r.fcd.as_ref())
+                .map(|g| fcd::frechet_distance(&gen, g));
+        }
     }
-    bar.finish_and_clear();
-    let metrics = chem::set_metrics(&scored, Some(&train), Some(&test));
     let means = table::property_means(&scored);
     let mut stdout = std::io::stdout().lock();
     if args.json {

@@ -7,6 +7,7 @@ mod device;
 mod eval;
 mod input;
 mod pretrain;
+mod reference;
 mod report;
 mod sample;
 mod score;

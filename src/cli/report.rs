@@ -202,7 +202,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     let train = input::canonical_set_of(&train_records, &train_name);
     report.n_generated = sampled.len();
     report.n_valid = sampled.iter().flatten().count();
-    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&sampled, Some(&train), None));
+    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&sampled, Some(&train), None, None));
 
     // Reference distributions from (up to 5,000 molecules of) the training set.
     let reference = {

@@ -142,7 +142,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         Some(path) => Some(input::canonical_set(path, None)?),
         None => None,
     };
-    let metrics = chem::set_metrics(&scored, train.as_ref(), None);
+    let metrics = chem::set_metrics(&scored, train.as_ref(), None, None);
     let means = table::property_means(&scored);
     let mut stdout = std::io::stdout().lock();
     if args.json {

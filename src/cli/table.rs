@@ -25,9 +25,12 @@ pub struct PropertyMeans {
     pub qed_above_0_9: f64,
 }
 
-/// The metrics as a JSON object (NaN and missing values are `null`).
+/// The metrics as a JSON object (NaN and missing values are `null`): smirl's names, and the same
+/// metrics under the keys molsets' `get_all_metrics` gives them.
 pub fn metrics_json(m: &SetMetrics, means: PropertyMeans) -> Value {
-    json!({
+    let (test, test_sf) = (m.test.as_ref(), m.test_scaffolds.as_ref());
+    let d = m.property_distances.as_ref();
+    let mut value = json!({
         "n": m.n,
         "n_valid": m.n_valid,
         "valid": num(m.valid),
@@ -37,13 +40,40 @@ pub fn metrics_json(m: &SetMetrics, means: PropertyMeans) -> Value {
         "intdiv1": num(m.int_div1),
         "intdiv2": num(m.int_div2),
         "filters": num(m.filters),
-        "snn_test": opt(m.snn_test),
-        "frag_test": opt(m.frag_test),
-        "scaf_test": opt(m.scaf_test),
+        "fcd_test": opt(m.fcd_test),
+        "snn_test": opt(test.map(|t| t.snn)),
+        "frag_test": opt(test.map(|t| t.frag)),
+        "scaf_test": opt(test.map(|t| t.scaf)),
+        "fcd_test_sf": opt(m.fcd_test_scaffolds),
+        "snn_test_sf": opt(test_sf.map(|t| t.snn)),
+        "frag_test_sf": opt(test_sf.map(|t| t.frag)),
+        "scaf_test_sf": opt(test_sf.map(|t| t.scaf)),
         "qed_mean": num(means.qed),
         "sa_mean": num(means.sa),
         "qed_above_0.9_distinct": num(means.qed_above_0_9),
-    })
+    });
+    let molsets = [
+        ("FCD/Test", opt(m.fcd_test)),
+        ("SNN/Test", opt(test.map(|t| t.snn))),
+        ("Frag/Test", opt(test.map(|t| t.frag))),
+        ("Scaf/Test", opt(test.map(|t| t.scaf))),
+        ("FCD/TestSF", opt(m.fcd_test_scaffolds)),
+        ("SNN/TestSF", opt(test_sf.map(|t| t.snn))),
+        ("Frag/TestSF", opt(test_sf.map(|t| t.frag))),
+        ("Scaf/TestSF", opt(test_sf.map(|t| t.scaf))),
+        ("IntDiv", num(m.int_div1)),
+        ("IntDiv2", num(m.int_div2)),
+        ("Filters", num(m.filters)),
+        ("logP", opt(d.map(|d| d.logp))),
+        ("SA", opt(d.map(|d| d.sa))),
+        ("QED", opt(d.map(|d| d.qed))),
+        ("weight", opt(d.map(|d| d.weight))),
+        ("Novelty", opt(m.novelty)),
+    ];
+    for (key, v) in molsets {
+        value[key] = v;
+    }
+    value
 }
 
 fn cell(x: f64) -> String {
@@ -70,9 +100,18 @@ pub fn metrics_table(m: &SetMetrics, means: PropertyMeans) -> String {
         ("IntDiv1", cell(m.int_div1)),
         ("IntDiv2", cell(m.int_div2)),
         ("Filters", cell(m.filters)),
-        ("SNN/Test", opt_cell(m.snn_test)),
-        ("Frag/Test", opt_cell(m.frag_test)),
-        ("Scaf/Test", opt_cell(m.scaf_test)),
+        ("FCD/Test", opt_cell(m.fcd_test)),
+        ("SNN/Test", opt_cell(m.test.map(|t| t.snn))),
+        ("Frag/Test", opt_cell(m.test.map(|t| t.frag))),
+        ("Scaf/Test", opt_cell(m.test.map(|t| t.scaf))),
+        ("FCD/TestSF", opt_cell(m.fcd_test_scaffolds)),
+        ("SNN/TestSF", opt_cell(m.test_scaffolds.map(|t| t.snn))),
+        ("Frag/TestSF", opt_cell(m.test_scaffolds.map(|t| t.frag))),
+        ("Scaf/TestSF", opt_cell(m.test_scaffolds.map(|t| t.scaf))),
+        ("logP (W1)", opt_cell(m.property_distances.map(|d| d.logp))),
+        ("SA (W1)", opt_cell(m.property_distances.map(|d| d.sa))),
+        ("QED (W1)", opt_cell(m.property_distances.map(|d| d.qed))),
+        ("weight (W1)", opt_cell(m.property_distances.map(|d| d.weight))),
         ("mean QED", cell(means.qed)),
         ("mean SA", cell(means.sa)),
         ("QED > 0.9", cell(means.qed_above_0_9)),
@@ -99,8 +138,8 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
         cell(m.int_div1),
         cell(m.int_div2),
         cell(m.filters),
-        "—",
-        opt_cell(m.snn_test),
+        opt_cell(m.fcd_test),
+        opt_cell(m.test.map(|t| t.snn)),
     ));
     for b in PUBLISHED_BASELINES {
         out.push_str(&format!(
@@ -116,9 +155,7 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
             cell(b.snn_test),
         ));
     }
-    out.push_str(
-        "(published rows: MOSES benchmark, Polykovskiy et al. 2020; FCD is not computed by smirl yet)\n",
-    );
+    out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020)\n");
     out
 }
 
