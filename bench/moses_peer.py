@@ -4,7 +4,8 @@
 
 Usage: python3 bench/moses_peer.py SAMPLES.csv [--smiles-column smiles] [--venv DIR] [--threads 1]
 
-The first run makes its own virtual environment (default: ~/.cache/smirl/moses-peer-venv) and
+Run by an interpreter that already has molsets, fcd_torch and torch, it uses them. Otherwise the
+first run makes its own virtual environment (default: ~/.cache/smirl/moses-peer-venv) and
 installs what molsets needs there with pip: numpy < 2, scipy, pandas < 2, rdkit, torch (CPU use),
 tqdm, matplotlib, then molsets 0.3.1 and fcd_torch 1.0.7 without their pinned dependencies (molsets pins
 versions that no longer install). Then it re-runs itself inside that environment.
@@ -27,6 +28,11 @@ NO_DEPS = ["molsets==0.3.1", "fcd_torch==1.0.7"]
 
 
 def ensure_venv(venv):
+    """The interpreter to re-run in, or None when this one already has molsets."""
+    import importlib.util
+
+    if all(importlib.util.find_spec(m) for m in ("moses", "fcd_torch", "torch")):
+        return None
     python = os.path.join(venv, "bin", "python")
     if os.path.realpath(sys.prefix) == os.path.realpath(venv):
         return None

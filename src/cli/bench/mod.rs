@@ -1,6 +1,7 @@
 //! `smirl bench`: throughput against the Python peers, run on the same machine in the same run.
 //! Absolute times are noisy here; the ratio is the figure that counts.
 
+mod eval;
 mod model;
 mod rl;
 mod score;
@@ -20,6 +21,8 @@ pub enum BenchCommand {
     Model(model::ModelBenchArgs),
     /// REINFORCE steps/s (sample, score, update) against a PyTorch REINFORCE loop on the prior.
     Rl(rl::RlBenchArgs),
+    /// The whole MOSES table (`smirl eval`, FCD included) against molsets' get_all_metrics.
+    Eval(eval::EvalBenchArgs),
 }
 
 /// The peer options every benchmark shares.
@@ -60,6 +63,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Score(args) => score::run(args),
         BenchCommand::Model(args) => model::run(args),
         BenchCommand::Rl(args) => rl::run(args),
+        BenchCommand::Eval(args) => eval::run(args),
     }
 }
 
