@@ -151,7 +151,41 @@ pub(crate) fn render(r: &Report) -> String {
                 escape(b.model), num(b.valid), num(b.unique_at_10k), num(b.novelty), num(b.int_div1), num(b.int_div2), num(b.filters), num(b.fcd_test), num(b.snn_test)
             );
         }
-        h.push_str("</tbody></table><p>Published rows: MOSES benchmark (Polykovskiy et al. 2020), MOSES test set. Novelty is against the training set given to smirl; FCD is not computed yet.</p>");
+        h.push_str("</tbody></table>");
+        let (t, sf) = (m.test.as_ref(), m.test_scaffolds.as_ref());
+        h.push_str("<table><thead><tr><th>model</th><th>FCD/TestSF</th><th>SNN/TestSF</th><th>Frag/Test</th><th>Frag/TestSF</th><th>Scaf/Test</th><th>Scaf/TestSF</th></tr></thead><tbody>");
+        let row = |h: &mut String, class: &str, name: &str, cells: [String; 6]| {
+            let _ = write!(h, "<tr{class}><td>{name}</td>");
+            for c in cells {
+                let _ = write!(h, "<td class=\"num\">{c}</td>");
+            }
+            h.push_str("</tr>");
+        };
+        row(
+            &mut h,
+            " class=\"ours\"",
+            "this set",
+            [
+                opt(m.fcd_test_scaffolds),
+                opt(sf.map(|s| s.snn)),
+                opt(t.map(|t| t.frag)),
+                opt(sf.map(|s| s.frag)),
+                opt(t.map(|t| t.scaf)),
+                opt(sf.map(|s| s.scaf)),
+            ],
+        );
+        for b in chem::PUBLISHED_BASELINES {
+            let cells = [
+                b.fcd_test_sf,
+                b.snn_test_sf,
+                b.frag_test,
+                b.frag_test_sf,
+                b.scaf_test,
+                b.scaf_test_sf,
+            ];
+            row(&mut h, "", &escape(b.model), cells.map(num));
+        }
+        h.push_str("</tbody></table><p>Published rows: MOSES benchmark (Polykovskiy et al. 2020, means of three runs), MOSES test and scaffold test sets. Novelty is against the training set given to smirl; FCD needs ChemNet's weights (datasets/fetch_moses.sh), and the TestSF columns a scaffold test set (--test-scaffolds).</p>");
     }
 
     if !r.candidates.is_empty() {

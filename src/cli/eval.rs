@@ -13,24 +13,8 @@ use super::{input, reference, table};
 pub struct EvalArgs {
     /// Generated samples (CSV/TSV/.smi, optionally .gz), in sampling order.
     samples: PathBuf,
-    /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: the embedded 100,000
-    /// MOSES train molecules, which makes novelty an upper bound of novelty against all of train].
-    /// Its canonical SMILES are cached by content hash in $SMIRL_CACHE_DIR (default ~/.cache/smirl).
-    #[arg(long)]
-    train: Option<PathBuf>,
-    /// Test set (for FCD, SNN, Frag, Scaf and the property distances), e.g. data/moses/test.csv.gz;
-    /// molsets' test_stats.npz beside it is used when there [default: the embedded first 10,000
-    /// MOSES test molecules].
-    #[arg(long)]
-    test: Option<PathBuf>,
-    /// Scaffold test set (the TestSF columns) [default: test_scaffolds.csv.gz beside --test, when
-    /// there].
-    #[arg(long)]
-    test_scaffolds: Option<PathBuf>,
-    /// ChemNet weights for FCD (ChemNet_v0.13_pretrained.pt from the fcd_torch 1.0.7 wheel;
-    /// datasets/fetch_moses.sh fetches them) [default: beside --test, else data/moses/].
-    #[arg(long)]
-    chemnet: Option<PathBuf>,
+    #[command(flatten)]
+    sources: MosesSources,
     /// Name of the SMILES column of the samples file.
     #[arg(long)]
     smiles_column: Option<String>,
@@ -39,8 +23,31 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// The reference sets and weights the MOSES table needs (shared by `eval` and `report`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct MosesSources {
+    /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: the embedded 100,000
+    /// MOSES train molecules, which makes novelty an upper bound of novelty against all of train].
+    /// Its canonical SMILES are cached by content hash in $SMIRL_CACHE_DIR (default ~/.cache/smirl).
+    #[arg(long)]
+    pub train: Option<PathBuf>,
+    /// Test set (for FCD, SNN, Frag, Scaf and the property distances), e.g. data/moses/test.csv.gz;
+    /// molsets' test_stats.npz beside it is used when there [default: the embedded first 10,000
+    /// MOSES test molecules].
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Scaffold test set (the TestSF columns) [default: test_scaffolds.csv.gz beside --test, when
+    /// there].
+    #[arg(long)]
+    pub test_scaffolds: Option<PathBuf>,
+    /// ChemNet weights for FCD (ChemNet_v0.13_pretrained.pt from the fcd_torch 1.0.7 wheel;
+    /// datasets/fetch_moses.sh fetches them) [default: beside --test, else data/moses/].
+    #[arg(long)]
+    pub chemnet: Option<PathBuf>,
+}
+
 /// Where ChemNet's weights are: --chemnet, else beside the test set, else data/moses/.
-fn chemnet_path(args: &EvalArgs) -> Option<PathBuf> {
+fn chemnet_path(args: &MosesSources) -> Option<PathBuf> {
     if let Some(p) = &args.chemnet {
         return Some(p.clone());
     }
@@ -72,88 +79,98 @@ fn test_reference(
     Ok((r, name))
 }
 
+impl MosesSources {
+    /// The scaffold test set: --test-scaffolds, else test_scaffolds.csv.gz beside --test.
+    fn test_scaffolds(&self) -> Option<PathBuf> {
+        self.test_scaffolds.clone().or_else(|| {
+            let beside = self.test.as_ref()?.with_file_name("test_scaffolds.csv.gz");
+            beside.is_file().then_some(beside)
+        })
+    }
+
+    /// Fails early, naming the file, when a given reference file is missing.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let given = [&self.train, &self.test, &self.test_scaffolds, &self.chemnet];
+        for p in given.into_iter().flatten() {
+            anyhow::ensure!(p.is_file(), "{}: no such file", p.display());
+        }
+        Ok(())
+    }
+
+    /// The whole MOSES table of scored samples (in sampling order).
+    pub fn metrics(&self, scored: &[Option<chem::MoleculeProps>]) -> anyhow::Result<chem::SetMetrics> {
+        let train_name = match &self.train {
+            Some(p) => p.display().to_string(),
+            None => datasets::EMBEDDED_CORPUS_NAME.to_string(),
+        };
+        let chemnet = match chemnet_path(self) {
+            Some(p) => Some(fcd::ChemNet::load(&p)?),
+            None => {
+                eprintln!(
+                    "note: FCD is not computed: ChemNet's weights ({}) were not found; \
+                     datasets/fetch_moses.sh fetches them into data/moses/, or give --chemnet",
+                    fcd::WEIGHTS_FILE
+                );
+                None
+            }
+        };
+        let generated: HashSet<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
+        let train = reference::training_matches(self.train.as_deref(), &generated, &train_name)?;
+        let (test, test_name) = test_reference(
+            self.test.as_deref(),
+            input::Embedded::Test,
+            "test set",
+            chemnet.as_ref(),
+        )?;
+        let test_sf = match &self.test_scaffolds() {
+            Some(p) => Some(
+                test_reference(
+                    Some(p),
+                    input::Embedded::Test,
+                    "scaffold test set",
+                    chemnet.as_ref(),
+                )?
+                .0,
+            ),
+            None => None,
+        };
+        if self.train.is_none() || self.test.is_none() {
+            eprintln!("reference sets: train = {train_name}; test = {test_name}");
+        }
+        let mut metrics = chem::set_metrics(
+            scored,
+            Some(&train),
+            Some(&test.set),
+            test_sf.as_ref().map(|r| &r.set),
+        );
+        if let Some(net) = &chemnet {
+            // molsets runs ChemNet on the canonical SMILES of the valid samples, duplicates kept.
+            let canonical: Vec<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
+            if let Some(gen) = net.gaussian(&canonical) {
+                metrics.fcd_test = test.fcd.as_ref().map(|g| fcd::frechet_distance(&gen, g));
+                metrics.fcd_test_scaffolds = test_sf
+                    .as_ref()
+                    .and_then(|r| r.fcd.as_ref())
+                    .map(|g| fcd::frechet_distance(&gen, g));
+            }
+        }
+        Ok(metrics)
+    }
+}
+
 /// Runs `smirl eval`.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     // Every file is read or checked before any scoring, so that a bad path fails at once.
     let records = input::read(&args.samples, args.smiles_column.as_deref())?;
-    let train_name = match &args.train {
-        Some(p) => p.display().to_string(),
-        None => datasets::EMBEDDED_CORPUS_NAME.to_string(),
-    };
-    let test_scaffolds = args.test_scaffolds.clone().or_else(|| {
-        let beside = args.test.as_ref()?.with_file_name("test_scaffolds.csv.gz");
-        beside.is_file().then_some(beside)
-    });
-    for p in args.train.iter().chain(&args.test).chain(&test_scaffolds) {
-        anyhow::ensure!(p.is_file(), "{}: no such file", p.display());
-    }
-    let chemnet = match chemnet_path(&args) {
-        Some(p) => Some(fcd::ChemNet::load(&p)?),
-        None => {
-            eprintln!(
-                "note: FCD is not computed: ChemNet's weights ({}) were not found; \
-                 datasets/fetch_moses.sh fetches them into data/moses/, or give --chemnet",
-                fcd::WEIGHTS_FILE
-            );
-            None
-        }
-    };
+    args.sources.check()?;
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let scored = input::score_all(&smiles, "samples");
-    let generated: HashSet<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
-    let train = reference::training_matches(args.train.as_deref(), &generated, &train_name)?;
-    let (test, test_name) = test_reference(
-        args.test.as_deref(),
-        input::Embedded::Test,
-        "test set",
-        chemnet.as_ref(),
-    )?;
-    let test_sf = match &test_scaffolds {
-        Some(p) => Some(
-            test_reference(
-                Some(p),
-                input::Embedded::Test,
-                "scaffold test set",
-                chemnet.as_ref(),
-            )?
-            .0,
-        ),
-        None => None,
-    };
-    if args.train.is_none() || args.test.is_none() {
-        eprintln!("reference sets: train = {train_name}; test = {test_name}");
-    }
-    let mut metrics = chem::set_metrics(
-        &scored,
-        Some(&train),
-        Some(&test.set),
-        test_sf.as_ref().map(|r| &r.set),
-    );
-    if let Some(net) = &chemnet {
-        // molsets runs ChemNet on the canonical SMILES of the valid samples, duplicates kept.
-        let canonical: Vec<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
-        if let Some(gen) = net.gaussian(&canonical) {
-            metrics.fcd_test = test.fcd.as_ref().map(|g| fcd::frechet_distance(&gen, g));
-            metrics.fcd_test_scaffolds = test_sf
-                .as_ref()
-                .and_then(|r| r.fcd.as_ref())
-                .map(|g| fcd::frechet_distance(&gen, g));
-        }
-    }
+    let metrics = args.sources.metrics(&scored)?;
     let means = table::property_means(&scored);
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let mut value = table::metrics_json(&metrics, means);
-        value["published"] = serde_json::to_value(
-            chem::PUBLISHED_BASELINES
-                .iter()
-                .map(|b| {
-                    serde_json::json!({"model": b.model, "valid": b.valid, "unique@10000": b.unique_at_10k,
-                        "novelty": b.novelty, "intdiv1": b.int_div1, "intdiv2": b.int_div2,
-                        "filters": b.filters, "fcd_test": b.fcd_test, "snn_test": b.snn_test})
-                })
-                .collect::<Vec<_>>(),
-        )?;
+        value["published"] = table::published_json();
         writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)?;
     } else {
         writeln!(stdout, "{}", table::metrics_table(&metrics, means))?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use reports::{Candidate, Curves, Distribution, Report};
 
+use super::eval::MosesSources;
 use super::input;
 
 /// Arguments of `smirl report`.
@@ -16,10 +17,10 @@ pub struct ReportArgs {
     /// Where to write the HTML.
     #[arg(long, default_value = "report.html")]
     out: PathBuf,
-    /// Training set: novelty and the reference property distributions [default: the embedded
-    /// 100,000 MOSES train molecules].
-    #[arg(long)]
-    train: Option<PathBuf>,
+    /// The MOSES table's reference sets (the training set also gives the reference property
+    /// distributions).
+    #[command(flatten)]
+    sources: MosesSources,
     /// For a run directory: fresh samples of the tuned agent (`smirl sample --agent RUN_DIR`) for the
     /// metric table and the property distributions (default: the run's candidates).
     #[arg(long)]
@@ -117,6 +118,7 @@ fn molecules_from_candidates(path: &Path) -> anyhow::Result<Molecules> {
 
 /// Runs `smirl report`.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
+    args.sources.check()?;
     let mut report = Report {
         title: format!("smirl report: {}", args.input.display()),
         ..Default::default()
@@ -196,13 +198,16 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
             scored.clone()
         }
     };
-    let (train_records, train_name) = input::read_or_embedded(args.train.as_deref(), input::Embedded::Train)
-        .context("reading the training set")?;
+    let (train_records, train_name) =
+        input::read_or_embedded(args.sources.train.as_deref(), input::Embedded::Train)
+            .context("reading the training set")?;
     report.summary.push(("training set".into(), train_name.clone()));
-    let train = input::canonical_set_of(&train_records, &train_name);
     report.n_generated = sampled.len();
     report.n_valid = sampled.iter().flatten().count();
-    report.metrics = (report.n_valid > 0).then(|| chem::set_metrics(&sampled, Some(&train), None, None));
+    report.metrics = match report.n_valid {
+        0 => None,
+        _ => Some(args.sources.metrics(&sampled)?),
+    };
 
     // Reference distributions from (up to 5,000 molecules of) the training set.
     let reference = {

@@ -123,15 +123,11 @@ pub fn metrics_table(m: &SetMetrics, means: PropertyMeans) -> String {
     out
 }
 
-/// The MOSES table: this set as one row beside the published baselines.
+/// The MOSES table: this set as one row beside the published baselines, in two parts (the
+/// README's columns do not fit one terminal line).
 pub fn moses_table(label: &str, m: &SetMetrics) -> String {
-    let mut out = format!(
-        "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
-        "model", "Valid", "Unique@10k", "Novelty", "IntDiv", "IntDiv2", "Filters", "FCD/Test", "SNN/Test"
-    );
-    out.push_str(&format!(
-        "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
-        label,
+    let (t, sf) = (m.test.as_ref(), m.test_scaffolds.as_ref());
+    let ours_1 = [
         cell(m.valid),
         cell(m.unique_at_10k),
         opt_cell(m.novelty),
@@ -139,24 +135,97 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
         cell(m.int_div2),
         cell(m.filters),
         opt_cell(m.fcd_test),
-        opt_cell(m.test.map(|t| t.snn)),
+        opt_cell(t.map(|t| t.snn)),
+    ];
+    let ours_2 = [
+        opt_cell(m.fcd_test_scaffolds),
+        opt_cell(sf.map(|t| t.snn)),
+        opt_cell(t.map(|t| t.frag)),
+        opt_cell(sf.map(|t| t.frag)),
+        opt_cell(t.map(|t| t.scaf)),
+        opt_cell(sf.map(|t| t.scaf)),
+    ];
+    type Columns = fn(&chem::PublishedBaseline) -> Vec<f64>;
+    let part = |header: &[&str], ours: &[String], published: Columns| {
+        let line = |name: &str, cells: &[String]| {
+            let mut l = format!("{name:<12}");
+            for (h, c) in header.iter().zip(cells) {
+                l.push_str(&format!(" {c:>w$}", w = h.len().max(7)));
+            }
+            l + "\n"
+        };
+        let header_cells: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+        let mut out = line("model", &header_cells);
+        out.push_str(&line(label, ours));
+        for b in PUBLISHED_BASELINES {
+            let cells: Vec<String> = published(&b).into_iter().map(cell).collect();
+            out.push_str(&line(b.model, &cells));
+        }
+        out
+    };
+    let mut out = part(
+        &[
+            "Valid",
+            "Unique@10k",
+            "Novelty",
+            "IntDiv",
+            "IntDiv2",
+            "Filters",
+            "FCD/Test",
+            "SNN/Test",
+        ],
+        &ours_1,
+        |b| {
+            vec![
+                b.valid,
+                b.unique_at_10k,
+                b.novelty,
+                b.int_div1,
+                b.int_div2,
+                b.filters,
+                b.fcd_test,
+                b.snn_test,
+            ]
+        },
+    );
+    out.push('\n');
+    out.push_str(&part(
+        &[
+            "FCD/TestSF",
+            "SNN/TestSF",
+            "Frag/Test",
+            "Frag/TestSF",
+            "Scaf/Test",
+            "Scaf/TestSF",
+        ],
+        &ours_2,
+        |b| {
+            vec![
+                b.fcd_test_sf,
+                b.snn_test_sf,
+                b.frag_test,
+                b.frag_test_sf,
+                b.scaf_test,
+                b.scaf_test_sf,
+            ]
+        },
     ));
-    for b in PUBLISHED_BASELINES {
-        out.push_str(&format!(
-            "{:<12} {:>7} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9}\n",
-            b.model,
-            cell(b.valid),
-            cell(b.unique_at_10k),
-            cell(b.novelty),
-            cell(b.int_div1),
-            cell(b.int_div2),
-            cell(b.filters),
-            cell(b.fcd_test),
-            cell(b.snn_test),
-        ));
-    }
-    out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020)\n");
+    out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020, means of three runs)\n");
     out
+}
+
+/// The published baselines as JSON, under molsets' key names.
+pub fn published_json() -> Value {
+    PUBLISHED_BASELINES
+        .iter()
+        .map(|b| {
+            json!({"model": b.model, "valid": b.valid, "unique@10000": b.unique_at_10k,
+                "Novelty": b.novelty, "IntDiv": b.int_div1, "IntDiv2": b.int_div2,
+                "Filters": b.filters, "FCD/Test": b.fcd_test, "SNN/Test": b.snn_test,
+                "FCD/TestSF": b.fcd_test_sf, "SNN/TestSF": b.snn_test_sf, "Frag/Test": b.frag_test,
+                "Frag/TestSF": b.frag_test_sf, "Scaf/Test": b.scaf_test, "Scaf/TestSF": b.scaf_test_sf})
+        })
+        .collect()
 }
 
 /// Means of QED and SA over valid molecules (NaN values skipped).
