@@ -35,6 +35,20 @@ pub struct PublishedBaseline {
     pub scaf_test_sf: f64,
 }
 
+impl PublishedBaseline {
+    /// The same columns as [`crate::SetMetrics::reference_columns`].
+    pub fn reference_columns(&self) -> [f64; 6] {
+        [
+            self.fcd_test_sf,
+            self.snn_test_sf,
+            self.frag_test,
+            self.frag_test_sf,
+            self.scaf_test,
+            self.scaf_test_sf,
+        ]
+    }
+}
+
 /// A row in the README's column order: Valid, Unique@10k, FCD Test, FCD TestSF, SNN Test,
 /// SNN TestSF, Frag Test, Frag TestSF, Scaf Test, Scaf TestSF, IntDiv, IntDiv2, Filters, Novelty.
 const fn row(model: &'static str, v: [f64; 14]) -> PublishedBaseline {

@@ -223,6 +223,22 @@ pub struct SetMetrics {
     pub fcd_test_scaffolds: Option<f64>,
 }
 
+impl SetMetrics {
+    /// The MOSES README's reference-set columns beyond FCD/Test and SNN/Test, in its order:
+    /// FCD/TestSF, SNN/TestSF, Frag/Test, Frag/TestSF, Scaf/Test, Scaf/TestSF.
+    pub fn reference_columns(&self) -> [Option<f64>; 6] {
+        let (t, sf) = (self.test.as_ref(), self.test_scaffolds.as_ref());
+        [
+            self.fcd_test_scaffolds,
+            sf.map(|s| s.snn),
+            t.map(|t| t.frag),
+            sf.map(|s| s.frag),
+            t.map(|t| t.scaf),
+            sf.map(|s| s.scaf),
+        ]
+    }
+}
+
 /// Unique@k: distinct canonical SMILES among the first k valid samples, divided by their number.
 pub fn unique_at_k(valid_canonical: &[&str], k: usize) -> f64 {
     let first = &valid_canonical[..k.min(valid_canonical.len())];

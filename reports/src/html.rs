@@ -152,7 +152,6 @@ pub(crate) fn render(r: &Report) -> String {
             );
         }
         h.push_str("</tbody></table>");
-        let (t, sf) = (m.test.as_ref(), m.test_scaffolds.as_ref());
         h.push_str("<table><thead><tr><th>model</th><th>FCD/TestSF</th><th>SNN/TestSF</th><th>Frag/Test</th><th>Frag/TestSF</th><th>Scaf/Test</th><th>Scaf/TestSF</th></tr></thead><tbody>");
         let row = |h: &mut String, class: &str, name: &str, cells: [String; 6]| {
             let _ = write!(h, "<tr{class}><td>{name}</td>");
@@ -165,14 +164,7 @@ pub(crate) fn render(r: &Report) -> String {
             &mut h,
             " class=\"ours\"",
             "this set",
-            [
-                opt(m.fcd_test_scaffolds),
-                opt(sf.map(|s| s.snn)),
-                opt(t.map(|t| t.frag)),
-                opt(sf.map(|s| s.frag)),
-                opt(t.map(|t| t.scaf)),
-                opt(sf.map(|s| s.scaf)),
-            ],
+            m.reference_columns().map(opt),
         );
         for b in chem::PUBLISHED_BASELINES {
             let cells = [

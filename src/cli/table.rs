@@ -126,7 +126,7 @@ pub fn metrics_table(m: &SetMetrics, means: PropertyMeans) -> String {
 /// The MOSES table: this set as one row beside the published baselines, in two parts (the
 /// README's columns do not fit one terminal line).
 pub fn moses_table(label: &str, m: &SetMetrics) -> String {
-    let (t, sf) = (m.test.as_ref(), m.test_scaffolds.as_ref());
+    let t = m.test.as_ref();
     let ours_1 = [
         cell(m.valid),
         cell(m.unique_at_10k),
@@ -137,14 +137,7 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
         opt_cell(m.fcd_test),
         opt_cell(t.map(|t| t.snn)),
     ];
-    let ours_2 = [
-        opt_cell(m.fcd_test_scaffolds),
-        opt_cell(sf.map(|t| t.snn)),
-        opt_cell(t.map(|t| t.frag)),
-        opt_cell(sf.map(|t| t.frag)),
-        opt_cell(t.map(|t| t.scaf)),
-        opt_cell(sf.map(|t| t.scaf)),
-    ];
+    let ours_2 = m.reference_columns().map(opt_cell);
     type Columns = fn(&chem::PublishedBaseline) -> Vec<f64>;
     let part = |header: &[&str], ours: &[String], published: Columns| {
         let line = |name: &str, cells: &[String]| {
