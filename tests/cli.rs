@@ -348,6 +348,39 @@ mod eval {
         assert_eq!(json["valid"].as_f64().unwrap(), 1.0);
     }
 
+    /// Without ChemNet's weights, eval says how to get them and prints the rest; a file that is not
+    /// ChemNet is an error naming it.
+    #[test]
+    fn fcd_needs_chemnet_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let sample = data("moses_test_sample.smi");
+        smirl()
+            .current_dir(dir.path())
+            .arg("eval")
+            .arg(&sample)
+            .arg("--test")
+            .arg(&sample)
+            .assert()
+            .success()
+            .stderr(
+                predicate::str::contains("FCD is not computed")
+                    .and(predicate::str::contains("fetch_moses.sh")),
+            )
+            .stdout(predicate::str::contains("SNN/Test"));
+        let fake = dir.path().join("ChemNet_v0.13_pretrained.pt");
+        std::fs::write(&fake, b"not a torch file").unwrap();
+        smirl()
+            .arg("eval")
+            .arg(&sample)
+            .arg("--chemnet")
+            .arg(&fake)
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains(fake.display().to_string()).and(predicate::str::contains("PyTorch")),
+            );
+    }
+
     /// The full MOSES table, FCD included, against molsets 0.3.1's own values on 1,000 molecules the
     /// prior sampled (tests/data/molsets_prior_samples_1000.json, made by bench/moses_peer.py):
     /// every metric within 0.005, FCD within 1 %. Fetches the MOSES data, molsets' statistics and

@@ -27,10 +27,3 @@ pub enum Error {
         why: String,
     },
 }
-
-impl ChemNet {
-    /// The Gaussian of the activations of canonical SMILES (`None` below two molecules).
-    pub fn gaussian<S: AsRef<str> + Sync>(&self, canonical_smiles: &[S]) -> Option<Gaussian> {
-        Gaussian::fit(&self.activations(canonical_smiles), ACTIVATION_DIM)
-    }
-}

@@ -146,7 +146,7 @@ impl MosesSources {
         if let Some(net) = &chemnet {
             // molsets runs ChemNet on the canonical SMILES of the valid samples, duplicates kept.
             let canonical: Vec<&str> = scored.iter().flatten().map(|p| p.canonical.as_str()).collect();
-            if let Some(gen) = net.gaussian(&canonical) {
+            if let Some(gen) = reference::chemnet_gaussian(net, &canonical, "samples") {
                 metrics.fcd_test = test.fcd.as_ref().map(|g| fcd::frechet_distance(&gen, g));
                 metrics.fcd_test_scaffolds = test_sf
                     .as_ref()

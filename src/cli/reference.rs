@@ -245,9 +245,18 @@ fn compute_gaussian(
 ) -> Option<fcd::Gaussian> {
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let canonical: Vec<String> = chem::canonicalize_batch(&smiles).into_iter().flatten().collect();
+    chemnet_gaussian(net, &canonical, name)
+}
+
+/// The Gaussian of ChemNet's activations of canonical SMILES, with a progress bar.
+pub fn chemnet_gaussian<S: AsRef<str> + Sync>(
+    net: &fcd::ChemNet,
+    canonical: &[S],
+    name: &str,
+) -> Option<fcd::Gaussian> {
     let bar = input::progress(canonical.len(), &format!("{name} FCD"));
     let mut activations = Vec::with_capacity(canonical.len() * fcd::ACTIVATION_DIM);
-    for chunk in canonical.chunks(4096) {
+    for chunk in canonical.chunks(2048) {
         activations.extend(net.activations(chunk));
         bar.inc(chunk.len() as u64);
     }
