@@ -1,6 +1,7 @@
 //! Command-line interface: one subcommand per run mode.
 
 mod bench;
+mod cache;
 mod data;
 mod demo;
 mod device;
