@@ -21,16 +21,20 @@ pub struct Reference {
 
 /// The training molecules among `wanted` (canonical SMILES), which is all novelty needs.
 ///
-/// A MOSES train split from the molsets wheel (molsets' `test_stats.npz` beside it) is compared as
-/// its strings stand, exactly as molsets' `novelty` does (`set(train)`, not canonicalised). Any
-/// other training set is canonicalised, once: its canonical SMILES are cached by content hash.
+/// MOSES train as fetch_moses.sh leaves it (`train.csv.gz`, molsets' `test_stats.npz` beside it)
+/// is compared as its strings stand, exactly as molsets' `novelty` does (`set(train)`, not
+/// canonicalised). Any other training set is canonicalised, once: its canonical SMILES are cached
+/// by content hash.
 pub fn training_matches(
     path: Option<&Path>,
     wanted: &HashSet<&str>,
     name: &str,
 ) -> anyhow::Result<HashSet<String>> {
     let keep = |s: &str| wanted.contains(s);
-    if let Some(p) = path.filter(|p| p.with_file_name("test_stats.npz").is_file()) {
+    let from_molsets = |p: &&Path| {
+        p.file_name().is_some_and(|n| n == "train.csv.gz") && p.with_file_name("test_stats.npz").is_file()
+    };
+    if let Some(p) = path.filter(from_molsets) {
         let records = input::read(p, None).context("reading the training set")?;
         return Ok(records
             .into_iter()

@@ -40,33 +40,6 @@ fn median(mut xs: Vec<f64>) -> f64 {
     }
 }
 
-/// The CPU model and its vector extensions, from /proc/cpuinfo (these ratios depend on them).
-fn cpu_description() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_once(':'))
-            .map(|(_, v)| v.trim().to_string())
-            .unwrap_or_default()
-    };
-    let flags = field("flags");
-    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vpopcntdq"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
-    format!(
-        "{} ({} logical CPUs; {})",
-        field("model name"),
-        num_cpus(),
-        simd.join(" ")
-    )
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
 /// Runs `smirl eval` as a user does, with the given cache directory; returns seconds and metrics.
 fn run_smirl_eval(args: &EvalBenchArgs, cache: &std::path::Path) -> anyhow::Result<(f64, Value)> {
     let exe = std::env::current_exe().context("locating the smirl binary")?;
@@ -139,7 +112,7 @@ pub fn run(args: EvalBenchArgs) -> anyhow::Result<()> {
     }
     let mut result = json!({
         "input": args.input.display().to_string(),
-        "cpu": cpu_description(),
+        "cpu": super::cpu_description(),
         "rounds": args.rounds.max(1),
         "smirl_cold_seconds": median(cold),
         "smirl_warm_seconds": median(warm),

@@ -97,6 +97,33 @@ pub(super) fn run_python_peer(python: &str, script: &str, args: &[String]) -> an
     serde_json::from_str(line).with_context(|| format!("the JSON output of {}", script.display()))
 }
 
+/// The CPU model and its vector extensions, from /proc/cpuinfo (these ratios depend on them).
+pub(super) fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let flags = field("flags");
+    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vpopcntdq"]
+        .into_iter()
+        .filter(|f| flags.split_whitespace().any(|x| x == *f))
+        .collect();
+    format!(
+        "{} ({} logical CPUs; {})",
+        field("model name"),
+        num_cpus(),
+        simd.join(" ")
+    )
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// Peak resident memory of this process so far, in MiB.
 pub(super) fn peak_rss_mb() -> f64 {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };

@@ -146,6 +146,7 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
     let mut result = json!({
         "input": args.input.display().to_string(),
         "threads": rayon::current_num_threads(),
+        "cpu": super::cpu_description(),
         "device": format!("{device:?}"),
         "n_params": gpt.num_params(),
         "vocab_size": cfg.vocab_size,
@@ -200,6 +201,7 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
             "smirl bench model: {} parameters, vocab {}, {} threads",
             result["n_params"], result["vocab_size"], result["threads"]
         );
+        println!("CPU: {}", result["cpu"].as_str().unwrap_or(""));
         println!(
             "  training (batch {}): {:.0} non-pad tokens/s",
             args.batch,

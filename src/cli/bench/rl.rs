@@ -149,6 +149,7 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         "model": args.model.display().to_string(),
         "batch": args.batch,
         "threads": rayon::current_num_threads(),
+        "cpu": super::cpu_description(),
         "modes": ours,
     });
     // The peer's modes: its `prefix` is our soft prompt; it has no deep prefix.
@@ -215,6 +216,7 @@ fn print_human(r: &Value) {
         r["batch"],
         r["threads"]
     );
+    println!("CPU: {}", r["cpu"].as_str().unwrap_or(""));
     if let Some(peer) = r.get("peer") {
         println!(
             "peer: PyTorch {} + transformers {}, RDKit {} ({} threads); weight mapping check: {}",

@@ -69,6 +69,7 @@ pub fn run(args: ScoreBenchArgs) -> anyhow::Result<()> {
     let mut result = json!({
         "input": args.input.display().to_string(),
         "threads": rayon::current_num_threads(),
+        "cpu": super::cpu_description(),
         "n": smiles.len(),
         "valid": n_valid,
         "score_seconds": score_s,
@@ -113,6 +114,7 @@ fn print_human(r: &Value) {
         r["input"].as_str().unwrap_or(""),
         r["threads"]
     );
+    println!("CPU: {}", r["cpu"].as_str().unwrap_or(""));
     println!(
         "  scoring (parse, canonical, QED, SA, fingerprint): {:.0} mol/s ({:.2} s for {})",
         f("mols_per_s"),
