@@ -106,6 +106,17 @@ macro_rules! with_popcnt {
     };
 }
 
+/// Keeps the larger of the fractions `best_c / best_u` and `common / union` (compared by
+/// cross-multiplication; both ≤ 2048, so the products fit in u32). Two empty fingerprints (union
+/// 0) have similarity 1, as `tanimoto_from_counts` says.
+#[inline(always)]
+fn keep_best(best_c: &mut u32, best_u: &mut u32, common: u32, union: u32) {
+    let (c, u) = if union == 0 { (1, 1) } else { (common, union) };
+    if c * *best_u > *best_c * u {
+        (*best_c, *best_u) = (c, u);
+    }
+}
+
 with_popcnt!(best_tanimotos, (queries: &[Fingerprint], reference: &[Fingerprint], ref_counts: &[u32]) -> Vec<f64>, {
     // The reference is read in tiles that stay in the L2 cache while every query of the block
     // scans them, instead of streaming the whole reference (22 MB for MOSES test) once per query.
@@ -119,14 +130,7 @@ with_popcnt!(best_tanimotos, (queries: &[Fingerprint], reference: &[Fingerprint]
             let (mut bc, mut bu) = *b;
             for (r, &rc) in tile.iter().zip(tile_counts) {
                 let c = q.common(r);
-                // Two empty fingerprints have similarity 1, as tanimoto_from_counts says.
-                let (c, u) = match qc + rc - c {
-                    0 => (1, 1),
-                    u => (c, u),
-                };
-                if c * bu > bc * u {
-                    (bc, bu) = (c, u);
-                }
+                keep_best(&mut bc, &mut bu, c, qc + rc - c);
             }
             *b = (bc, bu);
         }
@@ -161,13 +165,7 @@ unsafe fn best_tanimotos_avx512(
                     _mm512_popcnt_epi64(_mm512_and_si512(q1, load(r, 1))),
                 );
                 let c = _mm512_reduce_add_epi64(both) as u32;
-                let (c, u) = match qc + rc - c {
-                    0 => (1, 1),
-                    u => (c, u),
-                };
-                if c * bu > bc * u {
-                    (bc, bu) = (c, u);
-                }
+                keep_best(&mut bc, &mut bu, c, qc + rc - c);
             }
             *b = (bc, bu);
         }

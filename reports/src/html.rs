@@ -167,15 +167,7 @@ pub(crate) fn render(r: &Report) -> String {
             m.reference_columns().map(opt),
         );
         for b in chem::PUBLISHED_BASELINES {
-            let cells = [
-                b.fcd_test_sf,
-                b.snn_test_sf,
-                b.frag_test,
-                b.frag_test_sf,
-                b.scaf_test,
-                b.scaf_test_sf,
-            ];
-            row(&mut h, "", &escape(b.model), cells.map(num));
+            row(&mut h, "", &escape(b.model), b.reference_columns().map(num));
         }
         h.push_str("</tbody></table><p>Published rows: MOSES benchmark (Polykovskiy et al. 2020, means of three runs), MOSES test and scaffold test sets. Novelty is against the training set given to smirl; FCD needs ChemNet's weights (datasets/fetch_moses.sh), and the TestSF columns a scaffold test set (--test-scaffolds).</p>");
     }

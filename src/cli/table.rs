@@ -192,16 +192,7 @@ pub fn moses_table(label: &str, m: &SetMetrics) -> String {
             "Scaf/TestSF",
         ],
         &ours_2,
-        |b| {
-            vec![
-                b.fcd_test_sf,
-                b.snn_test_sf,
-                b.frag_test,
-                b.frag_test_sf,
-                b.scaf_test,
-                b.scaf_test_sf,
-            ]
-        },
+        |b| b.reference_columns().to_vec(),
     ));
     out.push_str("(published rows: MOSES benchmark, Polykovskiy et al. 2020, means of three runs)\n");
     out
