@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use candle_core::pickle::Object;
+use fastmath::exp_fast;
 use rayon::prelude::*;
 
 use crate::torch_file::LegacyTorchFile;
@@ -494,21 +495,6 @@ fn selu(x: f32) -> f32 {
     } else {
         SCALE * ALPHA * x.exp_m1()
     }
-}
-
-/// Cephes `expf`: range reduction by ln 2, degree-5 polynomial; relative error < 2e-7. Branch-free
-/// so that the gate loops vectorise.
-#[inline(always)]
-fn exp_fast(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    // Round to nearest by the 1.5·2²³ trick (no libm call, so the loop vectorises).
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
-        + 0.5;
-    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 #[inline(always)]

@@ -11,15 +11,15 @@
 //! threads that do not meet at a barrier after every operation overlap the two, and the
 //! weights' panels are reused across all of a shard's rows.
 
+use crate::cpu::kernels::{axpy, dispatch, dot, exp_fast, row_stats};
+use crate::cpu::layout::{
+    self, ATTN_B, ATTN_W, FCP_B, FCP_W, FC_B, FC_W, LN1_B, LN1_W, LN2_B, LN2_W, PROJ_B, PROJ_W,
+};
 use crate::gpt::Gpt;
-use crate::ops::{dispatch, dot, exp_fast, row_stats};
 use crate::packed_linear::PackedLinear;
-use crate::train_pass::{axpy, TrainPass};
+use crate::train_pass::TrainPass;
 use crate::{Error, Result};
 use rayon::prelude::*;
-
-/// Parameter tensors per block, in [`Gpt::parameters`] order.
-const PER_LAYER: usize = 12;
 
 /// Fewest rows worth a shard (and a thread) of their own.
 const MIN_SHARD_ROWS: usize = 8;
@@ -88,12 +88,12 @@ impl Decoder {
         let (c, v) = (cfg.n_embd, cfg.vocab_size);
         let linear = (0..cfg.n_layer)
             .map(|l| {
-                let p = &mut w[2 + l * PER_LAYER..][..PER_LAYER];
+                let p = &mut w[layout::block_start(l)..][..layout::PER_LAYER];
                 let packed = [
-                    PackedLinear::new(&p[2], Some(&p[3]), 3 * c, c),
-                    PackedLinear::new(&p[4], Some(&p[5]), c, c),
-                    PackedLinear::new(&p[8], Some(&p[9]), 4 * c, c),
-                    PackedLinear::new(&p[10], Some(&p[11]), c, 4 * c),
+                    PackedLinear::new(&p[ATTN_W], Some(&p[ATTN_B]), 3 * c, c),
+                    PackedLinear::new(&p[PROJ_W], Some(&p[PROJ_B]), c, c),
+                    PackedLinear::new(&p[FC_W], Some(&p[FC_B]), 4 * c, c),
+                    PackedLinear::new(&p[FCP_W], Some(&p[FCP_B]), c, 4 * c),
                 ];
                 // The packed copies are the ones used; free the originals.
                 for i in [2, 3, 4, 5, 8, 9, 10, 11] {
@@ -102,7 +102,7 @@ impl Decoder {
                 packed
             })
             .collect();
-        let head = PackedLinear::new(&w[0], None, v, c);
+        let head = PackedLinear::new(&w[layout::WTE], None, v, c);
         let kv_prefix = match model.kv_prefix() {
             Some(kv) => kv.flatten_all()?.to_vec1::<f32>()?,
             None => Vec::new(),
@@ -192,7 +192,7 @@ impl Decoder {
                 format!("token id {bad} >= vocab_size {v}"),
             ));
         }
-        let wte = &self.weights.w[0];
+        let wte = &self.weights.w[layout::WTE];
         fill_inputs(&mut self.shards, &self.slots, c, |row| {
             &wte[tokens[row] as usize * c..][..c]
         });
@@ -326,7 +326,7 @@ impl Shard {
     /// The decoder's step for this shard's rows, on the calling thread.
     fn step(&mut self, wt: &Weights, pos: usize, cap: usize) {
         let (n, c) = (self.rows, wt.c);
-        let pe = &wt.w[1][pos * c..][..c];
+        let pe = &wt.w[layout::WPE][pos * c..][..c];
         for x in self.x.chunks_mut(c) {
             x.iter_mut().zip(pe).for_each(|(a, b)| *a += b);
         }
@@ -336,8 +336,8 @@ impl Shard {
         self.qkv.resize(n * 3 * c, 0.0);
         self.act.resize(n * 4 * c, 0.0);
         for (l, [qkv, proj, fc, fc2]) in wt.linear.iter().enumerate() {
-            let p = &wt.w[2 + l * PER_LAYER..][..PER_LAYER];
-            layer_norm(&self.x, &p[0], &p[1], wt.eps, &mut self.h);
+            let p = layout::block(&wt.w, l);
+            layer_norm(&self.x, &p[LN1_W], &p[LN1_B], wt.eps, &mut self.h);
             qkv.forward(&mut self.qkv, &self.h, None, n, false);
             let rows = self
                 .h
@@ -348,12 +348,12 @@ impl Shard {
                 attend_row(c, wt.nh, wt.k + pos, qkv, k, v, &mut self.scores, y);
             }
             proj.forward(&mut self.x2, &self.h, Some(&self.x), n, false);
-            layer_norm(&self.x2, &p[6], &p[7], wt.eps, &mut self.h);
+            layer_norm(&self.x2, &p[LN2_W], &p[LN2_B], wt.eps, &mut self.h);
             fc.forward(&mut self.act, &self.h, None, n, true);
             fc2.forward(&mut self.x, &self.act, Some(&self.x2), n, false);
         }
-        let nw = wt.w.len();
-        layer_norm(&self.x, &wt.w[nw - 2], &wt.w[nw - 1], wt.eps, &mut self.h);
+        let (lnf_w, lnf_b) = layout::ln_f(wt.w.len());
+        layer_norm(&self.x, &wt.w[lnf_w], &wt.w[lnf_b], wt.eps, &mut self.h);
         self.logits.resize(n * wt.v, 0.0);
         wt.head.forward(&mut self.logits, &self.h, None, n, false);
     }

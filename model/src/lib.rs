@@ -28,6 +28,13 @@
 //! weights packed once for an AVX2/FMA kernel (`packed_linear.rs`) that adds the bias and
 //! residual and applies GELU as it writes. Its tests compare logits with [`Gpt::forward`].
 //!
+//! So the GPT's forward exists three times, tied together by tests: [`Gpt::forward`] (candle,
+//! every device; the reference), [`train_pass::TrainPass`] (losses and every gradient checked
+//! against candle's autograd) and [`decode_pass::Decoder`] (logits checked against
+//! [`Gpt::forward`] with and without a deep prefix; the sampler's log-likelihoods against both
+//! training paths'). The two hand-written passes share the slice kernels of `cpu/kernels.rs` and
+//! the weights' flat layout of `cpu/layout.rs`.
+//!
 //! # CPU performance notes for the binary
 //!
 //! - candle 0.11 runs large elementwise ops on its own *spinning* barrier thread pool, next to
@@ -51,6 +58,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+mod cpu;
 pub mod decode_pass;
 mod error;
 pub mod gpt;

@@ -6,6 +6,7 @@
 //! one pass forward and one pass backward over f32 CPU data. On other devices or dtypes they fall
 //! back to candle's composed (differentiable) ops, so the `cuda` build stays correct.
 
+use crate::cpu::kernels::{dispatch, dot, exp_fast, gelu_bwd, gelu_fwd, row_stats};
 use candle_core::{
     backend::BackendStorage, CpuStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Storage, Tensor, D,
 };
@@ -129,14 +130,6 @@ pub fn layer_norm(xs: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> CResult<Tens
     candle_nn::ops::layer_norm_slow(xs, w, b, eps as f32)
 }
 
-#[inline(always)]
-pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
-    let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-    (mean, 1.0 / (var + eps).sqrt())
-}
-
 impl CustomOp3 for LayerNormOp {
     fn name(&self) -> &'static str {
         "layer-norm-fused"
@@ -177,7 +170,7 @@ impl CustomOp3 for LayerNormOp {
                 with_f32(g, |g| {
                     let stats: Vec<(f32, f32)> = x.par_chunks(n).map(|x| row_stats(x, self.eps)).collect();
                     let mut dx = vec![0f32; x.len()];
-                    let (mut dw, db) = crate::train_pass::layer_norm_bwd(x, &stats, w, g, &mut dx, false);
+                    let (mut dw, db) = crate::cpu::kernels::layer_norm_bwd(x, &stats, w, g, &mut dx, false);
                     dw.extend(db);
                     (dx, dw)
                 })
@@ -290,76 +283,6 @@ impl CustomOp1 for CrossEntropy {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Branch-free exp/erf so the GELU loops vectorise, and AVX2+FMA dispatch for the hot loops (the
-// crate is built for baseline x86-64; `is_x86_feature_detected!` is cached by std).
-
-/// Cephes `expf`: range reduction by ln 2, degree-5 polynomial; relative error < 2e-7.
-#[inline(always)]
-pub(crate) fn exp_fast(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
-    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
-        + 0.5;
-    (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
-#[inline(always)]
-fn erf_fast(x: f32) -> f32 {
-    let a = x.abs();
-    let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let y = 1.0
-        - (((((1.061_405_4 * t - 1.453_152_1) * t) + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6)
-            * t
-            * exp_fast(-a * a);
-    y.copysign(x)
-}
-
-#[inline(always)]
-fn gelu_fwd_body(x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = 0.5 * x * (1.0 + erf_fast(x * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
-
-#[inline(always)]
-fn gelu_bwd_body(x: &[f32], g: &[f32], d: &mut [f32]) {
-    // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
-    for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-        let cdf = 0.5 * (1.0 + erf_fast(x * std::f32::consts::FRAC_1_SQRT_2));
-        *d = g * (cdf + x * INV_SQRT_2PI * exp_fast(-0.5 * x * x));
-    }
-}
-
-/// Defines `$name` running `$body` compiled for AVX2+FMA when the CPU has it.
-macro_rules! dispatch {
-    ($vis:vis $name:ident, $avx:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $avx($($arg: $ty),*) {
-            $body($($arg),*)
-        }
-        #[allow(clippy::too_many_arguments)]
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the features were detected just above.
-                return unsafe { $avx($($arg),*) };
-            }
-            $body($($arg),*)
-        }
-    };
-}
-pub(crate) use dispatch;
-dispatch!(pub(crate) gelu_fwd, gelu_fwd_avx2, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
-dispatch!(pub(crate) gelu_bwd, gelu_bwd_avx2, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
-
-// ---------------------------------------------------------------------------------------------
 // GELU (erf form) with a one-pass backward.
 
 struct GeluErf;
@@ -463,25 +386,6 @@ fn attend_body(g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut 
     }
 }
 dispatch!(attend, attend_avx2, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
-
-#[inline(always)]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators so the compiler can vectorise the reduction.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
 
 impl CustomOp3 for CachedAttention {
     fn name(&self) -> &'static str {

@@ -7,7 +7,7 @@
 //! (packing plus the kernel zeroing freshly mapped pages). Packing once at load, and folding the
 //! bias, residual and GELU into the kernel's write-back, removes those passes.
 
-use crate::ops::gelu_fwd;
+use crate::cpu::kernels::gelu_fwd;
 
 /// Columns per panel: two 8-lane vectors.
 const NR: usize = 16;

@@ -12,27 +12,16 @@
 //! mean cross-entropy (`w = 1/n_tokens`), REINFORCE (`w = advantage / B`) and REINVENT's squared
 //! error (weights from a first forward) are all of this form.
 
+use crate::cpu::kernels::{
+    add_to, axpy, col_sums, dispatch, dot, gelu_bwd_in_place, gelu_fwd, layer_norm_bwd, layer_norm_fwd,
+    linear_fwd, matmul, par_rows, resize,
+};
+use crate::cpu::layout::*;
 use crate::gpt::Gpt;
-use crate::ops::{dispatch, dot, gelu_bwd, gelu_fwd, row_stats};
 use crate::vocab::PAD;
 use crate::{Error, Result};
 use candle_core::{backprop::GradStore, DType, Tensor};
 use rayon::prelude::*;
-
-/// Parameter tensors per block, in [`Gpt::parameters`] order.
-const PER_LAYER: usize = 12;
-const LN1_W: usize = 0;
-const LN1_B: usize = 1;
-const ATTN_W: usize = 2;
-const ATTN_B: usize = 3;
-const PROJ_W: usize = 4;
-const PROJ_B: usize = 5;
-const LN2_W: usize = 6;
-const LN2_B: usize = 7;
-const FC_W: usize = 8;
-const FC_B: usize = 9;
-const FCP_W: usize = 10;
-const FCP_B: usize = 11;
 
 /// Which gradients [`TrainPass::backward`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -224,7 +213,7 @@ impl TrainPass {
         // Embeddings: prefix vector or token embedding, plus the position embedding.
         let mut x = std::mem::take(&mut self.layers[0].x_in);
         x.resize(n * c, 0.0);
-        let (wte, wpe) = (&self.w[0], &self.w[1]);
+        let (wte, wpe) = (&self.w[WTE], &self.w[WPE]);
         for (row, xr) in x.chunks_mut(c).enumerate() {
             let (bi, pos) = self.position(row);
             let src = if pos < p {
@@ -242,7 +231,7 @@ impl TrainPass {
         self.layers[0].x_in = x;
 
         for l in 0..d.n_layer {
-            let base = 2 + l * PER_LAYER;
+            let base = block_start(l);
             let w = &self.w[base..base + PER_LAYER];
             let (head, tail) = self.layers.split_at_mut(l + 1);
             let a = &mut head[l];
@@ -285,7 +274,8 @@ impl TrainPass {
         // Final LayerNorm at the token positions, tied head, log-softmax.
         let nt = self.tok_index.len();
         let x_tok = self.token_rows();
-        let (lnf_w, lnf_b) = (&self.w[self.w.len() - 2], &self.w[self.w.len() - 1]);
+        let (lnf_w, lnf_b) = ln_f(self.w.len());
+        let (lnf_w, lnf_b) = (&self.w[lnf_w], &self.w[lnf_b]);
         resize(&mut self.lnf, nt * c);
         self.lnf_stats.resize(nt, (0.0, 0.0));
         layer_norm_fwd(&x_tok, lnf_w, lnf_b, d.eps, &mut self.lnf, &mut self.lnf_stats);
@@ -294,7 +284,7 @@ impl TrainPass {
             &mut self.probs,
             &self.lnf,
             false,
-            &self.w[0],
+            &self.w[WTE],
             true,
             nt,
             v,
@@ -402,14 +392,24 @@ impl TrainPass {
                 dl[y as usize] -= wr;
             });
         if want_w {
-            matmul(&mut g[0], &self.d_logits, true, &self.lnf, false, v, c, nt, true);
+            matmul(
+                &mut g[WTE],
+                &self.d_logits,
+                true,
+                &self.lnf,
+                false,
+                v,
+                c,
+                nt,
+                true,
+            );
         }
         resize(&mut self.d_lnf, nt * c);
         matmul(
             &mut self.d_lnf,
             &self.d_logits,
             false,
-            &self.w[0],
+            &self.w[WTE],
             false,
             nt,
             c,
@@ -419,19 +419,19 @@ impl TrainPass {
 
         // Final LayerNorm, scattered back to the token rows of the residual stream.
         let x_tok = self.token_rows();
-        let nw = self.w.len();
+        let (lnf_w, lnf_b) = ln_f(self.w.len());
         let mut dx_tok = vec![0f32; nt * c];
         let (dlnf_w, dlnf_b) = layer_norm_bwd(
             &x_tok,
             &self.lnf_stats,
-            &self.w[nw - 2],
+            &self.w[lnf_w],
             &self.d_lnf,
             &mut dx_tok,
             false,
         );
         if want_w {
-            g[nw - 2] = dlnf_w;
-            g[nw - 1] = dlnf_b;
+            g[lnf_w] = dlnf_w;
+            g[lnf_b] = dlnf_b;
         }
         self.dx.clear();
         self.dx.resize(n * c, 0.0);
@@ -445,7 +445,7 @@ impl TrainPass {
         let mut d_kv_prefix = self.kv_prefix.as_ref().map(|(_, data)| vec![0f32; data.len()]);
         let mut reached_embeddings = true;
         for l in (0..d.n_layer).rev() {
-            let base = 2 + l * PER_LAYER;
+            let base = block_start(l);
             let w = &self.w[base..base + PER_LAYER];
             let a = &self.layers[l];
             let gl = &mut g[base..base + PER_LAYER];
@@ -586,7 +586,7 @@ impl TrainPass {
         for (row, dxr) in self.dx.chunks(c).take(embedding_rows).enumerate() {
             let (bi, pos) = self.position(row);
             if want_w {
-                add_to(&mut g[1][pos * c..][..c], dxr);
+                add_to(&mut g[WPE][pos * c..][..c], dxr);
             }
             if pos < d.p {
                 if let (Some(dp), Some((_, _, pb, _))) = (d_prefix.as_mut(), self.prefix.as_ref()) {
@@ -595,7 +595,7 @@ impl TrainPass {
                 }
             } else if want_w {
                 let tok = self.tokens[bi * d.t + pos - d.p] as usize;
-                add_to(&mut g[0][tok * c..][..c], dxr);
+                add_to(&mut g[WTE][tok * c..][..c], dxr);
             }
         }
 
@@ -738,197 +738,6 @@ impl ChunkedPass {
         }
         Ok(total)
     }
-}
-
-fn resize(v: &mut Vec<f32>, len: usize) {
-    v.resize(len, 0.0);
-}
-
-#[inline(always)]
-fn add_to(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-}
-
-/// Applies `f` to matching `width`-wide rows of `x` and `y` in parallel.
-pub(crate) fn par_rows(x: &[f32], y: &mut [f32], width: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
-    const ROWS: usize = 16;
-    y.par_chunks_mut(width * ROWS)
-        .zip(x.par_chunks(width * ROWS))
-        .for_each(|(y, x)| f(x, y));
-}
-
-/// `d ← d · gelu'(x)`.
-fn gelu_bwd_in_place(x: &[f32], d: &mut [f32], width: usize) {
-    const ROWS: usize = 16;
-    d.par_chunks_mut(width * ROWS)
-        .zip(x.par_chunks(width * ROWS))
-        .for_each(|(d, x)| {
-            let g = d.to_vec();
-            gelu_bwd(x, &g, d);
-        });
-}
-
-/// `dst += Σ_rows m` for a row-major `m` of `width` columns.
-fn col_sums(m: &[f32], width: usize, dst: &mut [f32]) {
-    for row in m.chunks(width) {
-        add_to(dst, row);
-    }
-}
-
-/// `C (m×n) = A (m×k) · B (k×n)`, or `C +=` with `acc`. `ta`: A is stored as its transpose
-/// (k×m, row-major); `tb`: B is stored as its transpose (n×k). All row-major, contiguous.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn matmul(
-    c: &mut [f32],
-    a: &[f32],
-    ta: bool,
-    b: &[f32],
-    tb: bool,
-    m: usize,
-    n: usize,
-    k: usize,
-    acc: bool,
-) {
-    assert!(
-        c.len() >= m * n && a.len() >= m * k && b.len() >= k * n,
-        "matmul: buffer too small"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !acc {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    let (a_rs, a_cs) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (b_rs, b_cs) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    let threads = rayon::current_num_threads();
-    let par = if threads > 1 && m * n * k >= 1 << 18 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the asserts above keep every index the strides reach inside the slices, and `c`
-    // does not alias `a` or `b` (distinct borrows).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            acc,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            par,
-        );
-    }
-}
-
-/// `out (n×d_out) = [resid +] x (n×d_in) · Wᵀ + bias`, with `W` stored `(d_out, d_in)`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn linear_fwd(
-    out: &mut [f32],
-    resid: Option<&[f32]>,
-    x: &[f32],
-    w: &[f32],
-    bias: &[f32],
-    n: usize,
-    d_in: usize,
-    d_out: usize,
-) {
-    match resid {
-        Some(r) => out
-            .par_chunks_mut(d_out)
-            .zip(r.par_chunks(d_out))
-            .for_each(|(o, r)| o.iter_mut().zip(r).zip(bias).for_each(|((o, r), b)| *o = r + b)),
-        None => out.par_chunks_mut(d_out).for_each(|o| o.copy_from_slice(bias)),
-    }
-    matmul(out, x, false, w, true, n, d_out, d_in, true);
-}
-
-pub(crate) fn layer_norm_fwd(
-    x: &[f32],
-    w: &[f32],
-    b: &[f32],
-    eps: f32,
-    out: &mut [f32],
-    stats: &mut [(f32, f32)],
-) {
-    let c = w.len();
-    out.par_chunks_mut(c)
-        .zip(x.par_chunks(c))
-        .zip(stats.par_iter_mut())
-        .for_each(|((y, x), st)| {
-            let (mean, rstd) = row_stats(x, eps);
-            *st = (mean, rstd);
-            for i in 0..c {
-                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-            }
-        });
-}
-
-/// LayerNorm backward: writes (or with `acc` adds) dx, returns (dw, db). Partial sums of dw/db per
-/// fixed group of rows are added in order: deterministic.
-pub(crate) fn layer_norm_bwd(
-    x: &[f32],
-    stats: &[(f32, f32)],
-    w: &[f32],
-    dy: &[f32],
-    dx: &mut [f32],
-    acc: bool,
-) -> (Vec<f32>, Vec<f32>) {
-    let c = w.len();
-    const ROWS: usize = 32;
-    let parts: Vec<Vec<f32>> = dx
-        .par_chunks_mut(c * ROWS)
-        .zip(x.par_chunks(c * ROWS).zip(dy.par_chunks(c * ROWS)))
-        .zip(stats.par_chunks(ROWS))
-        .map(|((dx, (x, dy)), st)| {
-            let mut part = vec![0f32; 2 * c];
-            for (((dx, x), dy), &(mean, rstd)) in dx.chunks_mut(c).zip(x.chunks(c)).zip(dy.chunks(c)).zip(st)
-            {
-                let (mut m1, mut m2) = (0f32, 0f32);
-                for i in 0..c {
-                    let xh = (x[i] - mean) * rstd;
-                    let dxh = dy[i] * w[i];
-                    m1 += dxh;
-                    m2 += dxh * xh;
-                    part[i] += dy[i] * xh;
-                    part[c + i] += dy[i];
-                }
-                let (m1, m2) = (m1 / c as f32, m2 / c as f32);
-                for i in 0..c {
-                    let xh = (x[i] - mean) * rstd;
-                    let v = rstd * (dy[i] * w[i] - m1 - xh * m2);
-                    if acc {
-                        dx[i] += v;
-                    } else {
-                        dx[i] = v;
-                    }
-                }
-            }
-            part
-        })
-        .collect();
-    let mut dwb = vec![0f32; 2 * c];
-    for p in &parts {
-        add_to(&mut dwb, p);
-    }
-    let db = dwb.split_off(c);
-    (dwb, db)
 }
 
 /// Splits `buf` into consecutive pieces of `len · width` for each `len` of `lens`.
@@ -1146,12 +955,6 @@ dispatch!(attention_fwd_row, attention_fwd_row_avx2, attention_fwd_row_body,
     (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &mut [f32], y: &mut [f32]));
 dispatch!(attention_bwd_row, attention_bwd_row_avx2, attention_bwd_row_body,
     (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32], d_kv: &mut [f32]));
-
-/// `y += a · x`.
-#[inline(always)]
-pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
-}
 
 #[cfg(test)]
 mod tests {

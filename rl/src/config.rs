@@ -283,24 +283,42 @@ pub struct ReplayConfig {
     pub per_step: usize,
 }
 
-/// The `[diversity_filter]` section: Murcko scaffold buckets (REINVENT 4's defaults).
+/// The `[diversity_filter]` section (REINVENT 4's defaults; see [`crate::diversity_filter`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DiversityFilterConfig {
     /// Whether the filter is on.
     pub enabled: bool,
-    /// Hits a scaffold may produce before its molecules score 0.
+    /// How hits are grouped into buckets.
+    pub kind: FilterKind,
+    /// Hits a bucket may hold before its molecules score 0.
     pub bucket_size: usize,
     /// A hit is a molecule scoring at least this.
     pub min_score: f64,
+    /// `compound_similarity`: the Tanimoto similarity (Morgan, radius 2) at which a hit joins a
+    /// bucket.
+    pub similarity: f64,
+}
+
+/// How the diversity filter groups hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FilterKind {
+    /// One bucket per identical Bemis–Murcko scaffold.
+    #[default]
+    MurckoScaffold,
+    /// One bucket per group of similar molecules (Tanimoto to the bucket's first hit).
+    CompoundSimilarity,
 }
 
 impl Default for DiversityFilterConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            kind: FilterKind::MurckoScaffold,
             bucket_size: 25,
             min_score: 0.4,
+            similarity: 0.6,
         }
     }
 }
@@ -554,6 +572,9 @@ impl TuneConfig {
         }
         if !(0.0..=1.0).contains(&self.diversity_filter.min_score) {
             return Err(Error::config("diversity_filter.min_score", "must be in [0, 1]"));
+        }
+        if !(self.diversity_filter.similarity > 0.0 && self.diversity_filter.similarity <= 1.0) {
+            return Err(Error::config("diversity_filter.similarity", "must be in (0, 1]"));
         }
         self.scoring.validate()
     }

@@ -1,26 +1,55 @@
-//! Scaffold diversity filter (REINVENT 4's `IdenticalMurckoScaffold`): molecules are bucketed
-//! by Bemis–Murcko scaffold; once a bucket holds `bucket_size` hits (molecules scoring at least
-//! `min_score`), further molecules with that scaffold score 0, pushing the policy elsewhere.
-//! Acyclic molecules share the empty scaffold.
+//! Diversity filters (REINVENT 4's): each hit (a molecule scoring at least `min_score`) joins a
+//! bucket; once a bucket holds `bucket_size` hits, further molecules that would join it score 0,
+//! pushing the policy elsewhere. Two ways to form buckets:
+//! - `murcko_scaffold` (`IdenticalMurckoScaffold`): one bucket per Bemis–Murcko scaffold; acyclic
+//!   molecules share the empty scaffold.
+//! - `compound_similarity` (the memory of Blaschke et al. 2020, "Memory-assisted reinforcement
+//!   learning for diverse molecular de novo design"): a hit joins the bucket whose first member is
+//!   most similar to it (Tanimoto of Morgan fingerprints) if that is at least `similarity`, else it
+//!   opens a bucket. This also catches a policy that circles one chemotype through many slightly
+//!   different scaffolds, which identical-scaffold buckets do not.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use chem::Fingerprint;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::DiversityFilterConfig;
 
-/// Scaffold → hits so far.
+/// Buckets filled so far (saved with the run's state, so a resumed run filters as before).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct DiversityFilter {
-    /// Hits per scaffold.
+    /// Hits per scaffold (`murcko_scaffold`).
     pub buckets: BTreeMap<String, usize>,
+    /// Buckets by similarity (`compound_similarity`), in the order they were opened.
+    #[serde(default)]
+    pub similarity_buckets: Vec<SimilarityBucket>,
+}
+
+/// A `compound_similarity` bucket: its first hit's fingerprint and how many hits it holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimilarityBucket {
+    /// Fingerprint of the hit that opened the bucket.
+    #[serde(serialize_with = "words_out", deserialize_with = "words_in")]
+    pub first: Fingerprint,
+    /// Hits so far.
+    pub hits: usize,
+}
+
+fn words_out<S: Serializer>(fp: &Fingerprint, s: S) -> Result<S::Ok, S::Error> {
+    fp.words().serialize(s)
+}
+
+fn words_in<'de, D: Deserializer<'de>>(d: D) -> Result<Fingerprint, D::Error> {
+    let words = <[u64; 16]>::deserialize(d)?;
+    Ok(Fingerprint::from_words(&words))
 }
 
 impl DiversityFilter {
-    /// Applies the filter in place: `scores[i]` becomes 0 for a hit whose scaffold bucket is
-    /// full; other hits are counted. `scaffolds[i]` is `None` for invalid molecules.
-    /// Returns how many molecules were zeroed.
-    pub fn apply(
+    /// `murcko_scaffold`: `scores[i]` becomes 0 for a hit whose scaffold bucket is full; other
+    /// hits are counted. `scaffolds[i]` is `None` for invalid molecules. Returns how many
+    /// molecules were zeroed.
+    pub fn apply_scaffolds(
         &mut self,
         cfg: &DiversityFilterConfig,
         scaffolds: &[Option<String>],
@@ -33,15 +62,59 @@ impl DiversityFilter {
                 continue;
             }
             let n = self.buckets.entry(scaf.clone()).or_insert(0);
-            if *n >= cfg.bucket_size {
-                *s = 0.0;
-                zeroed += 1;
-            } else {
-                *n += 1;
+            if admit(n, cfg.bucket_size) {
+                continue;
             }
+            *s = 0.0;
+            zeroed += 1;
         }
         zeroed
     }
+
+    /// `compound_similarity`: as [`Self::apply_scaffolds`], with a hit's bucket the most similar
+    /// open one at Tanimoto ≥ `cfg.similarity` (a new one if none is). `fps[i]` is `None` for
+    /// invalid molecules. Hits of one batch are taken in order, so they can fill a bucket too.
+    pub fn apply_similarity(
+        &mut self,
+        cfg: &DiversityFilterConfig,
+        fps: &[Option<Fingerprint>],
+        scores: &mut [f64],
+    ) -> usize {
+        let mut zeroed = 0;
+        for (fp, s) in fps.iter().zip(scores.iter_mut()) {
+            let Some(fp) = fp else { continue };
+            if *s < cfg.min_score {
+                continue;
+            }
+            let nearest = self
+                .similarity_buckets
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (i, b.first.tanimoto(fp)))
+                .filter(|&(_, sim)| sim >= cfg.similarity)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            let Some((i, _)) = nearest else {
+                self.similarity_buckets
+                    .push(SimilarityBucket { first: *fp, hits: 1 });
+                continue;
+            };
+            if admit(&mut self.similarity_buckets[i].hits, cfg.bucket_size) {
+                continue;
+            }
+            *s = 0.0;
+            zeroed += 1;
+        }
+        zeroed
+    }
+}
+
+/// Counts a hit into a bucket holding `hits`; false when the bucket is already full.
+fn admit(hits: &mut usize, bucket_size: usize) -> bool {
+    if *hits >= bucket_size {
+        return false;
+    }
+    *hits += 1;
+    true
 }
 
 #[cfg(test)]
@@ -54,7 +127,7 @@ mod tests {
         let cfg = DiversityFilterConfig {
             enabled: true,
             bucket_size: 2,
-            min_score: 0.4,
+            ..Default::default()
         };
         let mut f = DiversityFilter::default();
         let scaf: Vec<Option<String>> = ["c1ccccc1", "c1ccccc1", "c1ccccc1", "c1ccccc1", "", "C1CC1"]
@@ -62,10 +135,58 @@ mod tests {
             .map(|s| Some(s.to_string()))
             .collect();
         let mut s = vec![0.9, 0.3, 0.8, 0.7, 0.5, 0.1];
-        assert_eq!(f.apply(&cfg, &scaf, &mut s), 1);
+        assert_eq!(f.apply_scaffolds(&cfg, &scaf, &mut s), 1);
         assert_eq!(s, vec![0.9, 0.3, 0.8, 0.0, 0.5, 0.1]);
         let mut s2 = vec![0.9];
-        f.apply(&cfg, &scaf[..1], &mut s2);
+        f.apply_scaffolds(&cfg, &scaf[..1], &mut s2);
         assert_eq!(s2, vec![0.0]);
+    }
+
+    fn fp(smiles: &str) -> Option<Fingerprint> {
+        chem::Molecule::parse(smiles).map(|m| m.morgan_fingerprint())
+    }
+
+    /// Near neighbours share a bucket whose size counts across batches; a dissimilar hit opens
+    /// its own; low scores and invalid molecules neither count nor are zeroed; the state survives
+    /// a JSON round trip (resume).
+    #[test]
+    fn similar_hits_share_a_bucket() {
+        let cfg = DiversityFilterConfig {
+            enabled: true,
+            kind: crate::config::FilterKind::CompoundSimilarity,
+            bucket_size: 2,
+            similarity: 0.5,
+            ..Default::default()
+        };
+        let a = "CC(=O)Nc1ccc(O)cc1"; // paracetamol
+        let a_ethyl = "CCC(=O)Nc1ccc(O)cc1";
+        let a_methoxy = "CC(=O)Nc1ccc(OC)cc1";
+        let other = "CN1CCC[C@H]1c1cccnc1"; // nicotine
+        let (fa, fe, fm, fo) = (
+            fp(a).unwrap(),
+            fp(a_ethyl).unwrap(),
+            fp(a_methoxy).unwrap(),
+            fp(other).unwrap(),
+        );
+        assert!(
+            fa.tanimoto(&fe) >= 0.5 && fa.tanimoto(&fm) >= 0.5,
+            "test molecules too far apart"
+        );
+        assert!(fa.tanimoto(&fo) < 0.5);
+
+        let mut f = DiversityFilter::default();
+        let fps = vec![Some(fa), Some(fe), None, Some(fo), Some(fm), Some(fm)];
+        let mut s = vec![0.9, 0.8, 0.9, 0.7, 0.2, 0.6];
+        assert_eq!(f.apply_similarity(&cfg, &fps, &mut s), 1);
+        assert_eq!(s, vec![0.9, 0.8, 0.9, 0.7, 0.2, 0.0]);
+        assert_eq!(f.similarity_buckets.len(), 2);
+        assert_eq!(f.similarity_buckets[0].hits, 2);
+        assert_eq!(f.similarity_buckets[1].hits, 1);
+
+        let mut resumed: DiversityFilter = serde_json::from_str(&serde_json::to_string(&f).unwrap()).unwrap();
+        assert_eq!(resumed, f);
+        let mut s2 = vec![0.9, 0.9, 0.9];
+        resumed.apply_similarity(&cfg, &[Some(fm), Some(fo), Some(fo)], &mut s2);
+        assert_eq!(s2, vec![0.0, 0.9, 0.0]);
     }
 }

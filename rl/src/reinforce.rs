@@ -25,7 +25,7 @@ use model::{SampleOptions, BOS};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::CandidateTable;
-use crate::config::{BaselineKind, LossConfig, TuneConfig};
+use crate::config::{BaselineKind, FilterKind, LossConfig, TuneConfig};
 use crate::diversity_filter::DiversityFilter;
 use crate::memory::{MemoryEntry, ReplayMemory};
 use crate::policy::Policy;
@@ -329,16 +329,24 @@ impl Trainer {
         let scores = self.scorer.score(&batch, &ctx)?;
         let mut rewards = scores.total.clone();
         let mut filtered = 0;
-        if self.cfg.diversity_filter.enabled {
-            let scaffolds: Vec<Option<String>> = batch
-                .map(|m| m.murcko_scaffold().ok())
-                .into_iter()
-                .map(Option::flatten)
-                .collect();
-            filtered = self
-                .state
-                .filter
-                .apply(&self.cfg.diversity_filter, &scaffolds, &mut rewards);
+        let filter_cfg = &self.cfg.diversity_filter;
+        if filter_cfg.enabled {
+            filtered = match filter_cfg.kind {
+                FilterKind::MurckoScaffold => {
+                    let scaffolds: Vec<Option<String>> = batch
+                        .map(|m| m.murcko_scaffold().ok())
+                        .into_iter()
+                        .map(Option::flatten)
+                        .collect();
+                    self.state
+                        .filter
+                        .apply_scaffolds(filter_cfg, &scaffolds, &mut rewards)
+                }
+                FilterKind::CompoundSimilarity => {
+                    let fps = batch.fingerprints();
+                    self.state.filter.apply_similarity(filter_cfg, &fps, &mut rewards)
+                }
+            };
         }
 
         // Metrics of the sampled batch.
