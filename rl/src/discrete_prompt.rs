@@ -29,6 +29,7 @@ use model::rng::Rng;
 use model::{Gpt, SampleOptions, Vocab, BOS, EOS, PAD};
 use serde::{Deserialize, Serialize};
 
+use crate::batch_metrics::BatchMetrics;
 use crate::candidates::CandidateTable;
 use crate::config::LossConfig;
 use crate::reinforce::{adam, novelty_reference};
@@ -375,38 +376,17 @@ impl Tuner for DiscreteTrainer {
         let kl = policy_lp.iter().zip(&prior_lp).map(|(a, b)| a - b).sum::<f64>() / n_prompts as f64;
         let entropy = -policy_lp.iter().sum::<f64>() / (n_prompts * d.length) as f64;
 
-        let frac = |a: usize, b: usize| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
-        let distinct_all: HashSet<&str> = valid
-            .iter()
-            .filter_map(|&i| batch.canonical[i].as_deref())
-            .collect();
-        let novel = distinct_all
-            .iter()
-            .filter(|c| !self.novelty_ref.contains(c))
-            .count();
-        let fps: Vec<chem::Fingerprint> = batch.fingerprints().into_iter().flatten().collect();
-        let components = scores
-            .components
-            .iter()
-            .map(|col| {
-                let xs: Vec<f64> = valid.iter().map(|&i| col[i]).filter(|v| !v.is_nan()).collect();
-                if xs.is_empty() {
-                    f64::NAN
-                } else {
-                    xs.iter().sum::<f64>() / xs.len() as f64
-                }
-            })
-            .collect();
+        let metrics = BatchMetrics::of(&batch, &scores.components, &self.novelty_ref);
         let seconds = t0.elapsed().as_secs_f64();
         Ok(StepLog {
             step,
             mean_reward: rewards.iter().sum::<f64>() / n as f64,
             max_reward: rewards.iter().copied().fold(0.0, f64::max),
-            components,
-            validity: frac(valid.len(), n),
-            uniqueness: frac(distinct_all.len(), valid.len()),
-            novelty: frac(novel, distinct_all.len()),
-            int_div1: chem::internal_diversity(&fps).0,
+            components: metrics.components,
+            validity: metrics.validity,
+            uniqueness: metrics.uniqueness,
+            novelty: metrics.novelty,
+            int_div1: metrics.int_div1,
             kl,
             entropy,
             loss: loss_value,

@@ -33,6 +33,7 @@ let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.
 
 #![warn(missing_docs)]
 
+mod batch_metrics;
 pub mod candidates;
 pub mod config;
 pub mod deep_prefix;
@@ -40,6 +41,7 @@ pub mod discrete_prompt;
 pub mod diversity_filter;
 mod error;
 pub mod lora;
+pub mod losses;
 pub mod memory;
 pub mod policy;
 pub mod reinforce;

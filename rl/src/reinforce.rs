@@ -24,131 +24,19 @@ use model::optim::{AdamW, AdamWParams};
 use model::{SampleOptions, BOS};
 use serde::{Deserialize, Serialize};
 
+use crate::batch_metrics::BatchMetrics;
 use crate::candidates::CandidateTable;
 use crate::config::{BaselineKind, FilterKind, LossConfig, TuneConfig};
 use crate::diversity_filter::DiversityFilter;
+use crate::losses::{advantages, dpg_weights, reinforce_weights, reinvent_weights, row_sums, surrogate_loss};
 use crate::memory::{MemoryEntry, ReplayMemory};
 use crate::policy::Policy;
 use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
-use crate::scoring::Scorer;
+use crate::scoring::{Scorer, Scores};
 use crate::{Error, Result};
 
 /// Sampled molecules the logged KL is estimated on when the loss does not use the prior.
 pub const KL_LOG_ROWS: usize = 64;
-
-/// Per-token advantages `[seq][t]` for sequences of `lens[seq]` tokens with terminal rewards
-/// `rewards`: A_t = γ^(T−1−t) · (R − baseline) / scale, minus β times the discounted future sum
-/// of `kl[seq][t]` (pass `beta = 0` and empty `kl` to skip it).
-pub fn advantages(
-    rewards: &[f64],
-    lens: &[usize],
-    baseline: f64,
-    scale: f64,
-    gamma: f64,
-    beta: f64,
-    kl: &[Vec<f64>],
-) -> Vec<Vec<f64>> {
-    rewards
-        .iter()
-        .zip(lens)
-        .enumerate()
-        .map(|(i, (&r, &len))| {
-            let adv = (r - baseline) / scale;
-            let mut out = vec![0.0; len];
-            let mut kl_return = 0.0;
-            for t in (0..len).rev() {
-                if beta != 0.0 {
-                    kl_return = kl[i].get(t).copied().unwrap_or(0.0) + gamma * kl_return;
-                }
-                out[t] = gamma.powi((len - 1 - t) as i32) * adv - beta * kl_return;
-            }
-            out
-        })
-        .collect()
-}
-
-/// Per-token weights `w[b][t] = adv[b][t] / B` of the REINFORCE loss written as the surrogate
-/// `L = −Σ_b Σ_t w[b][t] · log π(x_bt)` = −(1/B) Σ_b Σ_t A_bt · log π(x_bt).
-pub fn reinforce_weights(adv: &[Vec<f64>]) -> Vec<Vec<f64>> {
-    let b = adv.len().max(1) as f64;
-    adv.iter()
-        .map(|row| row.iter().map(|a| a / b).collect())
-        .collect()
-}
-
-/// REINVENT's loss `(1/B) Σ_b (prior_ll[b] + σ·R[b] − agent_ll[b])²` for sequence
-/// log-likelihoods, and its per-token surrogate weights (as in [`reinforce_weights`]): every token
-/// of sequence b gets `(2/B)·(prior_ll[b] + σ·R[b] − agent_ll[b])`, the loss's derivative with
-/// respect to `−log π` of that token. `lens[b]`: tokens of sequence b.
-pub fn reinvent_weights(
-    agent_ll: &[f64],
-    prior_ll: &[f64],
-    rewards: &[f64],
-    sigma: f64,
-    lens: &[usize],
-) -> (f64, Vec<Vec<f64>>) {
-    let b = agent_ll.len().max(1) as f64;
-    let gaps: Vec<f64> = agent_ll
-        .iter()
-        .zip(prior_ll)
-        .zip(rewards)
-        .map(|((a, p), r)| p + sigma * r - a)
-        .collect();
-    let loss = gaps.iter().map(|g| g * g).sum::<f64>() / b;
-    let weights = gaps
-        .iter()
-        .zip(lens)
-        .map(|(g, &l)| vec![2.0 * g / b; l])
-        .collect();
-    (loss, weights)
-}
-
-/// Per-row sums: sequence log-likelihoods from per-token log-probs.
-fn row_sums(rows: &[Vec<f64>]) -> Vec<f64> {
-    rows.iter().map(|r| r.iter().sum()).collect()
-}
-
-/// DPG's per-token weights: the batch's self-normalised importance weights towards the tilted
-/// prior P(x) ∝ p_prior(x)·exp(R(x)/β), `q_b = softmax_b(prior_ll[b] + R[b]/β − agent_ll[b])`,
-/// minus their mean 1/B, on every token of sequence b. The loss `−Σ_b (q_b − 1/B) log π(x_b)` is
-/// a weighted maximum likelihood; the weights are constants of the gradient, and subtracting 1/B
-/// is a baseline (E_π[∇ log π] = 0; Korbak et al. 2022): it leaves the expected gradient as is but
-/// pushes down the samples P wants less of instead of leaving them out, which cuts the variance
-/// when a few samples carry most of the weight. At the target, π = P, all weights are 0.
-/// Returns the loss value, the weights and the effective sample size `1 / Σ q_b²`.
-pub fn dpg_weights(
-    agent_ll: &[f64],
-    prior_ll: &[f64],
-    rewards: &[f64],
-    beta: f64,
-    lens: &[usize],
-) -> (f64, Vec<Vec<f64>>, f64) {
-    let log_w: Vec<f64> = agent_ll
-        .iter()
-        .zip(prior_ll)
-        .zip(rewards)
-        .map(|((a, p), r)| p + r / beta - a)
-        .collect();
-    let max = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let unnorm: Vec<f64> = log_w.iter().map(|l| (l - max).exp()).collect();
-    let total: f64 = unnorm.iter().sum();
-    let q: Vec<f64> = unnorm.iter().map(|u| u / total).collect();
-    let ess = 1.0 / q.iter().map(|q| q * q).sum::<f64>();
-    let mean = 1.0 / q.len().max(1) as f64;
-    let w: Vec<f64> = q.iter().map(|q| q - mean).collect();
-    let loss = -w.iter().zip(agent_ll).map(|(w, a)| w * a).sum::<f64>();
-    let weights = w.iter().zip(lens).map(|(&w, &l)| vec![w; l]).collect();
-    (loss, weights, ess)
-}
-
-/// Value of the surrogate `−Σ_b Σ_t w[b][t] · logp[b][t]`.
-pub fn surrogate_loss(weights: &[Vec<f64>], logp: &[Vec<f64>]) -> f64 {
-    -weights
-        .iter()
-        .zip(logp)
-        .map(|(w, l)| w.iter().zip(l).map(|(w, l)| w * l).sum::<f64>())
-        .sum::<f64>()
-}
 
 /// What a run carries from step to step (checkpointed as JSON).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -293,11 +181,58 @@ impl Trainer {
         self.scorer.names()
     }
 
-    /// One REINFORCE step.
+    /// One REINFORCE step: sample, score (diversity filter included), log the batch, remember
+    /// it, then update the policy on it and on replayed molecules.
     pub fn step(&mut self) -> Result<StepLog> {
         let t0 = Instant::now();
         let step = self.state.step + 1;
         let mut rng = model::rng::Rng::derive(self.cfg.seed, step as u64);
+        let samples = self.sample(rng.next_u64())?;
+        let sample_seconds = t0.elapsed().as_secs_f64();
+
+        let smiles: Vec<String> = samples.iter().map(|s| s.smiles.clone()).collect();
+        let complete: Vec<bool> = samples.iter().map(|s| s.complete).collect();
+        let batch = MolBatch::new(&smiles, Some(&complete));
+        let n = batch.len();
+        let (scores, rewards, filtered) = self.score(&batch)?;
+        let metrics = BatchMetrics::of(&batch, &scores.components, &self.novelty_ref);
+        // Replay draws come from earlier steps' memory, before this batch joins it.
+        let replay = if self.cfg.replay.per_step > 0 {
+            self.state.memory.sample(self.cfg.replay.per_step, &mut rng)
+        } else {
+            Vec::new()
+        };
+        self.remember(step, &batch, &scores, &rewards);
+        let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
+
+        let (seqs, all_rewards) = self.training_sequences(&samples, &rewards, &replay);
+        let update = self.update(step, n, &seqs, &all_rewards)?;
+        self.state.step = step;
+        let seconds = t0.elapsed().as_secs_f64();
+
+        Ok(StepLog {
+            step,
+            mean_reward: mean(&rewards),
+            max_reward: rewards.iter().copied().fold(0.0, f64::max),
+            components: metrics.components,
+            validity: metrics.validity,
+            uniqueness: metrics.uniqueness,
+            novelty: metrics.novelty,
+            int_div1: metrics.int_div1,
+            kl: update.kl,
+            entropy: update.entropy,
+            loss: update.loss,
+            replayed: seqs.len() - n,
+            filtered,
+            seconds,
+            sample_seconds,
+            score_seconds,
+            update_seconds: seconds - sample_seconds - score_seconds,
+        })
+    }
+
+    /// Draws the step's batch from the agent.
+    fn sample(&mut self, seed: u64) -> Result<Vec<model::Sample>> {
         let opts = SampleOptions {
             n: self.cfg.batch_size,
             batch_size: self.cfg.sampling.decode_batch,
@@ -305,16 +240,14 @@ impl Trainer {
             top_k: 0,
             top_p: 1.0,
             max_len: self.cfg.sampling.max_len,
-            seed: rng.next_u64(),
+            seed,
         };
-        let samples = self.policy.sample(&opts)?;
-        let sample_seconds = t0.elapsed().as_secs_f64();
-        let smiles: Vec<String> = samples.iter().map(|s| s.smiles.clone()).collect();
-        let complete: Vec<bool> = samples.iter().map(|s| s.complete).collect();
-        let batch = MolBatch::new(&smiles, Some(&complete));
-        let n = batch.len();
+        self.policy.sample(&opts)
+    }
 
-        // Score against the run so far.
+    /// Scores the batch against the run so far, then applies the diversity filter: the scores,
+    /// the training rewards (the filtered totals) and how many molecules the filter zeroed.
+    fn score(&mut self, batch: &MolBatch) -> Result<(Scores, Vec<f64>, usize)> {
         let memory_fps: Vec<chem::Fingerprint> = self
             .state
             .memory
@@ -326,12 +259,13 @@ impl Trainer {
             seen: Some(&self.state.candidates),
             memory: &memory_fps,
         };
-        let scores = self.scorer.score(&batch, &ctx)?;
+        let scores = self.scorer.score(batch, &ctx)?;
         let mut rewards = scores.total.clone();
-        let mut filtered = 0;
         let filter_cfg = &self.cfg.diversity_filter;
-        if filter_cfg.enabled {
-            filtered = match filter_cfg.kind {
+        let filtered = if !filter_cfg.enabled {
+            0
+        } else {
+            match filter_cfg.kind {
                 FilterKind::MurckoScaffold => {
                     let scaffolds: Vec<Option<String>> = batch
                         .map(|m| m.murcko_scaffold().ok())
@@ -346,76 +280,61 @@ impl Trainer {
                     let fps = batch.fingerprints();
                     self.state.filter.apply_similarity(filter_cfg, &fps, &mut rewards)
                 }
-            };
-        }
-
-        // Metrics of the sampled batch.
-        let valid: Vec<usize> = (0..n).filter(|&i| batch.is_valid(i)).collect();
-        let nan_mean = |xs: &mut dyn Iterator<Item = f64>| {
-            let (s, c) = xs
-                .filter(|v| !v.is_nan())
-                .fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-            if c == 0 {
-                f64::NAN
-            } else {
-                s / c as f64
             }
         };
-        let components = scores
-            .components
-            .iter()
-            .map(|col| nan_mean(&mut valid.iter().map(|&i| col[i])))
-            .collect();
-        let distinct: std::collections::HashSet<&str> = valid
-            .iter()
-            .filter_map(|&i| batch.canonical[i].as_deref())
-            .collect();
-        let frac = |a: usize, b: usize| if b == 0 { f64::NAN } else { a as f64 / b as f64 };
-        let uniqueness = frac(distinct.len(), valid.len());
-        let novel = distinct.iter().filter(|c| !self.novelty_ref.contains(c)).count();
-        let novelty = frac(novel, distinct.len());
-        let fps: Vec<chem::Fingerprint> = batch.fingerprints().into_iter().flatten().collect();
-        let int_div1 = chem::internal_diversity(&fps).0;
+        Ok((scores, rewards, filtered))
+    }
 
-        // Replay draws come from earlier steps' memory, before this batch joins it.
-        let replay = if self.cfg.replay.per_step > 0 {
-            self.state.memory.sample(self.cfg.replay.per_step, &mut rng)
-        } else {
-            Vec::new()
-        };
+    /// Records the batch's valid molecules: every one in the candidate table (unfiltered scores),
+    /// and in the replay memory with its training reward.
+    fn remember(&mut self, step: usize, batch: &MolBatch, scores: &Scores, rewards: &[f64]) {
         for (i, c) in batch.canonical.iter().enumerate() {
             if let Some(c) = c {
                 let comps = scores.components.iter().map(|col| col[i]).collect();
                 self.state.candidates.record(c, step, scores.total[i], comps);
             }
         }
-        self.state.memory.add(valid.iter().map(|&i| MemoryEntry {
-            smiles: smiles[i].clone(),
-            canonical: batch.canonical[i].clone().unwrap_or_default(),
-            score: rewards[i],
-        }));
+        self.state.memory.add(
+            (0..batch.len())
+                .filter(|&i| batch.is_valid(i))
+                .map(|i| MemoryEntry {
+                    smiles: batch.smiles[i].clone(),
+                    canonical: batch.canonical[i].clone().unwrap_or_default(),
+                    score: rewards[i],
+                }),
+        );
+    }
 
-        let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
-
-        // Sequences for the loss: the sampled batch, then replayed molecules.
+    /// The token sequences (BOS first) the loss is taken over and their rewards: the sampled
+    /// batch, then the replayed molecules that the vocabulary and block size admit.
+    fn training_sequences(
+        &self,
+        samples: &[model::Sample],
+        rewards: &[f64],
+        replay: &[MemoryEntry],
+    ) -> (Vec<Vec<u32>>, Vec<f64>) {
         let mut seqs: Vec<Vec<u32>> = samples
             .iter()
             .map(|s| std::iter::once(BOS).chain(s.tokens.iter().copied()).collect())
             .collect();
-        let mut all_rewards = rewards.clone();
+        let mut all_rewards = rewards.to_vec();
         let block = self.policy.max_tokens();
-        let mut replayed = 0;
-        for e in &replay {
+        for e in replay {
             if let Ok(seq) = self.policy.vocab().encode_with_specials(&e.smiles) {
                 if seq.len() - 1 <= block {
                     seqs.push(seq);
                     all_rewards.push(e.score);
-                    replayed += 1;
                 }
             }
         }
+        (seqs, all_rewards)
+    }
+
+    /// Teacher-forced log-probs of agent and prior, the configured loss's per-token weights, the
+    /// backward pass and Adam's step. The first `n` sequences are the sampled batch.
+    fn update(&mut self, step: usize, n: usize, seqs: &[Vec<u32>], rewards: &[f64]) -> Result<Update> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
-        let agent_lp = self.policy.agent_log_probs(&seqs)?;
+        let agent_lp = self.policy.agent_log_probs(seqs)?;
         // The prior's forward pass costs about as much as the agent's. A loss that does not use it
         // gets the logged KL from the first KL_LOG_ROWS sampled molecules (they come in random
         // order, so the estimate is unbiased).
@@ -441,8 +360,9 @@ impl Trainer {
         let entropy = -agent_rows[..n].iter().map(|r| r.iter().sum::<f64>()).sum::<f64>()
             / sampled_tokens.max(1) as f64;
 
-        let mean_reward = rewards.iter().sum::<f64>() / n as f64;
-        let (loss_value, weights) = match self.cfg.loss {
+        let sampled = &rewards[..n];
+        let mean_reward = mean(sampled);
+        let (loss, weights) = match self.cfg.loss {
             LossConfig::Reinforce {
                 gamma,
                 baseline,
@@ -460,19 +380,19 @@ impl Trainer {
                     }
                 };
                 let scale = if normalize {
-                    let var = rewards.iter().map(|r| (r - mean_reward).powi(2)).sum::<f64>() / n as f64;
+                    let var = sampled.iter().map(|r| (r - mean_reward).powi(2)).sum::<f64>() / n as f64;
                     var.sqrt() + 1e-8
                 } else {
                     1.0
                 };
-                let adv = advantages(&all_rewards, &lens, b, scale, gamma, kl_beta, &kl_tok);
+                let adv = advantages(rewards, &lens, b, scale, gamma, kl_beta, &kl_tok);
                 let w = reinforce_weights(&adv);
                 (surrogate_loss(&w, agent_rows), w)
             }
             LossConfig::Reinvent { sigma } => reinvent_weights(
                 &row_sums(agent_rows),
                 &row_sums(&prior_rows),
-                &all_rewards,
+                rewards,
                 sigma,
                 &lens,
             ),
@@ -480,269 +400,32 @@ impl Trainer {
                 let (loss, w, _) = dpg_weights(
                     &row_sums(agent_rows),
                     &row_sums(&prior_rows),
-                    &all_rewards,
+                    rewards,
                     beta,
                     &lens,
                 );
                 (loss, w)
             }
         };
-        if !loss_value.is_finite() {
+        if !loss.is_finite() {
             return Err(Error::config(
                 "lr",
-                format!("the loss became {loss_value} at step {step}; lower lr"),
+                format!("the loss became {loss} at step {step}; lower lr"),
             ));
         }
         let grads = self.policy.agent_gradients(&agent_lp, &weights)?;
         self.opt.clip_and_step(&grads, self.cfg.grad_clip)?;
-        self.state.step = step;
-        let seconds = t0.elapsed().as_secs_f64();
-
-        Ok(StepLog {
-            step,
-            mean_reward,
-            max_reward: rewards.iter().copied().fold(0.0, f64::max),
-            components,
-            validity: valid.len() as f64 / n as f64,
-            uniqueness,
-            novelty,
-            int_div1,
-            kl,
-            entropy,
-            loss: loss_value,
-            replayed,
-            filtered,
-            seconds,
-            sample_seconds,
-            score_seconds,
-            update_seconds: seconds - sample_seconds - score_seconds,
-        })
+        Ok(Update { kl, entropy, loss })
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Tensor, Var, D};
+/// What [`Trainer::update`] logs.
+struct Update {
+    kl: f64,
+    entropy: f64,
+    loss: f64,
+}
 
-    /// Log-probs `(N, 1)` of `ids` under softmax(z), z `(1, K)`.
-    fn gathered(z: &Var, ids: &[u32]) -> Tensor {
-        let lp = candle_nn::ops::log_softmax(z.as_tensor(), D::Minus1).unwrap(); // (1, K)
-        let idx = Tensor::new(ids, &Device::Cpu).unwrap();
-        lp.squeeze(0)
-            .unwrap()
-            .index_select(&idx, 0)
-            .unwrap()
-            .unsqueeze(1)
-            .unwrap()
-    }
-
-    fn grad_of(z: &Var, loss: &Tensor) -> Vec<f64> {
-        let g = loss.backward().unwrap();
-        g.get(z)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap()
-    }
-
-    /// The REINFORCE loss −(1/B) Σ_b Σ_t adv[b][t] · logp[b][t] as a candle graph, from
-    /// [`reinforce_weights`], for log-probs `(N, 1)`.
-    fn reinforce_loss(logp: &Tensor, adv: &[Vec<f64>]) -> Tensor {
-        let w: Vec<f32> = reinforce_weights(adv).iter().map(|r| r[0] as f32).collect();
-        let w = Tensor::from_vec(w, logp.dims(), &Device::Cpu).unwrap();
-        (logp * w).unwrap().sum_all().unwrap().neg().unwrap()
-    }
-
-    /// On a categorical policy over 4 tokens with reward 1 on token 0, the REINFORCE loss's
-    /// gradient equals the closed form ∂(−E[R])/∂z_j = −p₀(δ₀ⱼ − pⱼ): exactly when the
-    /// expectation is enumerated, within Monte-Carlo error with 20k samples and a mean baseline;
-    /// and a gradient step raises p₀.
-    #[test]
-    fn reinforce_gradient_matches_closed_form() {
-        let z = Var::from_vec(vec![0.3f32, -0.2, 0.5, 0.1], (1, 4), &Device::Cpu).unwrap();
-        let p: Vec<f64> = candle_nn::ops::softmax(z.as_tensor(), D::Minus1)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let reward = |k: usize| if k == 0 { 1.0 } else { 0.0 };
-        let expected: Vec<f64> = (0..4)
-            .map(|j| -p[0] * (if j == 0 { 1.0 } else { 0.0 } - p[j]))
-            .collect();
-
-        // Exact expectation: each token once, advantage weighted by its probability (× K for the 1/B).
-        let ids: Vec<u32> = (0..4).collect();
-        let adv: Vec<Vec<f64>> = (0..4).map(|k| vec![4.0 * p[k] * reward(k)]).collect();
-        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv));
-        for j in 0..4 {
-            assert!(
-                (g[j] - expected[j]).abs() < 1e-6,
-                "exact {j}: {} vs {}",
-                g[j],
-                expected[j]
-            );
-        }
-
-        // Monte Carlo with a batch-mean baseline.
-        let mut rng = model::rng::Rng::new(7);
-        let n = 20_000;
-        let ids: Vec<u32> = (0..n)
-            .map(|_| {
-                let mut u = rng.next_f64();
-                let mut k = 0;
-                while k < 3 && u >= p[k] {
-                    u -= p[k];
-                    k += 1;
-                }
-                k as u32
-            })
-            .collect();
-        let rewards: Vec<f64> = ids.iter().map(|&k| reward(k as usize)).collect();
-        let mean = rewards.iter().sum::<f64>() / n as f64;
-        let adv = advantages(&rewards, &vec![1; n], mean, 1.0, 1.0, 0.0, &[]);
-        let g = grad_of(&z, &reinforce_loss(&gathered(&z, &ids), &adv));
-        for j in 0..4 {
-            assert!(
-                (g[j] - expected[j]).abs() < 0.01,
-                "mc {j}: {} vs {}",
-                g[j],
-                expected[j]
-            );
-        }
-        assert!(g[0] < 0.0 && g[1..].iter().all(|&x| x > 0.0)); // descent raises z₀, lowers the rest
-        let z_new = (z.as_tensor()
-            - Tensor::from_vec(
-                g.iter().map(|&x| x as f32).collect::<Vec<_>>(),
-                (1, 4),
-                &Device::Cpu,
-            )
-            .unwrap())
-        .unwrap();
-        let p_new: Vec<f32> = candle_nn::ops::softmax(&z_new, D::Minus1)
-            .unwrap()
-            .squeeze(0)
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        assert!(p_new[0] as f64 > p[0] + 0.01, "{} vs {}", p_new[0], p[0]);
-    }
-
-    /// Discounting runs from the end of the sequence; the KL term is a discounted future sum.
-    #[test]
-    fn advantages_closed_form() {
-        let a = advantages(&[1.0, 0.0], &[3, 2], 0.5, 2.0, 0.9, 0.0, &[]);
-        let close = |x: f64, y: f64| assert!((x - y).abs() < 1e-12, "{x} vs {y}");
-        close(a[0][2], 0.25);
-        close(a[0][1], 0.9 * 0.25);
-        close(a[0][0], 0.81 * 0.25);
-        close(a[1][1], -0.25);
-        let kl = vec![vec![0.1, 0.2]];
-        let b = advantages(&[0.0], &[2], 0.0, 1.0, 0.5, 2.0, &kl);
-        close(b[0][1], -2.0 * 0.2);
-        close(b[0][0], -2.0 * (0.1 + 0.5 * 0.2));
-    }
-
-    /// DPG's weights are the softmax of log p + R/β − log π, less its mean 1/B; at the target
-    /// π ∝ p·exp(R/β) they are all 0, whatever the normaliser.
-    #[test]
-    fn dpg_weights_closed_form() {
-        let prior = [-10.0, -12.0, -9.0];
-        let rewards = [0.9, 0.5, 0.0];
-        let beta = 0.1;
-        let agent = prior; // π = p: weights ∝ exp(R/β)
-        let (_, w, ess) = dpg_weights(&agent, &prior, &rewards, beta, &[2, 1, 3]);
-        let z: f64 = rewards.iter().map(|r| (r / beta).exp()).sum();
-        for (b, r) in rewards.iter().enumerate() {
-            assert!((w[b][0] - ((r / beta).exp() / z - 1.0 / 3.0)).abs() < 1e-12);
-        }
-        assert_eq!([w[0].len(), w[1].len(), w[2].len()], [2, 1, 3]);
-        assert!(ess > 1.0 && ess < 3.0);
-        let at_target: Vec<f64> = prior
-            .iter()
-            .zip(&rewards)
-            .map(|(p, r)| p + r / beta - 7.3)
-            .collect();
-        let (_, w, ess) = dpg_weights(&at_target, &prior, &rewards, beta, &[1, 1, 1]);
-        assert!(w.iter().all(|row| row[0].abs() < 1e-12));
-        assert!((ess - 3.0).abs() < 1e-9);
-    }
-
-    /// Sampled DPG updates on a 4-way categorical policy converge to the tilted prior
-    /// p·exp(R/β)/Z (computed in closed form), keeping mass on every rewarded outcome.
-    #[test]
-    fn dpg_converges_to_tilted_prior() {
-        let prior = [0.4f64, 0.3, 0.2, 0.1];
-        let rewards = [0.0f64, 0.5, 0.6, 0.6];
-        let beta = 0.2f64;
-        let z: f64 = prior
-            .iter()
-            .zip(&rewards)
-            .map(|(p, r)| p * (r / beta).exp())
-            .sum();
-        let target: Vec<f64> = prior
-            .iter()
-            .zip(&rewards)
-            .map(|(p, r)| p * (r / beta).exp() / z)
-            .collect();
-        let mut logits: Vec<f64> = prior.iter().map(|p| p.ln()).collect();
-        let mut rng = model::rng::Rng::new(11);
-        let softmax = |l: &[f64]| {
-            let m = l.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let e: Vec<f64> = l.iter().map(|x| (x - m).exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(|x| x / s).collect::<Vec<_>>()
-        };
-        for _ in 0..400 {
-            let pi = softmax(&logits);
-            let xs: Vec<usize> = (0..256)
-                .map(|_| {
-                    let u = rng.next_f64();
-                    pi.iter()
-                        .scan(0.0, |c, p| {
-                            *c += p;
-                            Some(*c)
-                        })
-                        .position(|c| u < c)
-                        .unwrap_or(3)
-                })
-                .collect();
-            let agent: Vec<f64> = xs.iter().map(|&x| pi[x].ln()).collect();
-            let pr: Vec<f64> = xs.iter().map(|&x| prior[x].ln()).collect();
-            let r: Vec<f64> = xs.iter().map(|&x| rewards[x]).collect();
-            let (_, w, _) = dpg_weights(&agent, &pr, &r, beta, &vec![1; xs.len()]);
-            // Gradient ascent on Σ_i w_i log π(x_i): d/dz_k = Σ_i w_i (1[x_i = k] − π_k).
-            let mut g = [0.0; 4];
-            for (i, &x) in xs.iter().enumerate() {
-                for k in 0..4 {
-                    g[k] += w[i][0] * (f64::from(u8::from(x == k)) - pi[k]);
-                }
-            }
-            logits.iter_mut().zip(g).for_each(|(l, g)| *l += 0.5 * g);
-        }
-        let pi = softmax(&logits);
-        for k in 0..4 {
-            assert!((pi[k] - target[k]).abs() < 0.03, "{k}: {:?} vs {target:?}", pi);
-        }
-    }
-
-    /// REINVENT's loss is the mean squared gap to the augmented likelihood; each token's weight
-    /// is the loss's derivative with respect to −log π of that token, (2/B)·gap.
-    #[test]
-    fn reinvent_loss_and_weights() {
-        let (l, w) = reinvent_weights(&[-10.0, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
-        // Gaps −12 + 4 + 10 = 2 and −18 + 20 = 2: loss (4 + 4)/2, weights (2/2)·2.
-        assert!((l - 4.0).abs() < 1e-12, "{l}");
-        assert_eq!(w, vec![vec![2.0; 3], vec![2.0; 2]]);
-        // Finite difference of the loss in agent_ll[0] (= −Σ of its −log π terms).
-        let h = 1e-6;
-        let (l2, _) = reinvent_weights(&[-10.0 - h, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
-        assert!(((l2 - l) / h - w[0][0]).abs() < 1e-4);
-    }
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
 }
