@@ -3,7 +3,9 @@
 weights, doing per step the work `smirl tune` does with configs/qed.toml semantics.
 
 Usage: python3 bench/rl_peer.py [--model models/prior] [--batch 256] [--steps 5]
-                                [--mode prefix|full|both] [--threads 2] [--check-csv SAMPLES.csv]
+                                [--mode prefix|soft_prompt|full|both] [--threads 2]
+                                [--check-csv SAMPLES.csv] [--prefix-init KV.safetensors]
+                                [--check-prefix-csv AGENT_SAMPLES.csv]
 
 One step (as rl/src/reinforce.rs `Trainer::step`, without replay, diversity filter or KL):
 1. sample `batch` SMILES from the policy with the KV cache: temperature 1, PAD and BOS never drawn,
@@ -15,15 +17,26 @@ One step (as rl/src/reinforce.rs `Trainer::step`, without replay, diversity filt
    -1/B * sum_b sum_t A_t log pi(x_t) from a teacher-forced forward pass over the sampled
    sequences, backward, Adam step (betas 0.9/0.999, eps 1e-8, no weight decay).
 
-Modes: `full` (every GPT weight trainable, lr 3e-5) and `prefix` (GPT frozen, one learnable
-vector in BOS's place, starting as BOS's embedding, lr 5e-3; the first token x_1 is drawn from the
-frozen prior's BOS distribution and its log-prob carries no gradient, exactly as rl/src/policy.rs;
-the backward still runs through the frozen network). Phases are timed separately (sampling;
-scoring; teacher-forced forward + backward + Adam), the first step is a warm-up and is not timed.
+Modes, named as smirl names them:
+- `full`: every GPT weight trainable, lr 3e-5.
+- `prefix`: the deep prefix of rl/src/deep_prefix.rs, GPT frozen, lr 5e-3: L keys and values per
+  layer (read from `--prefix-init`, the `kv_prefix` smirl starts from) that every position attends
+  to, BOS included, token positions unchanged; trained through the MLP reparameterisation
+  kv = init + W2 tanh(emb W1 + b1) + b2 (emb L x 16, W1 16 x 16, W2 and b2 at zero). Here the
+  keys and values sit in the transformers KV cache ahead of the tokens, for sampling and for the
+  teacher-forced pass alike; the backward runs through the frozen network to the first layer.
+- `soft_prompt`: one learnable vector in BOS's place, starting as BOS's embedding, lr 5e-3; the
+  first token x_1 is drawn from the frozen prior's BOS distribution and its log-prob carries no
+  gradient, exactly as rl/src/policy.rs.
+- `both`: prefix, then full.
+Phases are timed separately (sampling; scoring; teacher-forced forward + backward + Adam), the
+first step is a warm-up and is not timed.
 
 `--check-csv` verifies the weight mapping first: for every complete row of a `smirl sample` CSV
 (smiles,log_likelihood,complete) the teacher-forced log-likelihood of [BOS] + chars + [EOS] under
-this GPT-2 (plain and through the prefix path) must match smirl's log_likelihood to 1e-3 nats.
+this GPT-2 (plain and through the soft-prompt path) must match smirl's log_likelihood to 1e-3
+nats; `--check-prefix-csv` does the same for samples of smirl's agent through the deep prefix
+`--prefix-init`.
 
 Prints one JSON object.
 """
@@ -43,7 +56,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.cache_utils import DynamicCache
 
 PAD, BOS, EOS = 0, 1, 2
-LR = {"full": 3e-5, "prefix": 5e-3}
+LR = {"full": 3e-5, "prefix": 5e-3, "soft_prompt": 5e-3}
+REPARAM_HIDDEN = 16
 GAMMA = 0.99
 
 
@@ -100,26 +114,63 @@ def cache_kwargs(cache):
 
 
 class Policy:
-    """The agent: the GPT (full) or a prefix vector in BOS's place before the frozen GPT (prefix)."""
+    """The agent: the GPT (full), a deep prefix before the frozen GPT (prefix), or a prompt vector
+    in BOS's place before the frozen GPT (soft_prompt)."""
 
-    def __init__(self, model, mode):
+    def __init__(self, model, mode, kv_init=None):
         self.model, self.mode = model, mode
         self.wte = model.transformer.wte
         with torch.no_grad():
             bos_logits = model(input_ids=torch.tensor([[BOS]])).logits[0, -1]
         self.first_logp = F.log_softmax(bos_logits.float(), -1)  # the prior's x_1 distribution
-        if mode == "prefix":
+        self.prefix = None
+        if mode == "full":
+            self.params = list(model.parameters())
+        else:
             for p in model.parameters():
                 p.requires_grad_(False)
+        if mode == "soft_prompt":
             self.prefix = torch.nn.Parameter(self.wte.weight[BOS].detach().clone().view(1, 1, -1))
             self.params = [self.prefix]
-        else:
-            self.prefix = None
-            self.params = list(model.parameters())
+        if mode == "prefix":
+            assert kv_init is not None, "prefix mode needs --prefix-init"
+            nl, _, length, c = kv_init.shape
+            h = REPARAM_HIDDEN
+            self.kv_init = kv_init
+            self.emb = torch.nn.Parameter(torch.randn(length, h))
+            self.w1 = torch.nn.Parameter(torch.randn(h, h) / math.sqrt(h))
+            self.b1 = torch.nn.Parameter(torch.zeros(h))
+            self.w2 = torch.nn.Parameter(torch.zeros(h, nl * 2 * c))
+            self.b2 = torch.nn.Parameter(torch.zeros(nl * 2 * c))
+            self.params = [self.emb, self.w1, self.b1, self.w2, self.b2]
         self.block = model.config.n_positions
 
     def max_tokens(self):
-        return self.block  # P = 1: the prefix takes BOS's place
+        return self.block  # soft_prompt: P = 1, the prompt takes BOS's place
+
+    def kv(self):
+        """The deep prefix's keys and values (n_layer, 2, L, C), differentiable in the MLP."""
+        nl, _, length, c = self.kv_init.shape
+        delta = torch.tanh(self.emb @ self.w1 + self.b1) @ self.w2 + self.b2  # (L, nl*2*C)
+        return self.kv_init + delta.view(length, nl, 2, c).permute(1, 2, 0, 3)
+
+    def prefix_cache(self, kv, rows):
+        """A KV cache holding the prefix's keys and values for `rows` rows, head by head."""
+        cfg = self.model.config
+        nl, _, length, c = kv.shape
+        nh = cfg.n_head
+        cache = DynamicCache(config=cfg)
+        for layer in range(nl):
+            k, v = (kv[layer, i].view(length, nh, c // nh).transpose(0, 1)[None] for i in (0, 1))
+            cache.update(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1), layer)
+        return cache
+
+    def deep_logits(self, inp, kv, start):
+        """Logits of `inp` (B, T) at positions start.. after the deep prefix `kv` (the cache is
+        built here for the teacher-forced pass; during sampling `kv` is the live cache)."""
+        b, t = inp.shape
+        pos = torch.arange(start, start + t)[None].expand(b, t)
+        return self.model(input_ids=inp, position_ids=pos, **cache_kwargs(kv)).logits
 
     @torch.no_grad()
     def sample(self, n, max_len, gen):
@@ -130,6 +181,11 @@ class Policy:
         cache = DynamicCache(config=self.model.config)
         if self.mode == "full":
             logits = self.model(input_ids=torch.full((n, 1), BOS), **cache_kwargs(cache)).logits[:, -1]
+            active = list(range(n))
+            pos = 0
+        elif self.mode == "prefix":
+            cache = self.prefix_cache(self.kv().detach(), n)
+            logits = self.deep_logits(torch.full((n, 1), BOS), cache, 0)[:, -1]
             active = list(range(n))
             pos = 0
         else:
@@ -165,7 +221,10 @@ class Policy:
                 cache.batch_select_indices(torch.tensor(live))
             active = [active[ci] for ci in live]
             inp = torch.tensor([nxt[ci] for ci in live])[:, None]
-            logits = self.model(input_ids=inp, **cache_kwargs(cache)).logits[:, -1]
+            if self.mode == "prefix":
+                logits = self.deep_logits(inp, cache, pos)[:, -1]
+            else:
+                logits = self.model(input_ids=inp, **cache_kwargs(cache)).logits[:, -1]
         return toks, done
 
     def token_log_probs(self, seqs):
@@ -179,6 +238,9 @@ class Policy:
         mask = (tgt != PAD).float()
         if self.mode == "full":
             logits = self.model(input_ids=inp).logits
+            lp = F.log_softmax(logits.float(), -1).gather(-1, tgt[..., None]).squeeze(-1)
+        elif self.mode == "prefix":
+            logits = self.deep_logits(inp, self.prefix_cache(self.kv(), len(seqs)), 0)
             lp = F.log_softmax(logits.float(), -1).gather(-1, tgt[..., None]).squeeze(-1)
         else:
             first = self.first_logp[tgt[:, :1]]  # (B, 1), the prior's, constant
@@ -223,9 +285,9 @@ def advantages(rewards, lens, t):
     return a.float()
 
 
-def run_mode(model_dir, mode, batch, steps, max_len, seed):
+def run_mode(model_dir, mode, batch, steps, max_len, seed, kv_init):
     model, tokens = load_prior(model_dir)
-    policy = Policy(model, mode)
+    policy = Policy(model, mode, kv_init)
     opt = torch.optim.Adam(policy.params, lr=LR[mode], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     rows = []
@@ -274,10 +336,8 @@ def run_mode(model_dir, mode, batch, steps, max_len, seed):
     }
 
 
-def check_mapping(model_dir, path):
-    """Max |ll_ours - ll_torch| over the complete rows of a `smirl sample` CSV, plain and prefix path."""
-    model, tokens = load_prior(model_dir)
-    index = {t: i for i, t in enumerate(tokens)}
+def read_check_csv(path, index):
+    """[BOS] + chars + [EOS] token sequences and smirl's log-likelihoods of a CSV's complete rows."""
     rows = []
     with open(path) as f:
         for r in csv.DictReader(f):
@@ -285,13 +345,26 @@ def check_mapping(model_dir, path):
                 rows.append((r["smiles"], float(r["log_likelihood"])))
     assert rows, f"{path}: no complete rows"
     seqs = [[BOS] + [index[c] for c in s] + [EOS] for s, _ in rows]
-    ours = torch.tensor([ll for _, ll in rows], dtype=torch.float64)
-    out = {"n": len(rows)}
+    return seqs, torch.tensor([ll for _, ll in rows], dtype=torch.float64)
+
+
+def check_mapping(model_dir, path, prefix_path=None, kv_init=None):
+    """Max |ll_ours - ll_torch| over the complete rows of a `smirl sample` CSV, plain and through the
+    soft-prompt path (which starts as the plain model); and over the agent's samples through the
+    deep prefix, if given."""
+    model, tokens = load_prior(model_dir)
+    index = {t: i for i, t in enumerate(tokens)}
+    checks = [("full", path), ("soft_prompt", path)]
+    if prefix_path:
+        checks.append(("prefix", prefix_path))
+    out = {}
     with torch.no_grad():
-        for mode in ("full", "prefix"):
-            lp = Policy(model, mode).token_log_probs(seqs).sum(1).double()
+        for mode, csv_path in checks:
+            seqs, ours = read_check_csv(csv_path, index)
+            lp = Policy(model, mode, kv_init).token_log_probs(seqs).sum(1).double()
             out[f"max_abs_diff_{mode}"] = (lp - ours).abs().max().item()
-    out["ok"] = max(out["max_abs_diff_full"], out["max_abs_diff_prefix"]) < 1e-3
+            out[f"n_{mode}"] = len(seqs)
+    out["ok"] = max(v for k, v in out.items() if k.startswith("max_abs_diff")) < 1e-3
     return out
 
 
@@ -300,11 +373,13 @@ def main():
     ap.add_argument("--model", default="models/prior")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--mode", choices=["prefix", "full", "both"], default="both")
+    ap.add_argument("--mode", choices=["prefix", "soft_prompt", "full", "both"], default="both")
     ap.add_argument("--max-len", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--check-csv", help="a `smirl sample` CSV to verify the weight mapping against")
+    ap.add_argument("--prefix-init", help="safetensors with smirl's starting `kv_prefix` (prefix mode)")
+    ap.add_argument("--check-prefix-csv", help="samples of smirl's agent through --prefix-init")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -321,14 +396,15 @@ def main():
         "threads": torch.get_num_threads(),
         "batch": args.batch,
     }
+    kv_init = load_file(args.prefix_init)["kv_prefix"].float() if args.prefix_init else None
     if args.check_csv:
-        result["mapping_check"] = check_mapping(args.model, args.check_csv)
+        result["mapping_check"] = check_mapping(args.model, args.check_csv, args.check_prefix_csv, kv_init)
         if not result["mapping_check"]["ok"]:
             print(json.dumps(result))
             raise SystemExit("the weight mapping check failed")
     modes = ["prefix", "full"] if args.mode == "both" else [args.mode]
     result["modes"] = {
-        m: run_mode(args.model, m, args.batch, args.steps, args.max_len, args.seed) for m in modes
+        m: run_mode(args.model, m, args.batch, args.steps, args.max_len, args.seed, kv_init) for m in modes
     }
     print(json.dumps(result))
 

@@ -13,10 +13,9 @@ use serde_json::{json, Value};
 /// Which policy modes to time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RlBenchMode {
-    /// Deep prefix (10 keys and values per layer, through its MLP), frozen GPT (lr 5e-3). The
-    /// peer has no deep prefix yet: no ratio.
+    /// Deep prefix (10 keys and values per layer, through its MLP), frozen GPT (lr 5e-3).
     Prefix,
-    /// One prompt vector in BOS's place, frozen GPT (lr 5e-3): the peer's `prefix` mode.
+    /// One prompt vector in BOS's place, frozen GPT (lr 5e-3).
     SoftPrompt,
     /// Every GPT weight trainable (lr 3e-5).
     Full,
@@ -101,19 +100,11 @@ fn bench_mode(args: &RlBenchArgs, mode: PolicyMode) -> anyhow::Result<Value> {
     }))
 }
 
-/// Samples a few molecules from the prior with their log-likelihoods into a `smirl sample` CSV,
-/// for the peer to check its weight mapping against.
-fn write_check_csv(model_dir: &Path, path: &Path) -> anyhow::Result<()> {
-    let run = model::load_checkpoint(model_dir, &model::Device::Cpu)?;
-    let opts = model::SampleOptions {
-        n: 16,
-        batch_size: 16,
-        max_len: 100,
-        seed: 7,
-        ..Default::default()
-    };
+/// Writes `samples` as a `smirl sample` CSV (smiles, log_likelihood, complete), for the peer to
+/// check its weight mapping against.
+fn write_check_csv(samples: &[model::Sample], path: &Path) -> anyhow::Result<()> {
     let mut text = String::from("smiles,log_likelihood,complete\n");
-    for s in model::sample(&run.model, &run.vocab, None, &opts)? {
+    for s in samples {
         text.push_str(&format!(
             "{},{:.6},{}\n",
             s.smiles,
@@ -122,6 +113,34 @@ fn write_check_csv(model_dir: &Path, path: &Path) -> anyhow::Result<()> {
         ));
     }
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// What the peer checks its weight mapping against, in `dir`: 16 samples of the prior, and for
+/// the deep prefix the keys and values smirl's prefix mode starts from (the same config and seed
+/// as the timed run) with 16 samples of that agent. Returns the peer's arguments for them.
+fn write_peer_checks(args: &RlBenchArgs, dir: &Path) -> anyhow::Result<Vec<String>> {
+    let opts = model::SampleOptions {
+        n: 16,
+        batch_size: 16,
+        max_len: 100,
+        seed: 7,
+        ..Default::default()
+    };
+    let run = model::load_checkpoint(&args.model, &model::Device::Cpu)?;
+    let prior_csv = dir.join("prior_samples.csv");
+    write_check_csv(&model::sample(&run.model, &run.vocab, None, &opts)?, &prior_csv)?;
+    let mut peer_args = vec![format!("--check-csv={}", prior_csv.display())];
+    if matches!(args.mode, RlBenchMode::Prefix | RlBenchMode::Both) {
+        let cfg = tune_config(PolicyMode::Prefix, args.batch, args.steps + 1)?;
+        let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu)?;
+        let kv = dir.join("kv_prefix.safetensors");
+        policy.save_agent(&kv)?;
+        let agent_csv = dir.join("agent_samples.csv");
+        write_check_csv(&policy.sample(&opts)?, &agent_csv)?;
+        peer_args.push(format!("--prefix-init={}", kv.display()));
+        peer_args.push(format!("--check-prefix-csv={}", agent_csv.display()));
+    }
+    Ok(peer_args)
 }
 
 /// Runs `smirl bench rl`.
@@ -152,39 +171,33 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         "cpu": super::cpu_description(),
         "modes": ours,
     });
-    // The peer's modes: its `prefix` is our soft prompt; it has no deep prefix.
-    let peer_mode = match args.mode {
-        RlBenchMode::Prefix => None,
-        RlBenchMode::SoftPrompt => Some("prefix"),
-        RlBenchMode::Full | RlBenchMode::Both => Some("full"),
-    };
-    if args.common.peer && peer_mode.is_none() {
-        eprintln!(
-            "note: the PyTorch peer has no deep prefix mode; run --mode soft-prompt or full for ratios"
-        );
-    }
-    if let (true, Some(mode)) = (args.common.peer, peer_mode) {
-        let check = std::env::temp_dir().join(format!("smirl-bench-rl-{}.csv", std::process::id()));
-        write_check_csv(&args.model, &check)?;
-        let peer_args: Vec<String> = vec![
+    if args.common.peer {
+        // The peer names its modes as smirl does.
+        let peer_mode = match args.mode {
+            RlBenchMode::Prefix => "prefix",
+            RlBenchMode::SoftPrompt => "soft_prompt",
+            RlBenchMode::Full => "full",
+            RlBenchMode::Both => "both",
+        };
+        let dir = std::env::temp_dir().join(format!("smirl-bench-rl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let mut peer_args: Vec<String> = vec![
             format!("--model={}", args.model.display()),
             format!("--batch={}", args.batch),
             format!("--steps={}", args.steps),
-            format!("--mode={mode}"),
+            format!("--mode={peer_mode}"),
             format!("--threads={}", rayon::current_num_threads()),
-            format!("--check-csv={}", check.display()),
         ];
-        let peer = super::run_python_peer(args.common.python_or("python3"), "bench/rl_peer.py", &peer_args);
-        let _ = std::fs::remove_file(&check);
+        let checks = write_peer_checks(&args, &dir);
+        let peer = checks.and_then(|checks| {
+            peer_args.extend(checks);
+            super::run_python_peer(args.common.python_or("python3"), "bench/rl_peer.py", &peer_args)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
         let peer = peer?;
         let mut ratios = serde_json::Map::new();
         for (name, r) in result["modes"].as_object().cloned().unwrap_or_default() {
-            let peer_name = match name.as_str() {
-                "soft_prompt" => "prefix",
-                "full" => "full",
-                _ => continue,
-            };
-            let p = &peer["modes"][peer_name];
+            let p = &peer["modes"][name.as_str()];
             if let (Some(a), Some(b)) = (r["steps_per_s"].as_f64(), p["steps_per_s"].as_f64()) {
                 ratios.insert(name, json!(a / b));
             }
@@ -230,14 +243,9 @@ fn print_human(r: &Value) {
     for (name, m) in r["modes"].as_object().into_iter().flatten() {
         println!("{name} mode (lr {}):", m["lr"]);
         line("smirl", m);
-        let peer_name = if name == "soft_prompt" {
-            "prefix"
-        } else {
-            name.as_str()
-        };
         if let Some(p) = r
             .get("peer")
-            .map(|p| &p["modes"][peer_name])
+            .map(|p| &p["modes"][name.as_str()])
             .filter(|p| !p.is_null())
         {
             line("PyTorch", p);
