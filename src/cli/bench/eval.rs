@@ -31,15 +31,6 @@ pub struct EvalBenchArgs {
     pub common: super::PeerArgs,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
-
 /// Runs `smirl eval` as a user does, with the given cache directory; returns seconds and metrics.
 fn run_smirl_eval(args: &EvalBenchArgs, cache: &std::path::Path) -> anyhow::Result<(f64, Value)> {
     let exe = std::env::current_exe().context("locating the smirl binary")?;
@@ -114,12 +105,12 @@ pub fn run(args: EvalBenchArgs) -> anyhow::Result<()> {
         "input": args.input.display().to_string(),
         "cpu": super::cpu_description(),
         "rounds": args.rounds.max(1),
-        "smirl_cold_seconds": median(cold),
-        "smirl_warm_seconds": median(warm),
+        "smirl_cold_seconds": super::median(cold),
+        "smirl_warm_seconds": super::median(warm),
         "metrics": ours,
     });
     if args.common.peer {
-        let peer = median(peer_s);
+        let peer = super::median(peer_s);
         result["peer_seconds"] = json!(peer);
         result["peer_threads"] = json!(args.peer_threads);
         result["ratio_warm"] = json!(peer / result["smirl_warm_seconds"].as_f64().unwrap_or(f64::NAN));

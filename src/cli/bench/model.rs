@@ -44,14 +44,64 @@ pub struct ModelBenchArgs {
     /// CPU passes, for comparison.
     #[arg(long)]
     candle: bool,
+    /// Interleaved rounds (smirl, peer, smirl, peer, ...); median ratios are reported with their
+    /// range.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     #[command(flatten)]
     device: crate::cli::device::DeviceArg,
     #[command(flatten)]
     pub common: super::PeerArgs,
 }
 
-/// Runs `smirl bench model`.
+/// The ratios reported: (name, key in both sides' JSON).
+const RATIOS: [(&str, &str); 3] = [
+    ("ratio_train", "train_tokens_per_s"),
+    ("ratio_sample", "sample_mols_per_s"),
+    ("ratio_peak_memory", "peak_rss_mb"),
+];
+
+/// Runs `smirl bench model`: `--rounds` rounds of smirl then the peer.
 pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
+    let mut rounds: Vec<(Value, Option<Value>)> = Vec::new();
+    for round in 1..=args.rounds {
+        eprintln!("round {round}/{}: smirl ...", args.rounds);
+        let ours = measure(&args)?;
+        let peer = if args.common.peer {
+            eprintln!("round {round}/{}: the peer ...", args.rounds);
+            Some(run_peer(&args, &ours)?)
+        } else {
+            None
+        };
+        rounds.push((ours, peer));
+    }
+    let (mut result, peer) = rounds.last().cloned().expect("at least one round");
+    result["rounds"] = json!(args.rounds);
+    if let Some(peer) = peer {
+        for (name, key) in RATIOS {
+            let per_round: Vec<f64> = rounds
+                .iter()
+                .filter_map(|(a, b)| Some(a[key].as_f64()? / b.as_ref()?[key].as_f64()?))
+                .collect();
+            let (lo, hi) = per_round
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+            result[name] = json!(super::median(per_round.clone()));
+            result[format!("{name}_range")] = json!({"min": lo, "max": hi, "per_round": per_round});
+        }
+        result["peer"] = peer;
+    }
+    result["per_round"] = json!(rounds
+        .iter()
+        .map(|(a, b)| json!({"smirl": a, "peer": b}))
+        .collect::<Vec<_>>());
+    print(&args, &result)
+}
+
+/// One round of smirl's side: a fresh model, timed training steps, timed sampling batches.
+fn measure(args: &ModelBenchArgs) -> anyhow::Result<Value> {
     use model::{optim, Corpus, Gpt, GptConfig, Tensor, TokenMode, BOS};
 
     let records = input::read(&args.input, None)?;
@@ -143,11 +193,12 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
     rates.sort_by(f64::total_cmp);
     let sample_mols_per_s = rates[rates.len() / 2];
 
-    let mut result = json!({
+    Ok(json!({
         "input": args.input.display().to_string(),
         "threads": rayon::current_num_threads(),
         "cpu": super::cpu_description(),
         "device": format!("{device:?}"),
+        "cuda": device.is_cuda(),
         "n_params": gpt.num_params(),
         "vocab_size": cfg.vocab_size,
         "batch": args.batch,
@@ -158,41 +209,40 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
         "sample_mols_per_s": sample_mols_per_s,
         "sample_repeats": args.sample_repeats,
         "peak_rss_mb": peak_rss_mb(),
-    });
-    if args.common.peer {
-        let peer_args: Vec<String> = [
-            args.input.display().to_string(),
-            format!("--n-layer={}", args.n_layer),
-            format!("--n-head={}", args.n_head),
-            format!("--n-embd={}", args.n_embd),
-            format!("--batch={}", args.batch),
-            format!("--steps={}", args.steps),
-            format!("--sample-batch={b}"),
-            format!("--new-tokens={}", args.new_tokens),
-            format!("--sample-repeats={}", args.sample_repeats),
-            format!("--threads={}", rayon::current_num_threads()),
-            format!("--device={}", if device.is_cuda() { "cuda" } else { "cpu" }),
-        ]
-        .into();
-        let peer = run_python_peer(
-            args.common.python_or("python3"),
-            "bench/model_peer.py",
-            &peer_args,
-        )?;
-        let ratio = |key: &str| match (result[key].as_f64(), peer[key].as_f64()) {
-            (Some(a), Some(b)) if b > 0.0 => json!(a / b),
-            _ => Value::Null,
-        };
-        let (train, sample, memory) = (
-            ratio("train_tokens_per_s"),
-            ratio("sample_mols_per_s"),
-            ratio("peak_rss_mb"),
-        );
-        result["ratio_train"] = train;
-        result["ratio_sample"] = sample;
-        result["ratio_peak_memory"] = memory;
-        result["peer"] = peer;
-    }
+    }))
+}
+
+/// One round of the peer on the same work as `ours`.
+fn run_peer(args: &ModelBenchArgs, ours: &Value) -> anyhow::Result<Value> {
+    let device = if ours["cuda"].as_bool().unwrap_or(false) {
+        "cuda"
+    } else {
+        "cpu"
+    };
+    let peer_args: Vec<String> = [
+        args.input.display().to_string(),
+        format!("--n-layer={}", args.n_layer),
+        format!("--n-head={}", args.n_head),
+        format!("--n-embd={}", args.n_embd),
+        format!("--batch={}", args.batch),
+        format!("--steps={}", args.steps),
+        format!("--sample-batch={}", args.sample_batch),
+        format!("--new-tokens={}", args.new_tokens),
+        format!("--sample-repeats={}", args.sample_repeats),
+        format!("--threads={}", rayon::current_num_threads()),
+        format!("--device={device}"),
+    ]
+    .into();
+    run_python_peer(
+        args.common.python_or("python3"),
+        "bench/model_peer.py",
+        &peer_args,
+    )
+}
+
+fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
+    let result = result.clone();
+    let b = args.sample_batch;
     if args.common.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
@@ -221,11 +271,19 @@ pub fn run(args: ModelBenchArgs) -> anyhow::Result<()> {
                 f(peer, "sample_mols_per_s"),
                 f(peer, "peak_rss_mb")
             );
+            let range = |name: &str| {
+                let r = &result[format!("{name}_range")];
+                format!("{:.2}-{:.2}", f(r, "min"), f(r, "max"))
+            };
             println!(
-                "ratios (smirl / PyTorch): training {:.2}x, sampling {:.2}x, peak memory {:.2}x",
+                "ratios (smirl / PyTorch), median of {} rounds: training {:.2}x ({}), sampling {:.2}x ({}), peak memory {:.2}x ({})",
+                result["rounds"],
                 f(&result, "ratio_train"),
+                range("ratio_train"),
                 f(&result, "ratio_sample"),
-                f(&result, "ratio_peak_memory")
+                range("ratio_sample"),
+                f(&result, "ratio_peak_memory"),
+                range("ratio_peak_memory"),
             );
         }
     }

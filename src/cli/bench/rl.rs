@@ -38,6 +38,10 @@ pub struct RlBenchArgs {
     /// Policy mode(s).
     #[arg(long, value_enum, default_value_t = RlBenchMode::Both)]
     mode: RlBenchMode,
+    /// Interleaved rounds (smirl, peer, smirl, peer, ...); the median ratio is reported with its
+    /// range.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
     #[command(flatten)]
     pub common: super::PeerArgs,
 }
@@ -146,8 +150,8 @@ fn write_peer_checks(args: &RlBenchArgs, dir: &Path) -> anyhow::Result<Vec<Strin
 /// Runs `smirl bench rl`.
 pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        args.batch > 0 && args.steps > 0,
-        "--batch and --steps must be > 0"
+        args.batch > 0 && args.steps > 0 && args.rounds > 0,
+        "--batch, --steps and --rounds must be > 0"
     );
     let modes: &[PolicyMode] = match args.mode {
         RlBenchMode::Prefix => &[PolicyMode::Prefix],
@@ -155,57 +159,113 @@ pub fn run(args: RlBenchArgs) -> anyhow::Result<()> {
         RlBenchMode::Full => &[PolicyMode::Full],
         RlBenchMode::Both => &[PolicyMode::Prefix, PolicyMode::Full],
     };
-    let mut ours = serde_json::Map::new();
-    for &mode in modes {
-        eprintln!(
-            "smirl: {mode:?} mode, batch {}, 1 + {} steps ...",
-            args.batch, args.steps
-        );
-        let r = bench_mode(&args, mode)?;
-        ours.insert(r["mode"].as_str().unwrap_or("?").to_string(), r);
-    }
+    let dir = std::env::temp_dir().join(format!("smirl-bench-rl-{}", std::process::id()));
+    let rounds = if args.common.peer {
+        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+        let rounds =
+            write_peer_checks(&args, &dir).and_then(|checks| run_rounds(&args, modes, Some(&checks)));
+        let _ = std::fs::remove_dir_all(&dir);
+        rounds?
+    } else {
+        run_rounds(&args, modes, None)?
+    };
     let mut result = json!({
         "model": args.model.display().to_string(),
         "batch": args.batch,
         "threads": rayon::current_num_threads(),
         "cpu": super::cpu_description(),
-        "modes": ours,
+        "rounds": rounds.len(),
+        // The last round's figures per mode; every round's in `per_round`.
+        "modes": rounds.last().map(|r| r.smirl.clone()).unwrap_or_default(),
     });
     if args.common.peer {
-        // The peer names its modes as smirl does.
-        let peer_mode = match args.mode {
-            RlBenchMode::Prefix => "prefix",
-            RlBenchMode::SoftPrompt => "soft_prompt",
-            RlBenchMode::Full => "full",
-            RlBenchMode::Both => "both",
-        };
-        let dir = std::env::temp_dir().join(format!("smirl-bench-rl-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-        let mut peer_args: Vec<String> = vec![
-            format!("--model={}", args.model.display()),
-            format!("--batch={}", args.batch),
-            format!("--steps={}", args.steps),
-            format!("--mode={peer_mode}"),
-            format!("--threads={}", rayon::current_num_threads()),
-        ];
-        let checks = write_peer_checks(&args, &dir);
-        let peer = checks.and_then(|checks| {
-            peer_args.extend(checks);
-            super::run_python_peer(args.common.python_or("python3"), "bench/rl_peer.py", &peer_args)
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-        let peer = peer?;
         let mut ratios = serde_json::Map::new();
-        for (name, r) in result["modes"].as_object().cloned().unwrap_or_default() {
-            let p = &peer["modes"][name.as_str()];
-            if let (Some(a), Some(b)) = (r["steps_per_s"].as_f64(), p["steps_per_s"].as_f64()) {
-                ratios.insert(name, json!(a / b));
-            }
+        let mut ranges = serde_json::Map::new();
+        for &mode in modes {
+            let name = mode.name();
+            let per_round: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| {
+                    Some(
+                        r.smirl[name]["steps_per_s"].as_f64()?
+                            / r.peer.as_ref()?["modes"][name]["steps_per_s"].as_f64()?,
+                    )
+                })
+                .collect();
+            let (lo, hi) = per_round
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+                    (lo.min(x), hi.max(x))
+                });
+            ratios.insert(name.to_string(), json!(super::median(per_round.clone())));
+            ranges.insert(
+                name.to_string(),
+                json!({"min": lo, "max": hi, "per_round": per_round}),
+            );
         }
         result["ratio_steps_per_s"] = Value::Object(ratios);
-        result["peer"] = peer;
+        result["ratio_range"] = Value::Object(ranges);
+        result["peer"] = rounds.last().and_then(|r| r.peer.clone()).unwrap_or_default();
     }
+    result["per_round"] = json!(rounds
+        .iter()
+        .map(|r| json!({"smirl": r.smirl, "peer": r.peer.as_ref().map(|p| p["modes"].clone())}))
+        .collect::<Vec<_>>());
     args.common.print(&result, print_human)
+}
+
+/// One round's results: smirl's per mode, and the peer's JSON.
+struct Round {
+    smirl: serde_json::Map<String, Value>,
+    peer: Option<Value>,
+}
+
+/// `--rounds` rounds of smirl's modes, each followed by the peer's (given its check arguments).
+fn run_rounds(
+    args: &RlBenchArgs,
+    modes: &[PolicyMode],
+    peer_checks: Option<&[String]>,
+) -> anyhow::Result<Vec<Round>> {
+    let mut rounds = Vec::new();
+    for round in 1..=args.rounds {
+        let mut smirl = serde_json::Map::new();
+        for &mode in modes {
+            eprintln!(
+                "round {round}/{}: smirl {mode:?} mode, batch {}, 1 + {} steps ...",
+                args.rounds, args.batch, args.steps
+            );
+            let r = bench_mode(args, mode)?;
+            smirl.insert(mode.name().to_string(), r);
+        }
+        let peer = match peer_checks {
+            None => None,
+            Some(checks) => {
+                // The peer names its modes as smirl does.
+                let peer_mode = match args.mode {
+                    RlBenchMode::Prefix => "prefix",
+                    RlBenchMode::SoftPrompt => "soft_prompt",
+                    RlBenchMode::Full => "full",
+                    RlBenchMode::Both => "both",
+                };
+                let mut peer_args: Vec<String> = vec![
+                    format!("--model={}", args.model.display()),
+                    format!("--batch={}", args.batch),
+                    format!("--steps={}", args.steps),
+                    format!("--mode={peer_mode}"),
+                    format!("--threads={}", rayon::current_num_threads()),
+                ];
+                peer_args.extend(checks.iter().cloned());
+                eprintln!("round {round}/{}: the peer ...", args.rounds);
+                Some(super::run_python_peer(
+                    args.common.python_or("python3"),
+                    "bench/rl_peer.py",
+                    &peer_args,
+                )?)
+            }
+        };
+        rounds.push(Round { smirl, peer });
+    }
+    Ok(rounds)
 }
 
 fn print_human(r: &Value) {
@@ -249,9 +309,13 @@ fn print_human(r: &Value) {
             .filter(|p| !p.is_null())
         {
             line("PyTorch", p);
+            let range = &r["ratio_range"][name];
             println!(
-                "  ratio (smirl / PyTorch steps/s): {:.2}x",
-                r["ratio_steps_per_s"][name].as_f64().unwrap_or(f64::NAN)
+                "  ratio (smirl / PyTorch steps/s): {:.2}x, median of {} rounds (range {:.2}-{:.2}x)",
+                r["ratio_steps_per_s"][name].as_f64().unwrap_or(f64::NAN),
+                r["rounds"],
+                range["min"].as_f64().unwrap_or(f64::NAN),
+                range["max"].as_f64().unwrap_or(f64::NAN),
             );
         }
     }
