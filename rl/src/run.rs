@@ -289,7 +289,10 @@ pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> R
             "no config.toml here (not a `smirl tune` run or a prompt directory?)",
         ));
     }
-    let cfg = TuneConfig::from_file(&cfg_path)?;
+    let mut cfg = TuneConfig::from_file(&cfg_path)?;
+    // The agent's file replaces whatever the prefix starts as, so skip `prior_kv`'s fit (a
+    // forward pass over real SMILES and a least-squares solve per head).
+    cfg.prefix.init = crate::config::PrefixInit::Noise;
     let agent = run_dir.join(AGENT_FILE);
     let weights = if agent.exists() {
         agent
