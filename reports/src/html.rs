@@ -49,28 +49,6 @@ fn opt(x: Option<f64>) -> String {
     x.map_or("—".to_string(), num)
 }
 
-/// Which chart an RL log column belongs on.
-fn curve_group(name: &str) -> usize {
-    let n = name.to_ascii_lowercase();
-    // Components first: `score_novelty` belongs with the components, not with novelty.
-    if n.starts_with("score_") {
-        3
-    } else if n.contains("reward") {
-        0
-    } else if ["valid", "unique", "novel", "intdiv", "int_div"]
-        .iter()
-        .any(|k| n.contains(k))
-    {
-        1
-    } else if ["kl", "entropy", "loss"].iter().any(|k| n.contains(k)) {
-        2
-    } else {
-        // Counts per step (replayed, filtered): on a 0..batch scale, they would flatten the
-        // component means' 0..1 lines if drawn with them.
-        4
-    }
-}
-
 pub(crate) fn render(r: &Report) -> String {
     let mut h = String::new();
     let title = if r.title.is_empty() {
@@ -104,22 +82,13 @@ pub(crate) fn render(r: &Report) -> String {
 
     if let Some(curves) = &r.curves {
         h.push_str("<h2 id=\"curves\">RL curves per step</h2><div class=\"charts\">");
-        let titles = [
-            "reward",
-            "validity, uniqueness, novelty, diversity",
-            "KL, entropy, loss",
-            "component means",
-            "molecules replayed / filtered per step",
-        ];
-        for (group, chart_title) in titles.iter().enumerate() {
-            let series: Vec<(&str, &[f64])> = curves
-                .series
+        for (title, series) in &curves.charts {
+            let series: Vec<(&str, &[f64])> = series
                 .iter()
-                .filter(|(name, _)| curve_group(name) == group)
                 .map(|(name, v)| (name.as_str(), v.as_slice()))
                 .collect();
             if !series.is_empty() {
-                h.push_str(&curves_svg(chart_title, &curves.steps, &series));
+                h.push_str(&curves_svg(title, &curves.steps, &series));
             }
         }
         h.push_str("</div>");
@@ -206,25 +175,6 @@ pub(crate) fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_columns_go_to_their_charts() {
-        let groups: Vec<usize> = [
-            "mean_reward",
-            "validity",
-            "int_div1",
-            "kl",
-            "loss",
-            "score_qed",
-            "score_sas",
-            "replayed",
-            "filtered",
-        ]
-        .iter()
-        .map(|n| curve_group(n))
-        .collect();
-        assert_eq!(groups, [0, 1, 1, 2, 2, 3, 3, 4, 4]);
-    }
 
     #[test]
     fn escapes_markup() {

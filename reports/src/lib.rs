@@ -14,13 +14,16 @@ mod html;
 
 pub use html::escape;
 
-/// Per-step curves of an RL run: one chart per group of series.
+/// A named series of values per step; NaN marks a missing value.
+pub type Series = (String, Vec<f64>);
+
+/// Per-step curves of an RL run, grouped into charts by the caller.
 #[derive(Debug, Clone, Default)]
 pub struct Curves {
     /// Step of each row.
     pub steps: Vec<f64>,
-    /// (name, values per step); NaN marks a missing value.
-    pub series: Vec<(String, Vec<f64>)>,
+    /// Charts in display order: (title, its series).
+    pub charts: Vec<(String, Vec<Series>)>,
 }
 
 /// A property's values in the generated set and, optionally, in a reference (training) set.

@@ -100,6 +100,51 @@ fn csv_field(field: &str) -> String {
     }
 }
 
+/// What a `log.csv` column holds, so that readers (the report's charts) need not guess from its
+/// name; defined beside [`log_header`], which writes the columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogColumnKind {
+    /// `mean_reward`, `max_reward`.
+    Reward,
+    /// `validity`, `uniqueness`, `novelty`, `int_div1` of the sampled batch.
+    BatchQuality,
+    /// `kl`, `entropy`, `loss`.
+    Divergence,
+    /// `score_<component>`: each component's mean over the valid molecules.
+    Component,
+    /// `replayed`, `filtered`: molecules per step.
+    Count,
+    /// `seconds`, wall time of the step.
+    Time,
+}
+
+impl LogColumnKind {
+    /// The kind of column `name` (`None` for `step` and for names this version does not write).
+    pub fn of(name: &str) -> Option<Self> {
+        Some(match name {
+            "mean_reward" | "max_reward" => Self::Reward,
+            "validity" | "uniqueness" | "novelty" | "int_div1" => Self::BatchQuality,
+            "kl" | "entropy" | "loss" => Self::Divergence,
+            "replayed" | "filtered" => Self::Count,
+            "seconds" => Self::Time,
+            _ if name.starts_with("score_") => Self::Component,
+            _ => return None,
+        })
+    }
+
+    /// A chart title for the columns of this kind.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Reward => "reward",
+            Self::BatchQuality => "validity, uniqueness, novelty, diversity",
+            Self::Divergence => "KL, entropy, loss",
+            Self::Component => "component means",
+            Self::Count => "molecules replayed / filtered per step",
+            Self::Time => "seconds per step",
+        }
+    }
+}
+
 fn log_header(names: &[String]) -> String {
     let mut cols = vec!["step".to_string(), "mean_reward".into(), "max_reward".into()];
     // Component names are the user's: quoted where needed, so that any name keeps the columns.
@@ -452,5 +497,30 @@ fn report(
         mean_rewards,
         candidates: trainer.candidates(),
         trainable: trainer.trainable(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every column `log.csv` gets has a kind, components included (`step` has none).
+    #[test]
+    fn every_log_column_has_a_kind() {
+        let header = log_header(&["qed".into(), "SA, \"easy\"".into()]);
+        let mut reader = csv::Reader::from_reader(header.as_bytes());
+        let cols: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+        assert_eq!(cols[0], "step");
+        assert_eq!(LogColumnKind::of("step"), None);
+        for c in &cols[1..] {
+            assert!(LogColumnKind::of(c).is_some(), "{c}");
+        }
+        assert_eq!(
+            LogColumnKind::of("score_SA, \"easy\""),
+            Some(LogColumnKind::Component)
+        );
+        assert_eq!(LogColumnKind::of("score_novelty"), Some(LogColumnKind::Component));
+        assert_eq!(LogColumnKind::of("novelty"), Some(LogColumnKind::BatchQuality));
+        assert_eq!(LogColumnKind::of("filtered"), Some(LogColumnKind::Count));
     }
 }

@@ -51,7 +51,10 @@ fn read_table(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
     Ok((header, rows))
 }
 
+/// A run's `log.csv` as charts, one per kind of column (`rl::run::LogColumnKind`), in that
+/// order; wall time and columns this version does not know are left out.
 fn curves_from_log(path: &Path) -> anyhow::Result<Curves> {
+    use rl::run::LogColumnKind;
     let (header, rows) = read_table(path)?;
     let step_col = header
         .iter()
@@ -59,21 +62,23 @@ fn curves_from_log(path: &Path) -> anyhow::Result<Curves> {
         .with_context(|| format!("{}: no step column", path.display()))?;
     let parse = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
     let steps = rows.iter().map(|r| parse(&r[step_col])).collect();
-    let series = header
-        .iter()
-        .enumerate()
-        .filter(|(i, h)| *i != step_col && !matches!(h.as_str(), "seconds" | "time"))
-        .map(|(i, h)| {
-            (
-                h.clone(),
-                rows.iter()
-                    .map(|r| parse(r.get(i).map_or("", |s| s)))
-                    .collect::<Vec<f64>>(),
-            )
-        })
-        .filter(|(_, v)| v.iter().any(|x| x.is_finite()))
-        .collect();
-    Ok(Curves { steps, series })
+    let mut charts: std::collections::BTreeMap<LogColumnKind, Vec<reports::Series>> = Default::default();
+    for (i, h) in header.iter().enumerate() {
+        let Some(kind) = LogColumnKind::of(h).filter(|&k| k != LogColumnKind::Time) else {
+            continue;
+        };
+        let values: Vec<f64> = rows.iter().map(|r| parse(r.get(i).map_or("", |s| s))).collect();
+        if values.iter().any(|x| x.is_finite()) {
+            charts.entry(kind).or_default().push((h.clone(), values));
+        }
+    }
+    Ok(Curves {
+        steps,
+        charts: charts
+            .into_iter()
+            .map(|(kind, series)| (kind.title().to_string(), series))
+            .collect(),
+    })
 }
 
 /// The molecules of the report: (SMILES, name, extra scores) from a samples file or a run.
