@@ -19,12 +19,15 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$smirl" sample --model "$prior" -n 1000 --seed 1 --out "$tmp/prior.csv" >/dev/null
 "$smirl" sample --model "$prior" --agent "$dst" -n 1000 --seed 1 --out "$tmp/prompt.csv" >/dev/null
+# The metric block of `smirl eval` (up to its first blank line; the published table follows it).
+"$smirl" eval "$tmp/prompt.csv" > "$tmp/prompt_eval.txt"
+"$smirl" eval "$tmp/prior.csv" > "$tmp/prior_eval.txt"
 {
   echo "# $task: 1,000 fresh samples (seed 1) of $prior with this prompt, then of $prior alone"
   echo "# steps trained: $(grep -o '"step":[0-9]*' "$run/checkpoint/state.json" | head -n 1 | cut -d: -f2) (the run's last checkpoint)"
   echo "## with the prompt"
-  "$smirl" eval "$tmp/prompt.csv" | sed -n '1,16p'
+  sed '/^$/q' "$tmp/prompt_eval.txt"
   echo "## the prior alone"
-  "$smirl" eval "$tmp/prior.csv" | sed -n '1,16p'
+  sed '/^$/q' "$tmp/prior_eval.txt"
 } > "$dst/metrics.txt"
 cat "$dst/metrics.txt"
