@@ -699,9 +699,12 @@ mod shipped_configs {
         let target = TuneConfig::from_file(&dir.join("qed_target.toml")).unwrap();
         assert_eq!(prefix.mode, PolicyMode::Prefix);
         assert_eq!(
-            (prefix.scoring, prefix.batch_size, prefix.diversity_filter),
-            (target.scoring, target.batch_size, target.diversity_filter),
+            (prefix.scoring, prefix.batch_size),
+            (target.scoring, target.batch_size),
             "qed_prefix.toml has qed_target.toml's reward"
         );
+        // The prefix keeps its diversity through a similarity memory instead of scaffold buckets.
+        assert_eq!(prefix.diversity_filter.kind, FilterKind::CompoundSimilarity);
+        assert_eq!(target.diversity_filter.kind, FilterKind::MurckoScaffold);
     }
 }

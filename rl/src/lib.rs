@@ -11,14 +11,16 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
 - [`Policy`] (`policy.rs`): the frozen prior GPT steered by a deep prefix (`prefix` mode;
   [`deep_prefix`]), by a soft prompt (`soft_prompt` mode), by low-rank adapters
   (`lora` mode; [`lora`]), or with every weight trainable (`full` mode).
-- [`reinforce`]: the losses (REINFORCE with per-token discounted returns, a baseline, optional
-  z-score and per-token KL to the prior; REINVENT's augmented-likelihood loss; or DPG, which fits
-  the agent to the prior tilted by exp(R/β) by importance-weighted likelihood) and
-  [`reinforce::Trainer`], one step at a time.
+- [`losses`]: the losses' maths as per-token weights of one surrogate (REINFORCE with per-token
+  discounted returns, a baseline, optional z-score and per-token KL to the prior; REINVENT's
+  augmented-likelihood loss; or DPG, which fits the agent to the prior tilted by exp(R/β) by
+  importance-weighted likelihood); [`reinforce::Trainer`] runs them one step at a time, in named
+  phases (sample, score, remember, update).
 - [`discrete_prompt`] (`discrete_prompt` mode): a small policy writes SMILES beginnings that the
   frozen prior completes; REINFORCE on the beginnings' tokens.
-- [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (Murcko
-  scaffold buckets), [`candidates::CandidateTable`] (every distinct valid molecule sampled).
+- [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (buckets of
+  identical Murcko scaffolds or of similar compounds), [`candidates::CandidateTable`] (every
+  distinct valid molecule sampled).
 - [`TuneConfig`] (`config.rs`): the TOML config, `deny_unknown_fields` everywhere and
   `validate()` naming the bad field; [`run_tune`] (`run.rs`) is `smirl tune`: logs, candidates,
   atomic checkpoints and resume.
