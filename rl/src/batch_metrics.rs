@@ -82,6 +82,7 @@ mod tests {
                 training_set: None,
             },
             std::path::Path::new("."),
+            &crate::references::embedded_corpus(),
         )
         .unwrap();
         let qed = vec![0.4, 0.4, 0.5, f64::NAN, 0.6, f64::NAN];

@@ -94,12 +94,7 @@ impl CandidateTable {
     /// component (empty where it failed).
     pub fn write_csv(&self, path: &Path, names: &[String], n: usize) -> Result<()> {
         let mut w = csv::Writer::from_path(path).map_err(|e| Error::io(path, e.into()))?;
-        let mut header = vec![
-            "rank".to_string(),
-            "smiles".into(),
-            "first_step".into(),
-            "total".into(),
-        ];
+        let mut header: Vec<String> = crate::run_dir::CANDIDATE_COLUMNS.map(String::from).to_vec();
         header.extend(names.iter().cloned());
         w.write_record(&header).map_err(|e| Error::io(path, e.into()))?;
         for (i, c) in self.top(n).into_iter().enumerate() {

@@ -690,8 +690,12 @@ mod shipped_configs {
         assert!(names.len() >= 10, "{names:?}");
         for name in &names {
             let cfg = TuneConfig::from_file(&dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-            crate::scoring::Scorer::new(&cfg.scoring, Path::new("."))
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            crate::scoring::Scorer::new(
+                &cfg.scoring,
+                Path::new("."),
+                &crate::references::embedded_corpus(),
+            )
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         let qed = TuneConfig::from_file(&dir.join("qed.toml")).unwrap();
         assert_eq!((qed.mode, qed.batch_size, qed.lr), (PolicyMode::Full, 500, 1e-4));

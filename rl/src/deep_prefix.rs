@@ -17,7 +17,7 @@ use model::rng::Rng;
 use model::{Gpt, Vocab};
 
 use crate::config::{PrefixConfig, PrefixInit};
-use crate::{Error, Result};
+use crate::{Error, Result, SmilesSource};
 
 /// Name of the folded keys and values in agent and checkpoint files.
 pub const KV_PREFIX_VAR: &str = "kv_prefix";
@@ -55,8 +55,15 @@ pub struct DeepPrefix {
 }
 
 impl DeepPrefix {
-    /// A fresh prefix for `prior` as `cfg` says; `seed` fixes the init.
-    pub fn new(prior: &Gpt, vocab: &Vocab, cfg: &PrefixConfig, seed: u64) -> Result<Self> {
+    /// A fresh prefix for `prior` as `cfg` says; `seed` fixes the init, and `prior_kv` reads
+    /// real molecules from `refs`' training set.
+    pub fn new(
+        prior: &Gpt,
+        vocab: &Vocab,
+        cfg: &PrefixConfig,
+        seed: u64,
+        refs: &dyn SmilesSource,
+    ) -> Result<Self> {
         let gcfg = prior.config();
         let (nl, l, c) = (gcfg.n_layer, cfg.length, gcfg.n_embd);
         let device = prior.device();
@@ -68,7 +75,16 @@ impl DeepPrefix {
                     .collect();
                 Tensor::from_vec(xs, (nl, 2, l, c), device)?
             }
-            PrefixInit::PriorKv => prior_kv_init(prior, vocab, l, cfg.init_score, &mut rng)?,
+            PrefixInit::PriorKv => {
+                let corpus = crate::references::training_set(refs)?;
+                if corpus.is_empty() {
+                    return Err(Error::config(
+                        "prefix.init",
+                        "prior_kv needs real SMILES, and the training set is empty",
+                    ));
+                }
+                prior_kv_init(prior, vocab, &corpus, l, cfg.init_score, &mut rng)?
+            }
         };
         let (direct, reparam) = if cfg.reparam {
             let h = cfg.reparam_hidden;
@@ -199,19 +215,25 @@ impl DeepPrefix {
     }
 }
 
-/// Molecules of the embedded corpus the `prior_kv` init reads.
+/// Molecules of the training set the `prior_kv` init reads.
 const INIT_MOLECULES: usize = 64;
 
 /// `(n_layer, 2, L, C)` from the prior's activations on real SMILES: slot i's values are the
 /// prior's mean value, a tenth of the way towards its value at one random (molecule, position),
 /// all layers alike; each head's keys solve the ridge least-squares fit `q·k/√hd ≈ score` over
 /// the queries of every position read.
-fn prior_kv_init(prior: &Gpt, vocab: &Vocab, l: usize, score: f64, rng: &mut Rng) -> Result<Tensor> {
+fn prior_kv_init(
+    prior: &Gpt,
+    vocab: &Vocab,
+    corpus: &[String],
+    l: usize,
+    score: f64,
+    rng: &mut Rng,
+) -> Result<Tensor> {
     let cfg = prior.config();
     let (nl, c, nh) = (cfg.n_layer, cfg.n_embd, cfg.n_head);
     let hd = c / nh;
     let device: &Device = prior.device();
-    let corpus = datasets::embedded_corpus();
     // Per layer: every query read (rows of C), and every (key, value) position for the values.
     let mut queries: Vec<Vec<f32>> = vec![Vec::new(); nl];
     let mut values: Vec<Vec<Vec<f32>>> = vec![Vec::new(); nl]; // [layer][position] -> C

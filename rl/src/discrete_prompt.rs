@@ -33,13 +33,13 @@ use crate::batch_metrics::BatchMetrics;
 use crate::candidates::CandidateTable;
 use crate::config::LossConfig;
 use crate::reinforce::{adam, novelty_reference};
-use crate::run::{check_optimizer, Tuner, CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
+use crate::run::{check_optimizer, Tuner};
+use crate::run_dir::{CANDIDATES_FILE, OPTIMIZER_FILE, STATE_FILE, TRAINABLE_FILE};
 use crate::scoring::components::{MolBatch, Novelty, ScoringContext};
 use crate::scoring::Scorer;
-use crate::{Error, Result, StepLog, TuneConfig};
+use crate::{Error, Result, SmilesSource, StepLog, TuneConfig};
 
-/// The ranked prompts of a discrete-prompt run, in the run directory.
-pub const PROMPTS_FILE: &str = "prompts.csv";
+pub use crate::run_dir::PROMPTS_FILE;
 
 /// The prompt-writing policy: the frozen prior plus a trainable MLP before its head.
 pub struct PromptPolicy {
@@ -198,8 +198,8 @@ pub struct DiscreteTrainer {
 }
 
 impl DiscreteTrainer {
-    /// A trainer at step 0 over the prior in `model_dir`.
-    pub fn new(cfg: TuneConfig, model_dir: &Path, device: &Device) -> Result<Self> {
+    /// A trainer at step 0 over the prior in `model_dir`; reference molecules come from `refs`.
+    pub fn new(cfg: TuneConfig, model_dir: &Path, device: &Device, refs: &dyn SmilesSource) -> Result<Self> {
         cfg.validate()?;
         let run = model::load_checkpoint(model_dir, device)?;
         let d = &cfg.discrete_prompt;
@@ -214,9 +214,9 @@ impl DiscreteTrainer {
         }
         let policy = PromptPolicy::new(&run.model, d.hidden, cfg.seed)?;
         let opt = adam(policy.vars(), cfg.lr)?;
-        let scorer = Scorer::new(&cfg.scoring, Path::new("."))?;
+        let scorer = Scorer::new(&cfg.scoring, Path::new("."), refs)?;
         Ok(Self {
-            novelty_ref: novelty_reference(&cfg)?,
+            novelty_ref: novelty_reference(&cfg, refs)?,
             cfg,
             policy,
             vocab: run.vocab,

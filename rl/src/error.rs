@@ -15,9 +15,9 @@ pub enum Error {
     /// RDKit rejected something (a SMARTS pattern, a reference SMILES).
     #[error("chem: {0}")]
     Chem(#[from] chem::ChemError),
-    /// A SMILES file could not be read.
-    #[error("dataset: {0}")]
-    Dataset(#[from] datasets::DatasetError),
+    /// Reference SMILES (a training set, a file a config names) could not be read.
+    #[error("reference SMILES: {0}")]
+    References(String),
     /// A config value is out of range or inconsistent; names the field.
     #[error("invalid config `{field}`: {msg}")]
     InvalidConfig {

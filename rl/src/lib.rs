@@ -23,10 +23,14 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
   distinct valid molecule sampled).
 - [`TuneConfig`] (`config.rs`): the TOML config, `deny_unknown_fields` everywhere and
   `validate()` naming the bad field; [`run_tune`] (`run.rs`) is `smirl tune`: logs, candidates,
-  atomic checkpoints and resume.
+  atomic checkpoints and resume; [`run_dir`] defines the run directory's files and reads them.
+- [`SmilesSource`] (`references.rs`): reference molecules (novelty's training set, the prefix
+  initialisation's real SMILES) come from the caller, so rl reads no molecule files itself
+  (the CLI supplies the embedded MOSES corpus and `datasets`' reader).
 
 ```no_run
 let cfg = rl::TuneConfig::from_file(std::path::Path::new("configs/qed.toml"))?;
+// `references` supplies novelty's training set; the default supplies none.
 let opts = rl::TuneOptions { model_dir: "models/prior".into(), out_dir: "runs/qed".into(), ..Default::default() };
 let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.3}", row.step, row.mean_reward))?;
 # Ok::<(), rl::Error>(())
@@ -46,11 +50,14 @@ pub mod lora;
 pub mod losses;
 pub mod memory;
 pub mod policy;
+pub mod references;
 pub mod reinforce;
 pub mod run;
+pub mod run_dir;
 pub mod scoring;
 
 pub use config::{LossConfig, PolicyMode, TuneConfig};
 pub use error::{Error, Result};
 pub use policy::Policy;
+pub use references::{InMemorySmiles, NoReferences, References, SmilesSource};
 pub use run::{load_tuned_policy, run_tune, StepLog, TuneOptions, TuneReport};

@@ -35,7 +35,7 @@ use model::{Gpt, Sample, SampleOptions, Vocab, BOS, EOS, PAD};
 use crate::config::{PolicyMode, SoftPromptInit, TuneConfig};
 use crate::deep_prefix::DeepPrefix;
 use crate::lora::Lora;
-use crate::{Error, Result};
+use crate::{Error, Result, SmilesSource};
 
 /// Name of the soft-prompt variable in checkpoints.
 pub const PREFIX_VAR: &str = "prefix";
@@ -65,8 +65,14 @@ impl Policy {
     /// part `cfg.mode` asks for (seeded by `cfg.seed`); full mode loads the weights a second
     /// time as the trainable agent (the optimizer updates `Var`s in place, so the prior needs
     /// its own).
-    pub fn load(model_dir: &Path, cfg: &TuneConfig, device: &Device) -> Result<Self> {
-        let mut policy = Self::build(model_dir, cfg, device)?;
+    /// A `prior_kv` prefix reads real molecules from `refs`.
+    pub fn load(
+        model_dir: &Path,
+        cfg: &TuneConfig,
+        device: &Device,
+        refs: &dyn SmilesSource,
+    ) -> Result<Self> {
+        let mut policy = Self::build(model_dir, cfg, device, refs)?;
         policy.use_autograd(false);
         Ok(policy)
     }
@@ -83,14 +89,14 @@ impl Policy {
         self.passes.is_some()
     }
 
-    fn build(model_dir: &Path, cfg: &TuneConfig, device: &Device) -> Result<Self> {
+    fn build(model_dir: &Path, cfg: &TuneConfig, device: &Device, refs: &dyn SmilesSource) -> Result<Self> {
         let prior_run = model::load_checkpoint(model_dir, device)?;
         let prior = prior_run.model.detached();
         let vocab = prior_run.vocab;
         let (mode, seed, prefix) = (cfg.mode, cfg.seed, &cfg.soft_prompt);
         match mode {
             PolicyMode::Prefix => {
-                let deep = DeepPrefix::new(&prior, &vocab, &cfg.prefix, seed)?;
+                let deep = DeepPrefix::new(&prior, &vocab, &cfg.prefix, seed, refs)?;
                 Ok(Self {
                     mode,
                     agent: prior.clone(),

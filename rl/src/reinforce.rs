@@ -33,7 +33,7 @@ use crate::memory::{MemoryEntry, ReplayMemory};
 use crate::policy::Policy;
 use crate::scoring::components::{ComponentConfig, MolBatch, Novelty, NoveltyParams, ScoringContext};
 use crate::scoring::{Scorer, Scores};
-use crate::{Error, Result};
+use crate::{Error, Result, SmilesSource};
 
 /// Sampled molecules the logged KL is estimated on when the loss does not use the prior.
 pub const KL_LOG_ROWS: usize = 64;
@@ -94,8 +94,8 @@ pub struct StepLog {
 }
 
 /// The training set a run's logged novelty is measured against: the novelty component's, or the
-/// embedded corpus.
-pub(crate) fn novelty_reference(cfg: &TuneConfig) -> Result<Novelty> {
+/// reference source's training set.
+pub(crate) fn novelty_reference(cfg: &TuneConfig, refs: &dyn SmilesSource) -> Result<Novelty> {
     let params = cfg
         .scoring
         .components
@@ -110,7 +110,7 @@ pub(crate) fn novelty_reference(cfg: &TuneConfig) -> Result<Novelty> {
             transform: Default::default(),
             training_set: None,
         });
-    Novelty::new(&params, std::path::Path::new("."))
+    Novelty::new(&params, std::path::Path::new("."), refs)
 }
 
 /// Adam (no weight decay) over the trainable variables, as every mode trains them.
@@ -137,11 +137,12 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A trainer at step 0. Paths in `cfg` must be resolved (see [`TuneConfig::from_file`]).
-    pub fn new(cfg: TuneConfig, policy: Policy) -> Result<Self> {
+    /// A trainer at step 0. Paths in `cfg` must be resolved (see [`TuneConfig::from_file`]);
+    /// reference molecules (novelty's training set) come from `refs`.
+    pub fn new(cfg: TuneConfig, policy: Policy, refs: &dyn SmilesSource) -> Result<Self> {
         cfg.validate()?;
-        let scorer = Scorer::new(&cfg.scoring, std::path::Path::new("."))?;
-        let novelty_ref = novelty_reference(&cfg)?;
+        let scorer = Scorer::new(&cfg.scoring, std::path::Path::new("."), refs)?;
+        let novelty_ref = novelty_reference(&cfg, refs)?;
         let opt = adam(policy.trainable_vars(), cfg.lr)?;
         Ok(Self {
             state: TrainerState {

@@ -1,18 +1,5 @@
-//! `smirl tune` as a library call: a run directory with the resolved config, a per-step
-//! `log.csv`, ranked `candidates.csv`, and atomic, resumable checkpoints.
-//!
-//! Layout of `RUN_DIR`:
-//! - `config.toml`: the resolved config (absolute paths, every default written out);
-//! - `log.csv`: one row per step (see [`StepLog`]); component means are `score_<name>` columns;
-//! - `candidates.csv`: the best `top_candidates` distinct molecules, ranked (rewritten at every
-//!   checkpoint and at the end);
-//! - `agent.safetensors` (prompt modes): what sampling the tuned agent needs, kilobytes (the
-//!   deep prefix's folded keys and values, or the soft prompt); with `config.toml` it is a
-//!   portable prompt (`smirl sample --model PRIOR --agent DIR`, the `prompts/` library);
-//! - `checkpoint/`: `trainable.safetensors` (the prefix, or all agent weights in full mode),
-//!   `optimizer.safetensors` (Adam moments), `state.json` (step, baseline, replay memory,
-//!   diversity-filter buckets, candidate table). A checkpoint is written whole into
-//!   `checkpoint.tmp/` and then renamed into place, so a kill at any moment leaves a complete one.
+//! `smirl tune` as a library call: the run loop behind a run directory (its files and their
+//! format: [`crate::run_dir`]), with atomic, resumable checkpoints.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,26 +9,14 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::reinforce::StepLog;
 use crate::reinforce::{Trainer, TrainerState};
-use crate::{Error, Policy, Result, TuneConfig};
-
-/// Per-step log file name.
-pub const LOG_FILE: &str = "log.csv";
-/// Ranked candidates file name.
-pub const CANDIDATES_FILE: &str = "candidates.csv";
-/// Resolved config file name.
-pub const CONFIG_FILE: &str = "config.toml";
-/// What the run tunes (`{"model_dir": ...}`), in the run directory.
-pub const RUN_INFO_FILE: &str = "run.json";
-/// Checkpoint directory name.
-pub const CHECKPOINT_DIR: &str = "checkpoint";
-pub(crate) const TRAINABLE_FILE: &str = "trainable.safetensors";
-/// The sample-ready prompt of a run (prompt modes), in the run directory.
-pub const AGENT_FILE: &str = "agent.safetensors";
-pub(crate) const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub(crate) const STATE_FILE: &str = "state.json";
+use crate::run_dir::{
+    log_header, log_row, RunInfo, AGENT_FILE, CANDIDATES_FILE, CHECKPOINT_DIR, CONFIG_FILE, LOG_FILE,
+    OPTIMIZER_FILE, RUN_INFO_FILE, STATE_FILE, TRAINABLE_FILE,
+};
+use crate::{Error, NoReferences, Policy, References, Result, TuneConfig};
 
 /// Where to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TuneOptions {
     /// The prior's model directory (`smirl pretrain` output).
     pub model_dir: PathBuf,
@@ -54,6 +29,20 @@ pub struct TuneOptions {
     pub interrupt_after: Option<usize>,
     /// Where the agent and the prior live.
     pub device: Device,
+    /// Reference molecules: novelty's training set, the prefix initialisation's real SMILES.
+    pub references: References,
+}
+
+impl std::fmt::Debug for TuneOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TuneOptions")
+            .field("model_dir", &self.model_dir)
+            .field("out_dir", &self.out_dir)
+            .field("resume", &self.resume)
+            .field("interrupt_after", &self.interrupt_after)
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for TuneOptions {
@@ -64,6 +53,7 @@ impl Default for TuneOptions {
             resume: false,
             interrupt_after: None,
             device: Device::Cpu,
+            references: std::sync::Arc::new(NoReferences),
         }
     }
 }
@@ -89,109 +79,6 @@ pub struct TuneReport {
 struct CheckpointState {
     trainer: TrainerState,
     optimizer_steps: usize,
-}
-
-/// A CSV field as RFC 4180 writes it: quoted when it holds a comma, a quote or a line break.
-fn csv_field(field: &str) -> String {
-    if field.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
-/// What a `log.csv` column holds, so that readers (the report's charts) need not guess from its
-/// name; defined beside [`log_header`], which writes the columns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum LogColumnKind {
-    /// `mean_reward`, `max_reward`.
-    Reward,
-    /// `validity`, `uniqueness`, `novelty`, `int_div1` of the sampled batch.
-    BatchQuality,
-    /// `kl`, `entropy`, `loss`.
-    Divergence,
-    /// `score_<component>`: each component's mean over the valid molecules.
-    Component,
-    /// `replayed`, `filtered`: molecules per step.
-    Count,
-    /// `seconds`, wall time of the step.
-    Time,
-}
-
-impl LogColumnKind {
-    /// The kind of column `name` (`None` for `step` and for names this version does not write).
-    pub fn of(name: &str) -> Option<Self> {
-        Some(match name {
-            "mean_reward" | "max_reward" => Self::Reward,
-            "validity" | "uniqueness" | "novelty" | "int_div1" => Self::BatchQuality,
-            "kl" | "entropy" | "loss" => Self::Divergence,
-            "replayed" | "filtered" => Self::Count,
-            "seconds" => Self::Time,
-            _ if name.starts_with("score_") => Self::Component,
-            _ => return None,
-        })
-    }
-
-    /// A chart title for the columns of this kind.
-    pub fn title(self) -> &'static str {
-        match self {
-            Self::Reward => "reward",
-            Self::BatchQuality => "validity, uniqueness, novelty, diversity",
-            Self::Divergence => "KL, entropy, loss",
-            Self::Component => "component means",
-            Self::Count => "molecules replayed / filtered per step",
-            Self::Time => "seconds per step",
-        }
-    }
-}
-
-fn log_header(names: &[String]) -> String {
-    let mut cols = vec!["step".to_string(), "mean_reward".into(), "max_reward".into()];
-    // Component names are the user's: quoted where needed, so that any name keeps the columns.
-    cols.extend(names.iter().map(|n| csv_field(&format!("score_{n}"))));
-    cols.extend(
-        [
-            "validity",
-            "uniqueness",
-            "novelty",
-            "int_div1",
-            "kl",
-            "entropy",
-            "loss",
-            "replayed",
-            "filtered",
-            "seconds",
-        ]
-        .map(String::from),
-    );
-    cols.join(",")
-}
-
-fn log_row(r: &StepLog) -> String {
-    let mut cols = vec![
-        r.step.to_string(),
-        format!("{:.6}", r.mean_reward),
-        format!("{:.6}", r.max_reward),
-    ];
-    cols.extend(r.components.iter().map(|v| format!("{v:.6}")));
-    cols.extend(
-        [
-            r.validity,
-            r.uniqueness,
-            r.novelty,
-            r.int_div1,
-            r.kl,
-            r.entropy,
-            r.loss,
-        ]
-        .map(|v| format!("{v:.6}")),
-    );
-    cols.extend([
-        r.replayed.to_string(),
-        r.filtered.to_string(),
-        format!("{:.3}", r.seconds),
-    ]);
-    cols.join(",")
 }
 
 /// What `run_tune` drives: a trainer of one of the modes, one step at a time.
@@ -350,7 +237,8 @@ pub fn load_tuned_policy(run_dir: &Path, model_dir: &Path, device: &Device) -> R
         })?;
         ckpt.join(TRAINABLE_FILE)
     };
-    let mut policy = Policy::load(model_dir, &cfg, device)?;
+    // No reference molecules needed: the prompt is loaded, not initialised.
+    let mut policy = Policy::load(model_dir, &cfg, device, &NoReferences)?;
     policy.load_trainable(&weights)?;
     Ok(policy)
 }
@@ -416,10 +304,12 @@ pub fn run_tune(
             cfg.clone(),
             &opts.model_dir,
             &opts.device,
+            opts.references.as_ref(),
         )?),
         _ => Box::new(Trainer::new(
             cfg.clone(),
-            Policy::load(&opts.model_dir, cfg, &opts.device)?,
+            Policy::load(&opts.model_dir, cfg, &opts.device, opts.references.as_ref())?,
+            opts.references.as_ref(),
         )?),
     };
     let trainer = trainer.as_mut();
@@ -428,8 +318,11 @@ pub fn run_tune(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     model::checkpoint::write_atomic(&cfg_path, cfg.to_toml().as_bytes())?;
     // Which prior the run tunes, for reports and for sampling the agent later.
-    let run_info = serde_json::json!({ "model_dir": opts.model_dir.display().to_string() });
-    model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{run_info:#}\n").as_bytes())?;
+    let run_info = RunInfo {
+        model_dir: opts.model_dir.clone(),
+    };
+    let json = serde_json::to_string_pretty(&run_info).map_err(|e| Error::checkpoint(out, e))?;
+    model::checkpoint::write_atomic(&out.join(RUN_INFO_FILE), format!("{json}\n").as_bytes())?;
     if let Some(dir) = &ckpt {
         trainer.load(dir)?;
     }
@@ -497,30 +390,5 @@ fn report(
         mean_rewards,
         candidates: trainer.candidates(),
         trainable: trainer.trainable(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every column `log.csv` gets has a kind, components included (`step` has none).
-    #[test]
-    fn every_log_column_has_a_kind() {
-        let header = log_header(&["qed".into(), "SA, \"easy\"".into()]);
-        let mut reader = csv::Reader::from_reader(header.as_bytes());
-        let cols: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-        assert_eq!(cols[0], "step");
-        assert_eq!(LogColumnKind::of("step"), None);
-        for c in &cols[1..] {
-            assert!(LogColumnKind::of(c).is_some(), "{c}");
-        }
-        assert_eq!(
-            LogColumnKind::of("score_SA, \"easy\""),
-            Some(LogColumnKind::Component)
-        );
-        assert_eq!(LogColumnKind::of("score_novelty"), Some(LogColumnKind::Component));
-        assert_eq!(LogColumnKind::of("novelty"), Some(LogColumnKind::BatchQuality));
-        assert_eq!(LogColumnKind::of("filtered"), Some(LogColumnKind::Count));
     }
 }

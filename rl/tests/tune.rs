@@ -5,10 +5,24 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use rl::reinforce::Trainer;
-use rl::{run_tune, Policy, PolicyMode, TuneConfig, TuneOptions};
+use rl::{run_tune, InMemorySmiles, Policy, PolicyMode, TuneConfig, TuneOptions};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The tiny prior's training molecules.
+fn training_smiles() -> Vec<String> {
+    include_str!("data/smiles.smi")
+        .lines()
+        .take(100)
+        .map(str::to_string)
+        .collect()
+}
+
+/// Reference molecules for the runs: the tiny prior's training set (novelty, prefix init).
+fn references() -> InMemorySmiles {
+    InMemorySmiles(training_smiles())
+}
 
 /// The tiny prior, pretrained once per test binary.
 fn prior() -> &'static Path {
@@ -16,11 +30,7 @@ fn prior() -> &'static Path {
     DIR.get_or_init(|| {
         model::configure_cpu_env();
         let dir = tempfile::tempdir().unwrap();
-        let smiles: Vec<String> = include_str!("data/smiles.smi")
-            .lines()
-            .take(100)
-            .map(str::to_string)
-            .collect();
+        let smiles = training_smiles();
         let opts = model::PretrainOptions {
             model: model::GptConfig {
                 n_layer: 2,
@@ -68,6 +78,7 @@ fn opts(out: &Path) -> TuneOptions {
     TuneOptions {
         model_dir: prior().to_path_buf(),
         out_dir: out.to_path_buf(),
+        references: std::sync::Arc::new(references()),
         ..Default::default()
     }
 }
@@ -119,7 +130,7 @@ fn prompt_modes_leave_the_gpt_untouched() {
         ("lora", 0.01, "[lora]\nrank = 2\n"),
     ] {
         let cfg = config(&format!("mode = \"{mode}\"\nlr = {lr}\n{base}{extra}"));
-        let policy = Policy::load(prior(), &cfg, &model::Device::Cpu).unwrap();
+        let policy = Policy::load(prior(), &cfg, &model::Device::Cpu, &references()).unwrap();
         let before = flat(&policy.gpt_weights(true));
         let vars = |p: &Policy| {
             let ts: std::collections::HashMap<String, model::Tensor> = p
@@ -130,7 +141,7 @@ fn prompt_modes_leave_the_gpt_untouched() {
             flat(&ts)
         };
         let prompt_before = vars(&policy);
-        let mut tr = Trainer::new(cfg.clone(), policy).unwrap();
+        let mut tr = Trainer::new(cfg.clone(), policy, &references()).unwrap();
         let mut replayed = 0;
         for step in 0..3 {
             let row = tr.step().unwrap();
@@ -198,11 +209,11 @@ fn prompt_modes_leave_the_gpt_untouched() {
         loss: rl::LossConfig::Reinvent { sigma: 64.0 },
         ..cfg
     };
-    let policy = Policy::load(prior(), &full, &model::Device::Cpu).unwrap();
+    let policy = Policy::load(prior(), &full, &model::Device::Cpu, &references()).unwrap();
     let prior_before = flat(&policy.gpt_weights(false));
     let agent_before = flat(&policy.gpt_weights(true));
     assert_eq!(prior_before, agent_before);
-    let mut tr = Trainer::new(full, policy).unwrap();
+    let mut tr = Trainer::new(full, policy, &references()).unwrap();
     tr.step().unwrap();
     let row = tr.step().unwrap();
     assert_eq!(flat(&tr.policy().gpt_weights(false)), prior_before);

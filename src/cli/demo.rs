@@ -45,7 +45,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let tune_dir = out.join("tune");
     // A previous demo's run would make `tune` ask for --resume; only a directory that is a
     // smirl run (it has run.json) is removed.
-    if tune_dir.join(rl::run::RUN_INFO_FILE).is_file() {
+    if tune_dir.join(rl::run_dir::RUN_INFO_FILE).is_file() {
         std::fs::remove_dir_all(&tune_dir)
             .with_context(|| format!("{}: cannot remove", tune_dir.display()))?;
     }
@@ -109,7 +109,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         ],
     )?;
     let shipped = &args.shipped_prompt;
-    if shipped.join(rl::run::AGENT_FILE).is_file() {
+    if shipped.join(rl::run_dir::AGENT_FILE).is_file() {
         println!(
             "\nthe shipped prompt {} (a full-length run of its config):",
             shipped.display()

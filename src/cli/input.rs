@@ -112,3 +112,26 @@ pub fn read_or_embedded(
         .collect();
     Ok((records, name.to_string()))
 }
+
+/// The reference molecules `smirl tune` hands to rl: the embedded MOSES corpus as the default
+/// training set, and `datasets`' reader for files a config names.
+pub struct DatasetSmiles;
+
+impl DatasetSmiles {
+    /// As rl's shared handle.
+    pub fn handle() -> rl::References {
+        std::sync::Arc::new(DatasetSmiles)
+    }
+}
+
+impl rl::SmilesSource for DatasetSmiles {
+    fn training_set(&self) -> Result<Vec<String>, String> {
+        Ok(datasets::embedded_corpus())
+    }
+
+    fn read(&self, path: &Path) -> Result<Vec<String>, String> {
+        datasets::read_smiles(path, None)
+            .map(|rows| rows.into_iter().map(|r| r.smiles).collect())
+            .map_err(|e| e.to_string())
+    }
+}

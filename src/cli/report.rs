@@ -1,7 +1,7 @@
 //! `smirl report`: one self-contained HTML file for a samples file or an RL run directory.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use reports::{Candidate, Curves, Distribution, Report};
@@ -33,52 +33,26 @@ pub struct ReportArgs {
     top: usize,
 }
 
-/// Reads a CSV into (header, rows); used for a run's log.csv and candidates.csv.
-fn read_table(path: &Path) -> anyhow::Result<(Vec<String>, Vec<Vec<String>>)> {
-    let mut reader =
-        csv::Reader::from_path(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let header: Vec<String> = reader
-        .headers()
-        .with_context(|| format!("{}: no header", path.display()))?
-        .iter()
-        .map(String::from)
-        .collect();
-    let mut rows = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let row = row.with_context(|| format!("{}:{}: malformed CSV", path.display(), i + 2))?;
-        rows.push(row.iter().map(String::from).collect());
-    }
-    Ok((header, rows))
-}
-
-/// A run's `log.csv` as charts, one per kind of column (`rl::run::LogColumnKind`), in that
-/// order; wall time and columns this version does not know are left out.
-fn curves_from_log(path: &Path) -> anyhow::Result<Curves> {
-    use rl::run::LogColumnKind;
-    let (header, rows) = read_table(path)?;
-    let step_col = header
-        .iter()
-        .position(|h| h == "step")
-        .with_context(|| format!("{}: no step column", path.display()))?;
-    let parse = |s: &str| s.parse::<f64>().unwrap_or(f64::NAN);
-    let steps = rows.iter().map(|r| parse(&r[step_col])).collect();
+/// A run's `log.csv` as charts, one per kind of column (`rl::run_dir::LogColumnKind`), in that
+/// order; wall time is left out.
+fn curves_from_log(log: &rl::run_dir::RunLog) -> Curves {
+    use rl::run_dir::LogColumnKind;
     let mut charts: std::collections::BTreeMap<LogColumnKind, Vec<reports::Series>> = Default::default();
-    for (i, h) in header.iter().enumerate() {
-        let Some(kind) = LogColumnKind::of(h).filter(|&k| k != LogColumnKind::Time) else {
-            continue;
-        };
-        let values: Vec<f64> = rows.iter().map(|r| parse(r.get(i).map_or("", |s| s))).collect();
-        if values.iter().any(|x| x.is_finite()) {
-            charts.entry(kind).or_default().push((h.clone(), values));
+    for col in log.columns.iter().filter(|c| c.kind != LogColumnKind::Time) {
+        if col.values.iter().any(|x| x.is_finite()) {
+            charts
+                .entry(col.kind)
+                .or_default()
+                .push((col.name.clone(), col.values.clone()));
         }
     }
-    Ok(Curves {
-        steps,
+    Curves {
+        steps: log.steps.clone(),
         charts: charts
             .into_iter()
             .map(|(kind, series)| (kind.title().to_string(), series))
             .collect(),
-    })
+    }
 }
 
 /// The molecules of the report: (SMILES, name, extra scores) from a samples file or a run.
@@ -89,36 +63,23 @@ struct Molecules {
     ranked_scores: Option<Vec<Vec<(String, f64)>>>,
 }
 
-fn molecules_from_candidates(path: &Path) -> anyhow::Result<Molecules> {
-    let (header, rows) = read_table(path)?;
-    let col = header
-        .iter()
-        .position(|h| h == "canonical" || h == "smiles" || h == "SMILES")
-        .with_context(|| format!("{}: no smiles/canonical column", path.display()))?;
-    let numeric: Vec<usize> = (0..header.len())
-        .filter(|&i| {
-            i != col
-                // Positions, not scores: the table numbers its rows itself.
-                && !matches!(header[i].as_str(), "rank" | "step" | "first_step")
-                && rows
-                    .iter()
-                    .all(|r| r.get(i).is_some_and(|v| v.is_empty() || v.parse::<f64>().is_ok()))
-        })
-        .collect();
-    Ok(Molecules {
-        smiles: rows.iter().map(|r| r[col].clone()).collect(),
-        names: vec![None; rows.len()],
+fn molecules_from_candidates(candidates: rl::run_dir::Candidates) -> Molecules {
+    let mut names = vec!["total".to_string()];
+    names.extend(candidates.components);
+    Molecules {
+        names: vec![None; candidates.rows.len()],
         ranked_scores: Some(
-            rows.iter()
+            candidates
+                .rows
+                .iter()
                 .map(|r| {
-                    numeric
-                        .iter()
-                        .map(|&i| (header[i].clone(), r[i].parse().unwrap_or(f64::NAN)))
-                        .collect()
+                    let values = std::iter::once(r.total).chain(r.scores.iter().copied());
+                    names.iter().cloned().zip(values).collect()
                 })
                 .collect(),
         ),
-    })
+        smiles: candidates.rows.into_iter().map(|r| r.smiles).collect(),
+    }
 }
 
 /// Runs `smirl report`.
@@ -132,42 +93,25 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
         .summary
         .push(("input".into(), args.input.display().to_string()));
     let molecules = if args.input.is_dir() {
-        let dir = &args.input;
-        if let Ok(text) = std::fs::read_to_string(dir.join("config.toml")) {
-            if let Ok(toml::Value::Table(table)) = text.parse::<toml::Value>() {
-                for (k, v) in table.iter().filter(|(_, v)| !v.is_table() && !v.is_array()) {
-                    report.summary.push((format!("config: {k}"), v.to_string()));
-                }
+        let run = rl::run_dir::RunDir::open(&args.input)?;
+        if let Some(table) = run.config_toml()? {
+            for (k, v) in table.iter().filter(|(_, v)| !v.is_table() && !v.is_array()) {
+                report.summary.push((format!("config: {k}"), v.to_string()));
             }
         }
-        if let Ok(text) = std::fs::read_to_string(dir.join(rl::run::RUN_INFO_FILE)) {
-            if let Some(model) = serde_json::from_str::<serde_json::Value>(&text)
-                .ok()
-                .and_then(|v| v["model_dir"].as_str().map(String::from))
-            {
-                report.summary.push(("model (prior)".into(), model));
-            }
+        if let Some(info) = run.info()? {
+            report
+                .summary
+                .push(("model (prior)".into(), info.model_dir.display().to_string()));
         }
-        let log = dir.join("log.csv");
-        if log.is_file() {
-            let curves = curves_from_log(&log)?;
-            let (header, rows) = read_table(&log)?;
-            if let Some(i) = header.iter().position(|h| h == "seconds") {
-                let total: f64 = rows.iter().filter_map(|r| r.get(i)?.parse::<f64>().ok()).sum();
-                report.summary.push((
-                    "wall time".into(),
-                    format!("{total:.1} s over {} steps", rows.len()),
-                ));
-            }
-            report.curves = Some(curves);
+        if let Some(log) = run.log()? {
+            report.summary.push((
+                "wall time".into(),
+                format!("{:.1} s over {} steps", log.total_seconds(), log.steps.len()),
+            ));
+            report.curves = Some(curves_from_log(&log));
         }
-        let candidates = dir.join("candidates.csv");
-        anyhow::ensure!(
-            candidates.is_file(),
-            "{}: no candidates.csv in this run directory",
-            dir.display()
-        );
-        molecules_from_candidates(&candidates)?
+        molecules_from_candidates(run.candidates()?)
     } else {
         let records = input::read(&args.input, args.smiles_column.as_deref())?;
         Molecules {

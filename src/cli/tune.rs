@@ -33,6 +33,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         resume: args.resume,
         interrupt_after: None,
         device: args.device.open()?,
+        references: super::input::DatasetSmiles::handle(),
     };
     let pb = indicatif::ProgressBar::new(cfg.steps as u64);
     pb.set_style(

@@ -79,14 +79,15 @@ pub struct Scorer {
 }
 
 impl Scorer {
-    /// Validates `cfg` and builds its components; relative paths resolve against `base_dir`.
-    pub fn new(cfg: &ScoringConfig, base_dir: &Path) -> Result<Self> {
+    /// Validates `cfg` and builds its components; relative paths resolve against `base_dir`,
+    /// reference molecules (novelty's training set) come from `refs`.
+    pub fn new(cfg: &ScoringConfig, base_dir: &Path, refs: &dyn crate::SmilesSource) -> Result<Self> {
         cfg.validate()?;
         let components = cfg
             .components
             .iter()
             .enumerate()
-            .map(|(i, c)| c.build(base_dir, &format!("scoring.components[{i}]")))
+            .map(|(i, c)| c.build(base_dir, &format!("scoring.components[{i}]"), refs))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             names: cfg.names(),
@@ -142,7 +143,7 @@ mod tests {
 
     fn scorer(toml_text: &str) -> Scorer {
         let cfg: ScoringConfig = toml::from_str(toml_text).unwrap();
-        Scorer::new(&cfg, Path::new(".")).unwrap()
+        Scorer::new(&cfg, Path::new("."), &crate::references::embedded_corpus()).unwrap()
     }
 
     fn batch(smiles: &[&str]) -> MolBatch {
@@ -259,7 +260,9 @@ type = "novelty"
             .contains("components[0].transform"));
         let smarts: ScoringConfig =
             toml::from_str("[[components]]\ntype = \"forbidden_smarts\"\nsmarts = [\"C(\"]").unwrap();
-        let err = Scorer::new(&smarts, Path::new(".")).err().unwrap();
+        let err = Scorer::new(&smarts, Path::new("."), &crate::references::embedded_corpus())
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("smarts[0]"), "{err}");
     }
 }

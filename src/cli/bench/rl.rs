@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::super::input::DatasetSmiles;
 use anyhow::Context;
 use rl::reinforce::Trainer;
 use rl::{Policy, PolicyMode, TuneConfig};
@@ -78,10 +79,11 @@ fn tune_config(mode: PolicyMode, batch: usize, steps: usize) -> anyhow::Result<T
 /// One mode: a warm-up step, then `steps` timed steps; mean seconds per phase.
 fn bench_mode(args: &RlBenchArgs, mode: PolicyMode) -> anyhow::Result<Value> {
     let cfg = tune_config(mode, args.batch, args.steps + 1)?;
-    let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu)
+    let refs = DatasetSmiles;
+    let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu, &refs)
         .with_context(|| format!("loading {}", args.model.display()))?;
     let trainable: usize = policy.trainable_vars().values().map(|v| v.elem_count()).sum();
-    let mut trainer = Trainer::new(cfg, policy)?;
+    let mut trainer = Trainer::new(cfg, policy, &refs)?;
     trainer.step()?; // warm-up
     let rows = (0..args.steps)
         .map(|_| trainer.step())
@@ -136,7 +138,7 @@ fn write_peer_checks(args: &RlBenchArgs, dir: &Path) -> anyhow::Result<Vec<Strin
     let mut peer_args = vec![format!("--check-csv={}", prior_csv.display())];
     if matches!(args.mode, RlBenchMode::Prefix | RlBenchMode::Both) {
         let cfg = tune_config(PolicyMode::Prefix, args.batch, args.steps + 1)?;
-        let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu)?;
+        let policy = Policy::load(&args.model, &cfg, &model::Device::Cpu, &DatasetSmiles)?;
         let kv = dir.join("kv_prefix.safetensors");
         policy.save_agent(&kv)?;
         let agent_csv = dir.join("agent_samples.csv");

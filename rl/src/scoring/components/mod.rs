@@ -300,12 +300,17 @@ impl ComponentConfig {
         }
     }
 
-    /// Builds the component; relative paths resolve against `base_dir` (the config's folder).
-    /// `field` names this component in errors.
-    pub fn build(&self, base_dir: &Path, field: &str) -> Result<Box<dyn Component>> {
+    /// Builds the component; relative paths resolve against `base_dir` (the config's folder)
+    /// and reference molecules come from `refs`. `field` names this component in errors.
+    pub fn build(
+        &self,
+        base_dir: &Path,
+        field: &str,
+        refs: &dyn crate::references::SmilesSource,
+    ) -> Result<Box<dyn Component>> {
         Ok(match self {
             ComponentConfig::Validity(_) => Box::new(Validity),
-            ComponentConfig::Novelty(p) => Box::new(Novelty::new(p, base_dir)?),
+            ComponentConfig::Novelty(p) => Box::new(Novelty::new(p, base_dir, refs)?),
             ComponentConfig::Diversity(p) => Box::new(Diversity { mode: p.mode }),
             ComponentConfig::Qed(_) => Box::new(Qed),
             ComponentConfig::Sas(_) => Box::new(Sas),

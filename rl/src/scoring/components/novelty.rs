@@ -4,13 +4,15 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::{Component, MolBatch, ScoringContext};
+use crate::references::{self, SmilesSource};
 use crate::Result;
 
 super::component_params! {
     /// Parameters of the `novelty` component.
     pub struct NoveltyParams {
         /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
-        /// Default: the corpus embedded in the binary (100,000 MOSES train molecules).
+        /// Default: the reference source's training set (the CLI's: the corpus embedded in the
+        /// binary, 100,000 MOSES train molecules).
         #[serde(default)]
         pub training_set: Option<PathBuf>,
     }
@@ -22,14 +24,11 @@ pub struct Novelty {
 }
 
 impl Novelty {
-    /// Reads and canonicalises the training set (invalid lines are skipped).
-    pub fn new(p: &NoveltyParams, base_dir: &Path) -> Result<Self> {
-        let smiles: Vec<String> = match &p.training_set {
-            Some(path) => datasets::read_smiles(&base_dir.join(path), None)?
-                .into_iter()
-                .map(|r| r.smiles)
-                .collect(),
-            None => datasets::embedded_corpus(),
+    /// Reads (through `refs`) and canonicalises the training set (invalid lines are skipped).
+    pub fn new(p: &NoveltyParams, base_dir: &Path, refs: &dyn SmilesSource) -> Result<Self> {
+        let smiles = match &p.training_set {
+            Some(path) => references::read(refs, &base_dir.join(path))?,
+            None => references::training_set(refs)?,
         };
         Ok(Self::from_canonical(
             chem::canonicalize_batch(&smiles).into_iter().flatten(),
