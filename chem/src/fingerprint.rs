@@ -106,36 +106,59 @@ macro_rules! with_popcnt {
     };
 }
 
-/// Keeps the larger of the fractions `best_c / best_u` and `common / union` (compared by
-/// cross-multiplication; both ≤ 2048, so the products fit in u32). Two empty fingerprints (union
-/// 0) have similarity 1, as `tanimoto_from_counts` says.
-#[inline(always)]
-fn keep_best(best_c: &mut u32, best_u: &mut u32, common: u32, union: u32) {
-    let (c, u) = if union == 0 { (1, 1) } else { (common, union) };
-    if c * *best_u > *best_c * u {
-        (*best_c, *best_u) = (c, u);
+/// The most similar reference fingerprint so far, as the fraction `common / union` (compared
+/// by cross-multiplication, no division; both ≤ 2048, so the products fit in u32) and its index.
+#[derive(Clone, Copy)]
+struct Best {
+    common: u32,
+    union: u32,
+    index: usize,
+}
+
+impl Best {
+    /// Nothing seen yet (any reference, even at similarity 0, replaces it).
+    const NONE: Best = Best {
+        common: 0,
+        union: 1,
+        index: usize::MAX,
+    };
+
+    /// Keeps reference `index` at `common / union` if it is at least as similar (so the last of
+    /// equally similar references wins, as `Iterator::max_by` picks). Two empty fingerprints
+    /// (union 0) have similarity 1, as `tanimoto_from_counts` says.
+    #[inline(always)]
+    fn keep(&mut self, common: u32, union: u32, index: usize) {
+        let (c, u) = if union == 0 { (1, 1) } else { (common, union) };
+        if c * self.union >= self.common * u {
+            *self = Best {
+                common: c,
+                union: u,
+                index,
+            };
+        }
+    }
+
+    /// `(index, similarity)`, `None` when no reference was seen.
+    fn get(self) -> Option<(usize, f64)> {
+        (self.index != usize::MAX).then(|| (self.index, self.common as f64 / self.union as f64))
     }
 }
 
-with_popcnt!(best_tanimotos, (queries: &[Fingerprint], reference: &[Fingerprint], ref_counts: &[u32]) -> Vec<f64>, {
+with_popcnt!(best_tanimotos, (queries: &[Fingerprint], reference: &[Fingerprint], ref_counts: &[u32]) -> Vec<Best>, {
     // The reference is read in tiles that stay in the L2 cache while every query of the block
     // scans them, instead of streaming the whole reference (22 MB for MOSES test) once per query.
     const TILE: usize = 2048;
     let q_counts: Vec<u32> = queries.iter().map(Fingerprint::count_ones).collect();
-    // The best similarity so far as a fraction common / union, compared by cross-multiplication
-    // (no division in the loop; both are ≤ 2048, so the products fit in u32).
-    let mut best = vec![(0u32, 1u32); queries.len()];
-    for (tile, tile_counts) in reference.chunks(TILE).zip(ref_counts.chunks(TILE)) {
+    let mut best = vec![Best::NONE; queries.len()];
+    for (t, (tile, tile_counts)) in reference.chunks(TILE).zip(ref_counts.chunks(TILE)).enumerate() {
         for ((q, &qc), b) in queries.iter().zip(&q_counts).zip(&mut best) {
-            let (mut bc, mut bu) = *b;
-            for (r, &rc) in tile.iter().zip(tile_counts) {
+            for (k, (r, &rc)) in tile.iter().zip(tile_counts).enumerate() {
                 let c = q.common(r);
-                keep_best(&mut bc, &mut bu, c, qc + rc - c);
+                b.keep(c, qc + rc - c, t * TILE + k);
             }
-            *b = (bc, bu);
         }
     }
-    best.iter().map(|&(c, u)| c as f64 / u as f64).collect()
+    best
 });
 
 /// `best_tanimotos` with AVX-512 VPOPCNTQ: a pair's common bits in two vector AND + popcounts and
@@ -146,7 +169,7 @@ unsafe fn best_tanimotos_avx512(
     queries: &[Fingerprint],
     reference: &[Fingerprint],
     ref_counts: &[u32],
-) -> Vec<f64> {
+) -> Vec<Best> {
     use std::arch::x86_64::*;
     const TILE: usize = 2048;
     let load = |f: &Fingerprint, half: usize| {
@@ -154,27 +177,28 @@ unsafe fn best_tanimotos_avx512(
         unsafe { _mm512_loadu_si512(f.words.as_ptr().add(8 * half).cast()) }
     };
     let q_counts: Vec<u32> = queries.iter().map(Fingerprint::count_ones).collect();
-    let mut best = vec![(0u32, 1u32); queries.len()];
-    for (tile, tile_counts) in reference.chunks(TILE).zip(ref_counts.chunks(TILE)) {
+    let mut best = vec![Best::NONE; queries.len()];
+    for (t, (tile, tile_counts)) in reference.chunks(TILE).zip(ref_counts.chunks(TILE)).enumerate() {
         for ((q, &qc), b) in queries.iter().zip(&q_counts).zip(&mut best) {
             let (q0, q1) = (load(q, 0), load(q, 1));
-            let (mut bc, mut bu) = *b;
-            for (r, &rc) in tile.iter().zip(tile_counts) {
+            let mut local = *b;
+            for (k, (r, &rc)) in tile.iter().zip(tile_counts).enumerate() {
                 let both = _mm512_add_epi64(
                     _mm512_popcnt_epi64(_mm512_and_si512(q0, load(r, 0))),
                     _mm512_popcnt_epi64(_mm512_and_si512(q1, load(r, 1))),
                 );
                 let c = _mm512_reduce_add_epi64(both) as u32;
-                keep_best(&mut bc, &mut bu, c, qc + rc - c);
+                local.keep(c, qc + rc - c, t * TILE + k);
             }
-            *b = (bc, bu);
+            *b = local;
         }
     }
-    best.iter().map(|&(c, u)| c as f64 / u as f64).collect()
+    best
 }
 
-/// For each fingerprint of `queries`, the highest Tanimoto to any of `reference` (0 when empty).
-pub fn max_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<f64> {
+/// For each fingerprint of `queries`, the most similar of `reference` by Tanimoto: its index
+/// and similarity (the last of equally similar ones; `None` when `reference` is empty).
+pub fn nearest_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<Option<(usize, f64)>> {
     let ref_counts: Vec<u32> = reference.iter().map(Fingerprint::count_ones).collect();
     #[cfg(target_arch = "x86_64")]
     let vpopcnt = std::arch::is_x86_feature_detected!("avx512f")
@@ -192,6 +216,15 @@ pub fn max_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<f
             let _ = vpopcnt;
             best_tanimotos(block, reference, &ref_counts)
         })
+        .map(Best::get)
+        .collect()
+}
+
+/// For each fingerprint of `queries`, the highest Tanimoto to any of `reference` (0 when empty).
+pub fn max_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<f64> {
+    nearest_tanimoto(queries, reference)
+        .into_iter()
+        .map(|n| n.map_or(0.0, |(_, sim)| sim))
         .collect()
 }
 
@@ -297,16 +330,35 @@ mod tests {
         reference.push(Fingerprint::from_words(&[0; 16]));
         let mut queries: Vec<Fingerprint> = (0..70).map(|i| random(2 + i % 5)).collect();
         queries.push(Fingerprint::from_words(&[0; 16]));
+        // Ties: a query's exact copy twice in the reference, in different tiles.
+        queries.push(reference[7]);
+        reference.push(reference[7]);
         let got = max_tanimoto(&queries, &reference);
         for (q, g) in queries.iter().zip(&got) {
             let want = reference.iter().map(|r| q.tanimoto(r)).fold(0.0, f64::max);
             assert_eq!(*g, want);
         }
         assert_eq!(got[70], 1.0, "empty against empty is 1");
+        // The nearest one's index is the last maximum, as `Iterator::max_by` picks it.
+        let nearest = nearest_tanimoto(&queries, &reference);
+        for (q, n) in queries.iter().zip(&nearest) {
+            let want = reference
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (i, q.tanimoto(r)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            assert_eq!(*n, want);
+        }
+        assert_eq!(nearest[71], Some((reference.len() - 1, 1.0)));
         // The portable loop too (the vector one runs where the CPU has AVX-512 VPOPCNTDQ).
         let counts: Vec<u32> = reference.iter().map(Fingerprint::count_ones).collect();
-        assert_eq!(best_tanimotos(&queries, &reference, &counts), got);
+        let portable: Vec<_> = best_tanimotos(&queries, &reference, &counts)
+            .into_iter()
+            .map(Best::get)
+            .collect();
+        assert_eq!(portable, nearest);
         assert_eq!(max_tanimoto(&queries, &[]), vec![0.0; queries.len()]);
+        assert_eq!(nearest_tanimoto(&queries, &[]), vec![None; queries.len()]);
     }
 
     #[test]

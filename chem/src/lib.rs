@@ -33,7 +33,7 @@ mod scoring;
 pub use baselines::{PublishedBaseline, PUBLISHED_BASELINES};
 pub use error::{ChemError, Result};
 pub use filters::moses_filter_smarts;
-pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, Fingerprint};
+pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, nearest_tanimoto, Fingerprint};
 pub use metrics::{
     cosine_similarity, novelty, set_metrics, unique_at_k, wasserstein_1, PropertyColumns, PropertyDistances,
     ReferenceSet, SetMetrics, SimilarityToReference,

@@ -80,28 +80,36 @@ impl DiversityFilter {
         fps: &[Option<Fingerprint>],
         scores: &mut [f64],
     ) -> usize {
+        let hits: Vec<usize> = (0..scores.len())
+            .filter(|&i| fps[i].is_some() && scores[i] >= cfg.min_score)
+            .collect();
+        let queries: Vec<Fingerprint> = hits.iter().filter_map(|&i| fps[i]).collect();
+        // The buckets of earlier steps (tens of thousands late in a run) in one tiled, vectorised
+        // pass; those this batch opens are few and scanned per hit.
+        let firsts: Vec<Fingerprint> = self.similarity_buckets.iter().map(|b| b.first).collect();
+        let nearest_earlier = chem::nearest_tanimoto(&queries, &firsts);
+        let n_earlier = firsts.len();
         let mut zeroed = 0;
-        for (fp, s) in fps.iter().zip(scores.iter_mut()) {
-            let Some(fp) = fp else { continue };
-            if *s < cfg.min_score {
-                continue;
-            }
-            let nearest = self
-                .similarity_buckets
+        for ((&i, fp), earlier) in hits.iter().zip(&queries).zip(nearest_earlier) {
+            let opened_now = self.similarity_buckets[n_earlier..]
                 .iter()
                 .enumerate()
-                .map(|(i, b)| (i, b.first.tanimoto(fp)))
-                .filter(|&(_, sim)| sim >= cfg.similarity)
+                .map(|(j, b)| (n_earlier + j, b.first.tanimoto(fp)))
                 .max_by(|a, b| a.1.total_cmp(&b.1));
-            let Some((i, _)) = nearest else {
+            // The most similar bucket of all; on a tie the later one, as one scan would pick.
+            let nearest = match (earlier, opened_now) {
+                (Some(e), Some(n)) => Some(if n.1 >= e.1 { n } else { e }),
+                (e, n) => e.or(n),
+            };
+            let Some((b, _)) = nearest.filter(|&(_, sim)| sim >= cfg.similarity) else {
                 self.similarity_buckets
                     .push(SimilarityBucket { first: *fp, hits: 1 });
                 continue;
             };
-            if admit(&mut self.similarity_buckets[i].hits, cfg.bucket_size) {
+            if admit(&mut self.similarity_buckets[b].hits, cfg.bucket_size) {
                 continue;
             }
-            *s = 0.0;
+            scores[i] = 0.0;
             zeroed += 1;
         }
         zeroed
@@ -188,5 +196,59 @@ mod tests {
         let mut s2 = vec![0.9, 0.9, 0.9];
         resumed.apply_similarity(&cfg, &[Some(fm), Some(fo), Some(fo)], &mut s2);
         assert_eq!(s2, vec![0.0, 0.9, 0.0]);
+    }
+
+    /// Batches of real molecules (the embedded corpus and near copies of each other) give the
+    /// buckets and zeroed scores of the plain rule: each hit, in order, joins the most similar
+    /// bucket opened before it (the later one on a tie) at or above `similarity`.
+    #[test]
+    fn matches_one_scan_per_hit() {
+        let cfg = DiversityFilterConfig {
+            enabled: true,
+            kind: crate::config::FilterKind::CompoundSimilarity,
+            bucket_size: 3,
+            similarity: 0.4,
+            min_score: 0.5,
+        };
+        let corpus = datasets::embedded_corpus();
+        let fps: Vec<Option<Fingerprint>> = corpus[..60].iter().map(|s| fp(s)).collect();
+        // Each batch repeats molecules so that buckets fill, with scores on both sides of min_score.
+        let batches: Vec<(Vec<Option<Fingerprint>>, Vec<f64>)> = (0..4)
+            .map(|b| {
+                let idx: Vec<usize> = (0..40).map(|k| (k * 7 + b * 11) % 60).collect();
+                let f = idx.iter().map(|&i| fps[i]).collect();
+                let s = idx.iter().map(|&i| ((i * 13 + b) % 10) as f64 / 10.0).collect();
+                (f, s)
+            })
+            .collect();
+        let mut filter = DiversityFilter::default();
+        let mut plain: Vec<SimilarityBucket> = Vec::new();
+        let mut zeroed = 0;
+        for (f, s) in &batches {
+            let mut got = s.clone();
+            zeroed += filter.apply_similarity(&cfg, f, &mut got);
+            let mut want = s.clone();
+            for (fp, s) in f.iter().zip(want.iter_mut()) {
+                let Some(fp) = fp else { continue };
+                if *s < cfg.min_score {
+                    continue;
+                }
+                let nearest = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (i, b.first.tanimoto(fp)))
+                    .filter(|&(_, sim)| sim >= cfg.similarity)
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                match nearest {
+                    None => plain.push(SimilarityBucket { first: *fp, hits: 1 }),
+                    Some((i, _)) if plain[i].hits < cfg.bucket_size => plain[i].hits += 1,
+                    Some(_) => *s = 0.0,
+                }
+            }
+            assert_eq!(got, want);
+            assert_eq!(filter.similarity_buckets, plain);
+        }
+        assert!(zeroed > 0, "no score zeroed");
+        assert!(plain.len() > 5, "too few buckets: {}", plain.len());
     }
 }
