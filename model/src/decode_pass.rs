@@ -58,6 +58,47 @@ struct Shard {
     scores: Vec<f32>, // one row's attention weights (nh, positions)
 }
 
+/// KV-cache buffers of dropped decoders, for the next one. An RL step samples a fresh batch with
+/// a fresh decoder, and its caches (about 115 MB at 256 rows, 110 positions, 4 layers of 128)
+/// would otherwise be new pages every time: the kernel zeroes each on first touch, which cost
+/// more than the decoding they held. At most [`POOL_BYTES`] are kept.
+static CACHE_POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+/// Most bytes [`CACHE_POOL`] holds.
+const POOL_BYTES: usize = 1 << 30;
+
+/// A cache buffer of at least `len` values: a pooled one if one is big enough, else a fresh,
+/// zeroed one (calloc-style: no memset of untouched pages). Its contents are stale, which is
+/// fine: every position is written before it is read.
+fn cache_buffer(len: usize) -> Vec<f32> {
+    let mut pool = CACHE_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    // The smallest that fits, so that big buffers stay for big batches.
+    let best = (0..pool.len())
+        .filter(|&i| pool[i].len() >= len)
+        .min_by_key(|&i| pool[i].len());
+    match best {
+        Some(i) => pool.swap_remove(i),
+        None => vec![0.0; len],
+    }
+}
+
+/// Puts `buffers` into [`CACHE_POOL`] while it has room (the largest kept first).
+fn return_to_pool(mut buffers: Vec<Vec<f32>>) {
+    buffers.retain(|b| !b.is_empty());
+    if buffers.is_empty() {
+        return;
+    }
+    buffers.sort_by_key(|b| std::cmp::Reverse(b.len()));
+    let mut pool = CACHE_POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut held: usize = pool.iter().map(|b| b.len() * 4).sum();
+    for b in buffers {
+        if held + b.len() * 4 <= POOL_BYTES {
+            held += b.len() * 4;
+            pool.push(b);
+        }
+    }
+}
+
 /// A decoder over a copy of a model's weights; [`Decoder::start`] begins a batch.
 pub struct Decoder {
     weights: Weights,
@@ -69,6 +110,17 @@ pub struct Decoder {
     /// Where each row of the batch lives: (shard, row within it), in the caller's row order.
     slots: Vec<(usize, usize)>,
     logits: Vec<f32>, // (rows, V) in the caller's order
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        let buffers = self
+            .shards
+            .iter_mut()
+            .flat_map(|s| s.k.drain(..).chain(s.val.drain(..)))
+            .collect();
+        return_to_pool(buffers);
+    }
 }
 
 impl Decoder {
@@ -131,9 +183,9 @@ impl Decoder {
     /// Starts a batch of `rows` empty sequences that will decode at most `positions` positions
     /// (capped at `block_size`). A deep prefix goes into every row's cache first.
     ///
-    /// The caches are sized to `positions`, not `block_size`: a fresh allocation is zero pages the
-    /// kernel maps on first touch, so a batch only pays for the positions it writes. Stale values
-    /// from an earlier batch need no clearing, as every position is written before it is read.
+    /// The caches are sized to `positions`, not `block_size`, and come from [`CACHE_POOL`] when
+    /// a dropped decoder left one big enough. Stale values from an earlier batch need no
+    /// clearing, as every position is written before it is read.
     pub fn start(&mut self, rows: usize, positions: usize) {
         self.len = 0;
         let k = self.weights.k;
@@ -151,7 +203,8 @@ impl Decoder {
             shard.val.resize_with(layers, Vec::new);
             for buf in shard.k.iter_mut().chain(shard.val.iter_mut()) {
                 if buf.len() < cache {
-                    *buf = vec![0.0; cache]; // calloc-style: no memset of untouched pages
+                    let old = std::mem::replace(buf, cache_buffer(cache));
+                    return_to_pool(vec![old]);
                 }
             }
             if k > 0 {
@@ -482,6 +535,17 @@ mod tests {
     fn decoder_matches_full_forward_with_deep_prefix() {
         decoder_matches_with(16, 6, 3, &[(3, vec![0, 2])], 3);
         decoder_matches_with(24, 8, 20, &[(2, vec![0, 2, 10, 11, 13, 14, 15, 16, 17, 19])], 3);
+    }
+
+    /// Pooled caches hold an earlier batch's values: poisoned with NaN, they must never be read
+    /// (every position is written before it is read), so the logits still match.
+    #[test]
+    fn stale_pooled_caches_are_never_read() {
+        return_to_pool((0..16).map(|_| vec![f32::NAN; 20 * 14 * 24]).collect());
+        decoder_matches_with(24, 8, 20, &[(2, vec![0, 2, 10, 11, 13, 14, 15, 16, 17, 19])], 3);
+        decoder_matches(16, 6, 3, &[(3, vec![0, 2])]);
+        let pooled = CACHE_POOL.lock().unwrap().len();
+        assert!(pooled > 0, "dropped decoders return their caches");
     }
 
     /// `drops`: before decoding position `pos`, keep only these of the current rows.

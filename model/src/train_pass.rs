@@ -145,11 +145,10 @@ impl TrainPass {
             ));
         }
         self.params = model.parameters().into_iter().map(|(_, t)| t).collect();
-        self.w = self
-            .params
-            .iter()
-            .map(|t| t.flatten_all()?.to_vec1::<f32>())
-            .collect::<candle_core::Result<_>>()?;
+        self.w.resize_with(self.params.len(), Vec::new);
+        for (dst, t) in self.w.iter_mut().zip(&self.params) {
+            crate::cpu::copy_f32_into(t, dst)?;
+        }
         self.prefix = match prefix {
             None => None,
             Some(pre) => {
