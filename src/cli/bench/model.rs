@@ -241,10 +241,9 @@ fn run_peer(args: &ModelBenchArgs, ours: &Value) -> anyhow::Result<Value> {
 }
 
 fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
-    let result = result.clone();
     let b = args.sample_batch;
     if args.common.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        println!("{}", serde_json::to_string_pretty(result)?);
     } else {
         let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
         println!(
