@@ -254,14 +254,14 @@ fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
         println!(
             "  training (batch {}): {:.0} non-pad tokens/s",
             args.batch,
-            f(&result, "train_tokens_per_s")
+            f(result, "train_tokens_per_s")
         );
         println!(
             "  sampling (batch {b}, {} new tokens): {:.1} molecules/s",
             args.new_tokens,
-            f(&result, "sample_mols_per_s")
+            f(result, "sample_mols_per_s")
         );
-        println!("  peak RSS {:.0} MiB", f(&result, "peak_rss_mb"));
+        println!("  peak RSS {:.0} MiB", f(result, "peak_rss_mb"));
         if let Some(peer) = result.get("peer") {
             println!(
                 "PyTorch {} GPT-2 peer: training {:.0} tokens/s, sampling {:.1} molecules/s, peak RSS {:.0} MiB",
@@ -277,11 +277,11 @@ fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
             println!(
                 "ratios (smirl / PyTorch), median of {} rounds: training {:.2}x ({}), sampling {:.2}x ({}), peak memory {:.2}x ({})",
                 result["rounds"],
-                f(&result, "ratio_train"),
+                f(result, "ratio_train"),
                 range("ratio_train"),
-                f(&result, "ratio_sample"),
+                f(result, "ratio_sample"),
                 range("ratio_sample"),
-                f(&result, "ratio_peak_memory"),
+                f(result, "ratio_peak_memory"),
                 range("ratio_peak_memory"),
             );
         }
