@@ -11,6 +11,8 @@ fn main() {
         "ChemTransforms",
         "Descriptors",
         "Fingerprints",
+        "MolChemicalFeatures",
+        "ChemicalFeatures",
         "Depictor",
         "MolDraw2D",
         "SubstructMatch",

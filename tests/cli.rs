@@ -126,6 +126,44 @@ mod score {
     }
 
     #[test]
+    fn oracle_columns_by_task_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("s.csv");
+        let input = dir.path().join("in.smi");
+        // Celecoxib as guacamol writes it, an invalid string, and menthol.
+        std::fs::write(
+            &input,
+            "CC1=CC=C(C=C1)C1=CC(=NN1C1=CC=C(C=C1)S(N)(=O)=O)C(F)(F)F celecoxib\nC1CC broken\nCC(C)C1CCC(C)CC1O menthol\n",
+        )
+        .unwrap();
+        smirl()
+            .args(["score", "--oracles", "pmo,isomers_c11h24", "--out"])
+            .arg(&out)
+            .arg(&input)
+            .assert()
+            .success();
+        let mut reader = csv::Reader::from_path(&out).unwrap();
+        let header = reader.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+        // 20 PMO tasks and one more, less `qed`, which is already a column of its own.
+        assert_eq!(header.len(), 24 + 20, "{header:?}");
+        assert_eq!(header.iter().filter(|h| *h == "qed").count(), 1);
+        assert_eq!(&rows[0][col("celecoxib_rediscovery")], "1.000000");
+        assert_eq!(&rows[1][col("celecoxib_rediscovery")], "");
+        assert_eq!(&rows[1][col("isomers_c11h24")], "");
+        let menthol_median1: f64 = rows[2][col("median1")].parse().unwrap();
+        assert!(menthol_median1 > 0.0 && menthol_median1 < 1.0);
+
+        smirl()
+            .args(["score", "--oracles", "qed,drd2"])
+            .arg(&input)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("drd2").and(predicate::str::contains("osimertinib_mpo")));
+    }
+
+    #[test]
     fn novelty_against_a_training_set() {
         let dir = tempfile::tempdir().unwrap();
         let input = dir.path().join("in.csv");
@@ -1089,5 +1127,62 @@ mod bench {
         let intdiv1 = json["intdiv1"].as_f64().unwrap();
         assert!((0.8..0.9).contains(&intdiv1), "{intdiv1}");
         assert!(json.get("peer").is_none());
+    }
+
+    /// `bench pmo` on the shipped prior with a tiny budget: one row per task with a top-10 AUC in
+    /// [0, 1] that agrees with pmo.csv and with the run's log; a second call resumes the finished
+    /// runs and reports the same scores; an unknown task is refused with the list of ids.
+    #[test]
+    fn pmo_bench_runs_tasks_to_their_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let bench = || {
+            let mut cmd = smirl();
+            cmd.current_dir(root)
+                .args([
+                    "bench",
+                    "pmo",
+                    "--tasks",
+                    "qed,celecoxib_rediscovery",
+                    "--seeds",
+                    "1",
+                ])
+                .args(["--budget", "100", "--json", "--out"])
+                .arg(dir.path());
+            cmd
+        };
+        let out = bench().output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let tasks = json["tasks"].as_array().unwrap();
+        assert_eq!(tasks.len(), 2);
+        for t in tasks {
+            let auc = t["mean"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&auc) && auc > 0.0, "{t}");
+        }
+        let csv_text = std::fs::read_to_string(dir.path().join("pmo.csv")).unwrap();
+        let rows: Vec<&str> = csv_text.lines().collect();
+        assert_eq!(rows.len(), 3, "{csv_text}");
+        assert!(
+            rows[1].starts_with("qed,0,") && rows[1].contains(",100,"),
+            "{csv_text}"
+        );
+        let log = std::fs::read_to_string(dir.path().join("qed/seed0/log.csv")).unwrap();
+        assert!(log.lines().last().unwrap().contains(",100,"), "{log}");
+        let again = bench().output().unwrap();
+        assert!(
+            again.status.success(),
+            "{}",
+            String::from_utf8_lossy(&again.stderr)
+        );
+        let json2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+        assert_eq!(json2["tasks"], json["tasks"]);
+        smirl()
+            .current_dir(root)
+            .args(["bench", "pmo", "--tasks", "drd2", "--out"])
+            .arg(dir.path())
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("osimertinib_mpo"));
     }
 }

@@ -15,7 +15,10 @@
 #include <GraphMol/Descriptors/Lipinski.h>
 #include <GraphMol/Descriptors/MolDescriptors.h>
 #include <GraphMol/Descriptors/MolSurf.h>
+#include <GraphMol/Fingerprints/AtomPairs.h>
+#include <GraphMol/Fingerprints/FingerprintUtil.h>
 #include <GraphMol/Fingerprints/Fingerprints.h>
+#include <GraphMol/MolChemicalFeatures/MolChemicalFeature.h>
 #include <GraphMol/Fingerprints/MorganFingerprints.h>
 #include <GraphMol/GraphMol.h>
 #include <GraphMol/MolDraw2D/MolDraw2DSVG.h>
@@ -243,5 +246,115 @@ rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint3
   MolDraw2DUtils::prepareAndDrawMolecule(drawer, copy);
   drawer.finishDrawing();
   return drawer.getDrawingText();
+}
+
+// Sparse count vectors travel as (key << 32 | count), sorted by key.
+template <typename Key>
+static rust::Vec<uint64_t> pack_counts(const SparseIntVect<Key> &fp) {
+  rust::Vec<uint64_t> out;
+  for (const auto &kv : fp.getNonzeroElements()) {
+    out.push_back((static_cast<uint64_t>(static_cast<uint32_t>(kv.first)) << 32) |
+                  static_cast<uint32_t>(kv.second));
+  }
+  return out;
+}
+
+rust::Vec<uint64_t> morgan_counts(const std::shared_ptr<ROMol> &mol, uint32_t radius, bool use_features) {
+  // AllChem.GetMorganFingerprint(mol, radius, useFeatures=...): counts, bond types, no chirality.
+  std::unique_ptr<SparseIntVect<std::uint32_t>> fp;
+  if (use_features) {
+    std::vector<std::uint32_t> invariants(mol->getNumAtoms());
+    MorganFingerprints::getFeatureInvariants(*mol, invariants);
+    fp.reset(MorganFingerprints::getFingerprint(*mol, radius, &invariants));
+  } else {
+    fp.reset(MorganFingerprints::getFingerprint(*mol, radius));
+  }
+  return pack_counts(*fp);
+}
+
+rust::Vec<uint64_t> atom_pair_counts(const std::shared_ptr<ROMol> &mol, uint32_t max_length) {
+  // AllChem.GetAtomPairFingerprint(mol, maxLength=...), minLength 1.
+  std::unique_ptr<SparseIntVect<std::int32_t>> fp(AtomPairs::getAtomPairFingerprint(*mol, 1, max_length));
+  return pack_counts(*fp);
+}
+
+uint32_t aromatic_ring_count(const std::shared_ptr<ROMol> &mol) {
+  return RDKit::Descriptors::calcNumAromaticRings(*mol);
+}
+
+rust::Vec<uint32_t> element_counts_with_hs(const std::shared_ptr<ROMol> &mol) {
+  // Atoms per atomic number on Chem.AddHs(mol): implicit hydrogens become atoms.
+  std::unique_ptr<ROMol> with_hs(MolOps::addHs(*mol));
+  rust::Vec<uint32_t> counts;
+  for (const auto atom : with_hs->atoms()) {
+    const size_t z = atom->getAtomicNum();
+    while (counts.size() <= z) {
+      counts.push_back(0);
+    }
+    counts[z] += 1;
+  }
+  return counts;
+}
+
+MolGraph mol_graph(const std::shared_ptr<ROMol> &mol, bool bond_order_distances) {
+  MolGraph out;
+  const size_t n = mol->getNumAtoms();
+  for (const auto atom : mol->atoms()) {
+    out.atomic_numbers.push_back(atom->getAtomicNum());
+  }
+  for (const auto bond : mol->bonds()) {
+    out.bond_atoms.push_back(bond->getBeginAtomIdx());
+    out.bond_atoms.push_back(bond->getEndAtomIdx());
+    // The numeric value of the BondType enum (SINGLE 1, DOUBLE 2, TRIPLE 3 ...), 1.5 when aromatic,
+    // as GraphDescriptors.BertzCT reads bond orders.
+    out.bond_orders.push_back(bond->getIsAromatic() ? 1.5 : static_cast<double>(bond->getBondType()));
+  }
+  // Chem.GetDistanceMatrix(mol, useBO=..., useAtomWts=0, force=1) on a copy, so that the cached
+  // matrix does not stay on the molecule.
+  ROMol copy(*mol);
+  const double *dist = MolOps::getDistanceMat(copy, bond_order_distances, false, true,
+                                              bond_order_distances ? "Balaban" : nullptr);
+  out.distances.reserve(n * n);
+  for (size_t i = 0; i < n * n; ++i) {
+    out.distances.push_back(dist[i]);
+  }
+  return out;
+}
+
+std::unique_ptr<FeatureFactory> feature_factory_new(rust::Str fdef) {
+  auto out = std::make_unique<FeatureFactory>();
+  out->factory.reset(buildFeatureFactory(std::string(fdef)));
+  return out;
+}
+
+rust::Vec<rust::String> feature_factory_families(const FeatureFactory &factory) {
+  // Each definition's family, in definition order, once (as Python's GetFeatureFamilies).
+  rust::Vec<rust::String> out;
+  std::set<std::string> seen;
+  for (auto it = factory.factory->beginFeatureDefs(); it != factory.factory->endFeatureDefs(); ++it) {
+    const std::string &family = (*it)->getFamily();
+    if (seen.insert(family).second) {
+      out.push_back(rust::String(family));
+    }
+  }
+  return out;
+}
+
+rust::Vec<uint32_t> feature_factory_features(const FeatureFactory &factory, const std::shared_ptr<ROMol> &mol) {
+  // Every feature as [family index, atom count, atom ids...], families indexed as
+  // feature_factory_families lists them and searched one at a time, as SigFactory.GetMolFeats does.
+  rust::Vec<rust::String> families = feature_factory_families(factory);
+  rust::Vec<uint32_t> out;
+  for (uint32_t family = 0; family < families.size(); ++family) {
+    const std::string name(families[family]);
+    for (const auto &feature : factory.factory->getFeaturesForMol(*mol, name.c_str())) {
+      out.push_back(family);
+      out.push_back(feature->getAtoms().size());
+      for (const auto atom : feature->getAtoms()) {
+        out.push_back(atom->getIdx());
+      }
+    }
+  }
+  return out;
 }
 }  // namespace smirl

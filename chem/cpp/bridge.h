@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <DataStructs/ExplicitBitVect.h>
+#include <GraphMol/MolChemicalFeatures/MolChemicalFeatureFactory.h>
 #include <GraphMol/ROMol.h>
 
 #include "rust/cxx.h"
@@ -15,6 +16,12 @@ using RDKit::ROMol;
 
 struct QedInputs;
 struct SaInputs;
+struct MolGraph;
+
+// A pharmacophore feature factory built from an RDKit feature-definition (fdef) text.
+struct FeatureFactory {
+  std::unique_ptr<RDKit::MolChemicalFeatureFactory> factory;
+};
 
 // A compiled list of SMARTS queries, shared read-only between threads, with each query's pattern
 // fingerprint: a query can only match a molecule whose pattern fingerprint has all the query's bits.
@@ -43,5 +50,13 @@ rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol);
 uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol);
 rust::String brics_fragments_smiles(const std::shared_ptr<ROMol> &mol);
 bool moses_structure_ok(const std::shared_ptr<ROMol> &mol);
+rust::Vec<uint64_t> morgan_counts(const std::shared_ptr<ROMol> &mol, uint32_t radius, bool use_features);
+rust::Vec<uint64_t> atom_pair_counts(const std::shared_ptr<ROMol> &mol, uint32_t max_length);
+uint32_t aromatic_ring_count(const std::shared_ptr<ROMol> &mol);
+rust::Vec<uint32_t> element_counts_with_hs(const std::shared_ptr<ROMol> &mol);
+MolGraph mol_graph(const std::shared_ptr<ROMol> &mol, bool bond_order_distances);
+std::unique_ptr<FeatureFactory> feature_factory_new(rust::Str fdef);
+rust::Vec<rust::String> feature_factory_families(const FeatureFactory &factory);
+rust::Vec<uint32_t> feature_factory_features(const FeatureFactory &factory, const std::shared_ptr<ROMol> &mol);
 rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint32_t height);
 }  // namespace smirl

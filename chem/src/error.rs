@@ -20,6 +20,9 @@ pub enum ChemError {
         /// RDKit's exception text.
         message: String,
     },
+    /// No goal-directed task has this id.
+    #[error("unknown oracle {0:?}: the tasks are guacamol, pmo, all or any of {ids}", ids = crate::ORACLE_IDS.join(", "))]
+    UnknownOracle(String),
     /// The SA fragment table could not be read.
     #[error("cannot read the SA fragment table: {0}")]
     FragmentTable(String),

@@ -30,12 +30,25 @@ pub(crate) mod bridge {
         n_macrocycles: u32,
     }
 
+    /// A molecule's graph as BertzCT and the 2D pharmacophore fingerprint read it.
+    #[derive(Debug, Clone)]
+    struct MolGraph {
+        atomic_numbers: Vec<u32>,
+        /// Begin and end atom of each bond, flattened.
+        bond_atoms: Vec<u32>,
+        /// Each bond's order as a number (aromatic 1.5).
+        bond_orders: Vec<f64>,
+        /// The n × n distance matrix, row-major.
+        distances: Vec<f64>,
+    }
+
     unsafe extern "C++" {
         include!("chem/cpp/bridge.h");
 
         #[namespace = "RDKit"]
         type ROMol = rdkit_sys::ro_mol_ffi::ROMol;
         type PatternSet;
+        type FeatureFactory;
 
         fn silence_rdkit_logs() -> Result<()>;
 
@@ -72,6 +85,14 @@ pub(crate) mod bridge {
         fn murcko_scaffold_rings(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn brics_fragments_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
         fn moses_structure_ok(mol: &SharedPtr<ROMol>) -> Result<bool>;
+        fn morgan_counts(mol: &SharedPtr<ROMol>, radius: u32, use_features: bool) -> Result<Vec<u64>>;
+        fn atom_pair_counts(mol: &SharedPtr<ROMol>, max_length: u32) -> Result<Vec<u64>>;
+        fn aromatic_ring_count(mol: &SharedPtr<ROMol>) -> Result<u32>;
+        fn element_counts_with_hs(mol: &SharedPtr<ROMol>) -> Result<Vec<u32>>;
+        fn mol_graph(mol: &SharedPtr<ROMol>, bond_order_distances: bool) -> Result<MolGraph>;
+        fn feature_factory_new(fdef: &str) -> Result<UniquePtr<FeatureFactory>>;
+        fn feature_factory_families(factory: &FeatureFactory) -> Result<Vec<String>>;
+        fn feature_factory_features(factory: &FeatureFactory, mol: &SharedPtr<ROMol>) -> Result<Vec<u32>>;
         fn mol_to_svg(mol: &SharedPtr<ROMol>, width: u32, height: u32) -> Result<String>;
     }
 }
@@ -80,3 +101,7 @@ pub(crate) mod bridge {
 // query is thread-safe (Debian builds RDKit with RDK_BUILD_THREADSAFE_SSS).
 unsafe impl Send for bridge::PatternSet {}
 unsafe impl Sync for bridge::PatternSet {}
+// SAFETY: as for PatternSet: built once, then only read; feature search is substructure matching
+// on const queries.
+unsafe impl Send for bridge::FeatureFactory {}
+unsafe impl Sync for bridge::FeatureFactory {}

@@ -18,19 +18,24 @@ println!("{} QED {:.3} SA {:.3}", mol.canonical_smiles(), mol.qed().unwrap(), mo
 */
 
 mod baselines;
+mod bertz;
+mod count_fingerprint;
 mod error;
 mod ffi;
 mod filters;
 mod fingerprint;
 mod metrics;
 mod molecule;
+mod oracles;
 mod patterns;
+mod pharmacophore;
 mod qed;
 mod qed_data;
 mod sa;
 mod scoring;
 
 pub use baselines::{PublishedBaseline, PUBLISHED_BASELINES};
+pub use count_fingerprint::{CountFingerprint, CountFingerprintKind};
 pub use error::{ChemError, Result};
 pub use filters::moses_filter_smarts;
 pub use fingerprint::{bulk_tanimoto, internal_diversity, max_tanimoto, nearest_tanimoto, Fingerprint};
@@ -39,6 +44,7 @@ pub use metrics::{
     ReferenceSet, SetMetrics, SimilarityToReference,
 };
 pub use molecule::{Descriptors, Molecule, MAX_SMILES_LEN};
+pub use oracles::{oracle_ids, score_oracles, Oracle, OracleSuite, ORACLE_IDS, PMO_RDKIT_TASKS};
 pub use patterns::SmartsPattern;
 pub use qed::{rdkit_reference_counts, QedProperties};
 pub use scoring::{canonicalize_batch, score_batch, score_molecule, score_smiles, MoleculeProps};

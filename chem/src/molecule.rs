@@ -3,6 +3,7 @@
 use cxx::{let_cxx_string, SharedPtr};
 use rdkit_sys::ro_mol_ffi::{self, ROMol};
 
+use crate::count_fingerprint::{CountFingerprint, CountFingerprintKind};
 use crate::error::{rdkit, ChemError, Result};
 use crate::ffi::bridge;
 use crate::fingerprint::Fingerprint;
@@ -127,6 +128,47 @@ impl Molecule {
             .with(|m| bridge::morgan_bits(m, 2, Fingerprint::BITS as u32))
             .expect("Morgan fingerprint of a sanitized molecule");
         Fingerprint::from_words(&words)
+    }
+
+    /// A sparse count fingerprint (Morgan counts, feature-Morgan counts or atom pairs), as GuacaMol uses.
+    pub fn count_fingerprint(&self, kind: CountFingerprintKind) -> Result<CountFingerprint> {
+        let packed = match kind {
+            CountFingerprintKind::Ecfp4 => self.with(|m| bridge::morgan_counts(m, 2, false)),
+            CountFingerprintKind::Ecfp6 => self.with(|m| bridge::morgan_counts(m, 3, false)),
+            CountFingerprintKind::Fcfp4 => self.with(|m| bridge::morgan_counts(m, 2, true)),
+            CountFingerprintKind::AtomPair => self.with(|m| bridge::atom_pair_counts(m, 10)),
+        }
+        .map_err(rdkit("count fingerprint"))?;
+        Ok(CountFingerprint::from_packed(&packed))
+    }
+
+    /// The set bits of the Gobbi 2D pharmacophore fingerprint (`Gen2DFingerprint(m, Gobbi_Pharm2D.factory)`).
+    pub fn pharmacophore_bits(&self) -> Result<Vec<u32>> {
+        crate::pharmacophore::gobbi_fingerprint(self)
+    }
+
+    /// Number of aromatic rings (`rdMolDescriptors.CalcNumAromaticRings`).
+    pub fn aromatic_ring_count(&self) -> Result<u32> {
+        self.with(bridge::aromatic_ring_count)
+            .map_err(rdkit("aromatic rings"))
+    }
+
+    /// Atoms per atomic number once implicit hydrogens are made explicit (`Chem.AddHs`); index 1
+    /// counts every hydrogen.
+    pub fn element_counts_with_hs(&self) -> Result<Vec<u32>> {
+        self.with(bridge::element_counts_with_hs).map_err(rdkit("AddHs"))
+    }
+
+    /// Bertz's complexity index (`GraphDescriptors.BertzCT`).
+    pub fn bertz_ct(&self) -> Result<f64> {
+        Ok(crate::bertz::bertz_ct(&self.graph(true)?))
+    }
+
+    /// Atoms, bonds and the topological (or, with `bond_order_distances`, bond-order-weighted)
+    /// distance matrix.
+    pub(crate) fn graph(&self, bond_order_distances: bool) -> Result<bridge::MolGraph> {
+        self.with(|m| bridge::mol_graph(m, bond_order_distances))
+            .map_err(rdkit("distance matrix"))
     }
 
     /// MW, logP, TPSA, HBD, HBA, rotatable bonds (strict), on the molecule with hydrogens removed:

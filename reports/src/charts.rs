@@ -129,8 +129,8 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(127, 127, 127),
 ];
 
-/// Line chart of several series against the step.
-pub(crate) fn curves_svg(title: &str, steps: &[f64], series: &[(&str, &[f64])]) -> String {
+/// Line chart of several series against `steps` (the x axis, described by `x_desc`).
+pub(crate) fn curves_svg(title: &str, x_desc: &str, steps: &[f64], series: &[(&str, &[f64])]) -> String {
     let values = series
         .iter()
         .flat_map(|(_, v)| v.iter().copied())
@@ -161,7 +161,7 @@ pub(crate) fn curves_svg(title: &str, steps: &[f64], series: &[(&str, &[f64])]) 
             .y_label_area_size(48)
             .build_cartesian_2d(x0..x1, (lo - pad)..(hi + pad));
         if let Ok(mut chart) = chart {
-            let _ = chart.configure_mesh().x_desc("step").draw();
+            let _ = chart.configure_mesh().x_desc(x_desc).draw();
             for (i, (name, vals)) in series.iter().enumerate() {
                 let color = PALETTE[i % PALETTE.len()];
                 let pts: Vec<(f64, f64)> = steps
@@ -206,6 +206,7 @@ mod tests {
         assert!(!svg.contains("http"));
         let svg = curves_svg(
             "reward",
+            "step",
             &[0.0, 1.0, 2.0],
             &[("mean", &[0.1, 0.2, 0.4]), ("max", &[0.5, f64::NAN, 0.9])],
         );

@@ -82,13 +82,18 @@ pub(crate) fn render(r: &Report) -> String {
 
     if let Some(curves) = &r.curves {
         h.push_str("<h2 id=\"curves\">RL curves per step</h2><div class=\"charts\">");
-        for (title, series) in &curves.charts {
+        let by_step = curves.charts.iter().map(|c| (c, "step", &curves.steps));
+        let by_call = curves
+            .call_charts
+            .iter()
+            .map(|c| (c, "oracle calls", &curves.oracle_calls));
+        for ((title, series), x_desc, x) in by_step.chain(by_call) {
             let series: Vec<(&str, &[f64])> = series
                 .iter()
                 .map(|(name, v)| (name.as_str(), v.as_slice()))
                 .collect();
             if !series.is_empty() {
-                h.push_str(&curves_svg(title, &curves.steps, &series));
+                h.push_str(&curves_svg(title, x_desc, x, &series));
             }
         }
         h.push_str("</div>");

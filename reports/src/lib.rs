@@ -24,6 +24,11 @@ pub struct Curves {
     pub steps: Vec<f64>,
     /// Charts in display order: (title, its series).
     pub charts: Vec<(String, Vec<Series>)>,
+    /// Cumulative oracle calls of each row (empty where the run does not count them): the x axis
+    /// of `call_charts`.
+    pub oracle_calls: Vec<f64>,
+    /// Charts drawn against oracle calls rather than steps (PMO's sample-efficiency view).
+    pub call_charts: Vec<(String, Vec<Series>)>,
 }
 
 /// A property's values in the generated set and, optionally, in a reference (training) set.

@@ -1,6 +1,8 @@
 //! The candidate table: every distinct valid molecule a run sampled, with the step it first
 //! appeared and its best total and component scores (before the diversity filter, which is a
-//! training device, not a judgement of the molecule).
+//! training device, not a judgement of the molecule). It is also the run's oracle ledger: each
+//! new molecule is one oracle call, numbered in the order the run scored it, and repeats are free
+//! (PMO's protocol, Gao et al. 2022).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +18,10 @@ pub struct Candidate {
     pub smiles: String,
     /// Step it was first sampled at (1-based).
     pub first_step: usize,
+    /// The oracle call that scored it: its rank in discovery order (1-based; 0 in checkpoints
+    /// written before calls were counted).
+    #[serde(default)]
+    pub call: usize,
     /// Best total score seen.
     pub total: f64,
     /// Component scores of that best sighting (config order; NaN = failed, stored as null).
@@ -64,11 +70,13 @@ impl CandidateTable {
             }
             Some(_) => {}
             None => {
+                let call = self.by_smiles.len() + 1;
                 self.by_smiles.insert(
                     canonical.to_string(),
                     Candidate {
                         smiles: canonical.to_string(),
                         first_step: step,
+                        call,
                         total,
                         components: comps,
                     },
@@ -88,6 +96,19 @@ impl CandidateTable {
         });
         all.truncate(n);
         all
+    }
+
+    /// The totals of the first `budget` oracle calls (all without a budget), in call order.
+    pub fn totals_by_call(&self, budget: Option<usize>) -> Vec<f64> {
+        let mut calls: Vec<(usize, f64)> = self.by_smiles.values().map(|c| (c.call, c.total)).collect();
+        calls.sort_by_key(|&(call, _)| call);
+        calls.truncate(budget.unwrap_or(usize::MAX));
+        calls.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// The run's oracle progress: calls spent (capped at `budget`) and the running top-k means.
+    pub fn progress(&self, budget: Option<usize>) -> crate::oracle_budget::OracleProgress {
+        crate::oracle_budget::OracleProgress::of(&self.totals_by_call(budget))
     }
 
     /// Writes the best `n` ranked to a CSV: rank, smiles, first_step, total, one column per

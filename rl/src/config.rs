@@ -367,6 +367,11 @@ pub struct TuneConfig {
     /// Rows of `candidates.csv` (the best distinct molecules).
     #[serde(default = "d_top")]
     pub top_candidates: usize,
+    /// Oracle budget: the run stops once this many distinct valid molecules have been scored
+    /// (PMO's protocol: a repeat is served from the candidate table and costs nothing). Unset:
+    /// no budget, the run stops at `steps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_oracle_calls: Option<usize>,
     /// Sampling options.
     #[serde(default)]
     pub sampling: SamplingConfig,
@@ -446,6 +451,7 @@ impl TuneConfig {
             ("checkpoint_every", self.checkpoint_every),
             ("sampling.max_len", self.sampling.max_len),
             ("sampling.decode_batch", self.sampling.decode_batch),
+            ("max_oracle_calls", self.max_oracle_calls.unwrap_or(1)),
         ];
         for (field, v) in positive {
             if v == 0 {

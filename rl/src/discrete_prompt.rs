@@ -392,6 +392,7 @@ impl Tuner for DiscreteTrainer {
             loss: loss_value,
             replayed: 0,
             filtered: 0,
+            oracle: self.state.candidates.progress(self.cfg.max_oracle_calls),
             seconds,
             sample_seconds,
             score_seconds,
@@ -407,8 +408,8 @@ impl Tuner for DiscreteTrainer {
         self.scorer.names().to_vec()
     }
 
-    fn candidates(&self) -> usize {
-        self.state.candidates.len()
+    fn candidate_table(&self) -> &CandidateTable {
+        &self.state.candidates
     }
 
     fn trainable(&self) -> (usize, usize) {

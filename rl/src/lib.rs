@@ -20,7 +20,8 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
   frozen prior completes; REINFORCE on the beginnings' tokens.
 - [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (buckets of
   identical Murcko scaffolds or of similar compounds), [`candidates::CandidateTable`] (every
-  distinct valid molecule sampled).
+  distinct valid molecule sampled, numbered as oracle calls), [`oracle_budget`] (PMO's
+  running top-k means and top-k AUC over oracle calls).
 - [`TuneConfig`] (`config.rs`): the TOML config, `deny_unknown_fields` everywhere and
   `validate()` naming the bad field; [`run_tune`] (`run.rs`) is `smirl tune`: logs, candidates,
   atomic checkpoints and resume; [`run_dir`] defines the run directory's files and reads them.
@@ -49,6 +50,7 @@ mod error;
 pub mod lora;
 pub mod losses;
 pub mod memory;
+pub mod oracle_budget;
 pub mod policy;
 pub mod references;
 pub mod reinforce;

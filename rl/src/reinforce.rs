@@ -83,6 +83,8 @@ pub struct StepLog {
     pub replayed: usize,
     /// Molecules zeroed by the diversity filter.
     pub filtered: usize,
+    /// Oracle calls spent so far and the running top-1/10/100 means of the candidates' totals.
+    pub oracle: crate::oracle_budget::OracleProgress,
     /// Wall-clock seconds of the step.
     pub seconds: f64,
     /// Of `seconds`: sampling the batch from the agent.
@@ -225,6 +227,7 @@ impl Trainer {
             loss: update.loss,
             replayed: seqs.len() - n,
             filtered,
+            oracle: self.state.candidates.progress(self.cfg.max_oracle_calls),
             seconds,
             sample_seconds,
             score_seconds,

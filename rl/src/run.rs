@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
+use crate::candidates::CandidateTable;
 pub use crate::reinforce::StepLog;
 use crate::reinforce::{Trainer, TrainerState};
 use crate::run_dir::{
@@ -69,6 +70,9 @@ pub struct TuneReport {
     pub mean_rewards: Vec<f64>,
     /// Distinct valid molecules sampled by the run so far.
     pub candidates: usize,
+    /// The candidates' totals in oracle-call order, the first `max_oracle_calls` of them (PMO's
+    /// top-k AUC is taken over these: [`crate::oracle_budget::top_k_auc`]).
+    pub oracle_totals: Vec<f64>,
     /// Steps per second over this call.
     pub steps_per_s: f64,
     /// Parameters the run trains, and the prior's.
@@ -89,8 +93,8 @@ pub(crate) trait Tuner {
     fn steps_done(&self) -> usize;
     /// Reward component names (log columns).
     fn component_names(&self) -> Vec<String>;
-    /// Distinct valid molecules sampled so far.
-    fn candidates(&self) -> usize;
+    /// Every distinct valid molecule sampled so far (one oracle call each).
+    fn candidate_table(&self) -> &CandidateTable;
     /// Parameters trained, and the prior's.
     fn trainable(&self) -> (usize, usize);
     /// Writes the trainable variables, optimizer and state into checkpoint folder `dir`.
@@ -116,8 +120,8 @@ impl Tuner for Trainer {
         Trainer::component_names(self).to_vec()
     }
 
-    fn candidates(&self) -> usize {
-        self.state.candidates.len()
+    fn candidate_table(&self) -> &CandidateTable {
+        &self.state.candidates
     }
 
     fn trainable(&self) -> (usize, usize) {
@@ -344,7 +348,11 @@ pub fn run_tune(
     let t0 = std::time::Instant::now();
     let mut mean_rewards = Vec::new();
     let mut this_call = 0;
-    while trainer.steps_done() < cfg.steps {
+    let budget_spent = |t: &dyn Tuner| {
+        cfg.max_oracle_calls
+            .is_some_and(|b| t.candidate_table().len() >= b)
+    };
+    while trainer.steps_done() < cfg.steps && !budget_spent(trainer) {
         if model::stop_requested() {
             save_checkpoint(trainer, out)?;
             trainer.write_outputs(out)?;
@@ -361,9 +369,15 @@ pub fn run_tune(
         on_step(&row);
         this_call += 1;
         if opts.interrupt_after == Some(this_call) {
-            return Ok(report(start_step, trainer, mean_rewards, t0));
+            return Ok(report(
+                cfg.max_oracle_calls,
+                start_step,
+                trainer,
+                mean_rewards,
+                t0,
+            ));
         }
-        if row.step % cfg.checkpoint_every == 0 || row.step == cfg.steps {
+        if row.step % cfg.checkpoint_every == 0 || row.step == cfg.steps || budget_spent(trainer) {
             save_checkpoint(trainer, out)?;
             trainer.write_outputs(out)?;
         }
@@ -373,10 +387,17 @@ pub fn run_tune(
         save_checkpoint(trainer, out)?;
     }
     trainer.write_outputs(out)?;
-    Ok(report(start_step, trainer, mean_rewards, t0))
+    Ok(report(
+        cfg.max_oracle_calls,
+        start_step,
+        trainer,
+        mean_rewards,
+        t0,
+    ))
 }
 
 fn report(
+    max_oracle_calls: Option<usize>,
     start_step: usize,
     trainer: &dyn Tuner,
     mean_rewards: Vec<f64>,
@@ -388,7 +409,8 @@ fn report(
         step: trainer.steps_done(),
         steps_per_s: mean_rewards.len() as f64 / secs.max(1e-9),
         mean_rewards,
-        candidates: trainer.candidates(),
+        candidates: trainer.candidate_table().len(),
+        oracle_totals: trainer.candidate_table().totals_by_call(max_oracle_calls),
         trainable: trainer.trainable(),
     }
 }

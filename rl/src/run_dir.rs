@@ -64,6 +64,10 @@ pub enum LogColumnKind {
     Component,
     /// `replayed`, `filtered`: molecules per step.
     Count,
+    /// `oracle_calls`: distinct valid molecules scored so far (the x axis of [`Self::TopK`]).
+    OracleCalls,
+    /// `top1`, `top10`, `top100`: running means of the best candidates' totals.
+    TopK,
     /// `seconds`, wall time of the step.
     Time,
 }
@@ -76,6 +80,8 @@ impl LogColumnKind {
             "validity" | "uniqueness" | "novelty" | "int_div1" => Self::BatchQuality,
             "kl" | "entropy" | "loss" => Self::Divergence,
             "replayed" | "filtered" => Self::Count,
+            "oracle_calls" => Self::OracleCalls,
+            "top1" | "top10" | "top100" => Self::TopK,
             "seconds" => Self::Time,
             _ if name.starts_with("score_") => Self::Component,
             _ => return None,
@@ -90,6 +96,8 @@ impl LogColumnKind {
             Self::Divergence => "KL, entropy, loss",
             Self::Component => "component means",
             Self::Count => "molecules replayed / filtered per step",
+            Self::OracleCalls => "oracle calls",
+            Self::TopK => "top-k mean score against oracle calls",
             Self::Time => "seconds per step",
         }
     }
@@ -110,6 +118,10 @@ pub(crate) fn log_header(names: &[String]) -> String {
             "loss",
             "replayed",
             "filtered",
+            "oracle_calls",
+            "top1",
+            "top10",
+            "top100",
             "seconds",
         ]
         .map(String::from),
@@ -139,6 +151,10 @@ pub(crate) fn log_row(r: &crate::StepLog) -> String {
     cols.extend([
         r.replayed.to_string(),
         r.filtered.to_string(),
+        r.oracle.oracle_calls.to_string(),
+        format!("{:.6}", r.oracle.top1),
+        format!("{:.6}", r.oracle.top10),
+        format!("{:.6}", r.oracle.top100),
         format!("{:.3}", r.seconds),
     ]);
     cols.join(",")

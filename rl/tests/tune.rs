@@ -336,6 +336,47 @@ fn resume_case(text: &str) {
     let _ = PathBuf::new();
 }
 
+/// An oracle budget stops the run at the step that reaches it: log.csv counts the calls (capped
+/// at the budget) and the running top-k means, which agree with the calls the report returns; a
+/// resumed run whose budget is spent does nothing more.
+#[test]
+fn an_oracle_budget_stops_the_run() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config(&format!(
+        "mode = \"full\"\nlr = 3e-4\nsteps = 50\nbatch_size = 32\nseed = 4\nmax_oracle_calls = 15\n{SULFUR}\n\
+         [[scoring.components]]\ntype = \"qed\"\n"
+    ));
+    let rep = run_tune(&cfg, &opts(out.path()), &mut |_| {}).unwrap();
+    assert!(
+        rep.step < 50 && rep.candidates >= 15,
+        "{} steps, {} candidates",
+        rep.step,
+        rep.candidates
+    );
+    assert_eq!(rep.oracle_totals.len(), 15);
+    let table = rl::run_dir::Table::read(&out.path().join("log.csv")).unwrap();
+    let col = |name: &str| table.numbers(table.column(name).unwrap()).unwrap();
+    let (calls, top1, top10, top100) = (col("oracle_calls"), col("top1"), col("top10"), col("top100"));
+    assert_eq!(calls.len(), rep.step);
+    assert!(calls.windows(2).all(|w| w[0] <= w[1] && w[0] < 15.0), "{calls:?}");
+    assert_eq!(*calls.last().unwrap(), 15.0);
+    for i in 0..calls.len() {
+        assert!(top1[i] >= top10[i] && top10[i] >= top100[i], "row {i}");
+    }
+    // The last row's means are those of the first 15 calls' totals, rounded as logged.
+    let mut best = rep.oracle_totals.clone();
+    best.sort_by(|a, b| b.total_cmp(a));
+    assert!((top1.last().unwrap() - best[0]).abs() < 1e-6);
+    assert!((top10.last().unwrap() - best[..10].iter().sum::<f64>() / 10.0).abs() < 1e-6);
+    assert!((top100.last().unwrap() - best.iter().sum::<f64>() / 15.0).abs() < 1e-6);
+    let resumed = TuneOptions {
+        resume: true,
+        ..opts(out.path())
+    };
+    let again = run_tune(&cfg, &resumed, &mut |_| {}).unwrap();
+    assert_eq!((again.start_step, again.step), (rep.step, rep.step));
+}
+
 /// A deep-prefix run's `agent.safetensors` with its `config.toml` is a portable prompt: loaded
 /// alone, it samples exactly what the trained policy samples.
 #[test]

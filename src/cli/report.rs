@@ -34,11 +34,18 @@ pub struct ReportArgs {
 }
 
 /// A run's `log.csv` as charts, one per kind of column (`rl::run_dir::LogColumnKind`), in that
-/// order; wall time is left out.
+/// order; wall time is left out, and the top-k means are drawn against oracle calls.
 fn curves_from_log(log: &rl::run_dir::RunLog) -> Curves {
     use rl::run_dir::LogColumnKind;
+    let oracle_calls = log
+        .columns
+        .iter()
+        .find(|c| c.kind == LogColumnKind::OracleCalls)
+        .map(|c| c.values.clone())
+        .unwrap_or_default();
     let mut charts: std::collections::BTreeMap<LogColumnKind, Vec<reports::Series>> = Default::default();
-    for col in log.columns.iter().filter(|c| c.kind != LogColumnKind::Time) {
+    let drawn = |k: LogColumnKind| !matches!(k, LogColumnKind::Time | LogColumnKind::OracleCalls);
+    for col in log.columns.iter().filter(|c| drawn(c.kind)) {
         if col.values.iter().any(|x| x.is_finite()) {
             charts
                 .entry(col.kind)
@@ -46,12 +53,19 @@ fn curves_from_log(log: &rl::run_dir::RunLog) -> Curves {
                 .push((col.name.clone(), col.values.clone()));
         }
     }
+    let top_k = charts
+        .remove(&LogColumnKind::TopK)
+        .filter(|_| !oracle_calls.is_empty());
     Curves {
         steps: log.steps.clone(),
         charts: charts
             .into_iter()
             .map(|(kind, series)| (kind.title().to_string(), series))
             .collect(),
+        call_charts: top_k
+            .map(|series| vec![(LogColumnKind::TopK.title().to_string(), series)])
+            .unwrap_or_default(),
+        oracle_calls,
     }
 }
 

@@ -25,6 +25,12 @@ pub struct ScoreArgs {
     /// Print the set metrics as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Goal-directed objectives to add, one column each (named by task id, empty for an invalid
+    /// SMILES): `guacamol` (its 20 v2 tasks), `pmo` (PMO's 20 RDKit-computable tasks), `all`, or task
+    /// ids separated by commas, e.g. `osimertinib_mpo,median1`. The `qed` task is the `qed` column
+    /// already there.
+    #[arg(long, value_name = "SUITE|ID[,ID...]")]
+    oracles: Option<String>,
 }
 
 /// The columns of the scored CSV, in order.
@@ -121,18 +127,51 @@ fn row(smiles: &str, name: Option<&str>, props: Option<&MoleculeProps>) -> Vec<S
     ]
 }
 
+/// The oracles' values, in chunks so that the progress bar moves.
+fn oracle_all(oracles: &[chem::Oracle], smiles: &[&str]) -> Vec<Vec<Option<f64>>> {
+    let bar = input::progress(smiles.len(), "oracles");
+    let mut out = Vec::with_capacity(smiles.len());
+    for chunk in smiles.chunks(256) {
+        out.extend(chem::score_oracles(oracles, chunk));
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    out
+}
+
 /// Runs `smirl score`.
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let records = input::read(&args.input, args.smiles_column.as_deref())?;
     let smiles: Vec<&str> = records.iter().map(|r| r.smiles.as_str()).collect();
     let scored = input::score_all(&smiles, "scoring");
 
+    let oracles = match &args.oracles {
+        Some(spec) => chem::oracle_ids(spec)?
+            .into_iter()
+            .filter(|id| !COLUMNS.contains(id))
+            .map(chem::Oracle::new)
+            .collect::<Result<Vec<_>, _>>()?,
+        None => Vec::new(),
+    };
+    let oracle_values = if oracles.is_empty() {
+        vec![Vec::new(); smiles.len()]
+    } else {
+        oracle_all(&oracles, &smiles)
+    };
+
     let file =
         std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
     let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    writer.write_record(COLUMNS)?;
-    for (record, props) in records.iter().zip(&scored) {
-        writer.write_record(row(&record.smiles, record.name.as_deref(), props.as_ref()))?;
+    let header: Vec<&str> = COLUMNS
+        .iter()
+        .copied()
+        .chain(oracles.iter().map(|o| o.id()))
+        .collect();
+    writer.write_record(&header)?;
+    for ((record, props), values) in records.iter().zip(&scored).zip(&oracle_values) {
+        let mut cells = row(&record.smiles, record.name.as_deref(), props.as_ref());
+        cells.extend(values.iter().map(|v| v.map_or(String::new(), float)));
+        writer.write_record(&cells)?;
     }
     writer
         .flush()

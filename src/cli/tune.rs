@@ -44,8 +44,15 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     );
     let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| {
         pb.set_position(row.step as u64);
+        let calls = match cfg.max_oracle_calls {
+            Some(budget) => format!(
+                " calls {}/{budget} top-10 {:.3}",
+                row.oracle.oracle_calls, row.oracle.top10
+            ),
+            None => String::new(),
+        };
         pb.set_message(format!(
-            "reward {:.3} valid {:.2} unique {:.2}",
+            "reward {:.3} valid {:.2} unique {:.2}{calls}",
             row.mean_reward, row.validity, row.uniqueness
         ));
     })

@@ -239,6 +239,29 @@ type = "novelty"
         assert!(out.components[0][2].is_nan());
     }
 
+    /// An oracle component is chem's objective: a rediscovery target scores 1 on itself (Tanimoto
+    /// of identical fingerprints), PMO's `qed` task is QED, an invalid molecule is NaN, the log
+    /// column is the task id, and an unknown task is an error naming the field.
+    #[test]
+    fn oracle_components_score_their_task() {
+        let s = scorer("[[components]]\ntype = \"oracle\"\ntask = \"celecoxib_rediscovery\"\n[[components]]\ntype = \"oracle\"\ntask = \"qed\"\nweight = 0");
+        let b = batch(&[CELECOXIB, "CC(=O)Nc1ccc(O)cc1", "C1CC"]);
+        let out = s.score(&b, &ScoringContext::default()).unwrap();
+        assert_eq!(out.components[0][0], 1.0);
+        assert!(out.components[0][1] > 0.0 && out.components[0][1] < 0.3);
+        let paracetamol = chem::Molecule::parse("CC(=O)Nc1ccc(O)cc1").unwrap();
+        assert!((out.components[1][1] - paracetamol.qed().unwrap()).abs() < 1e-12);
+        assert!(out.components[0][2].is_nan() && out.components[1][2].is_nan());
+        assert_eq!(s.names(), ["celecoxib_rediscovery", "qed"]);
+        let bad: ScoringConfig =
+            toml::from_str("[[components]]\ntype = \"oracle\"\ntask = \"drd2\"").unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("components[0].task") && err.contains("osimertinib_mpo"),
+            "{err}"
+        );
+    }
+
     /// Config errors name the field; unknown keys are refused.
     #[test]
     fn config_errors_name_the_field() {

@@ -3,6 +3,7 @@
 
 mod eval;
 mod model;
+mod pmo;
 mod rl;
 mod score;
 
@@ -23,6 +24,9 @@ pub enum BenchCommand {
     Rl(rl::RlBenchArgs),
     /// The whole MOSES table (`smirl eval`, FCD included) against molsets' get_all_metrics.
     Eval(eval::EvalBenchArgs),
+    /// PMO's goal-directed protocol: top-10 AUC per task at an oracle budget, beside published
+    /// REINVENT, Augmented Memory, Graph GA and Genetic GFN rows.
+    Pmo(pmo::PmoBenchArgs),
 }
 
 /// The peer options every benchmark shares.
@@ -74,6 +78,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Model(args) => model::run(args),
         BenchCommand::Rl(args) => rl::run(args),
         BenchCommand::Eval(args) => eval::run(args),
+        BenchCommand::Pmo(args) => pmo::run(args),
     }
 }
 

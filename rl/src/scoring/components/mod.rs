@@ -5,6 +5,7 @@
 
 mod diversity;
 mod novelty;
+mod oracle;
 mod property;
 mod qed;
 mod sas;
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use diversity::{Diversity, DiversityMode, DiversityParams};
 pub use novelty::{Novelty, NoveltyParams};
+pub use oracle::{OracleComponent, OracleParams};
 pub use property::{Property, PropertyComponent, PropertyParams};
 pub use qed::{Qed, QedParams};
 pub use sas::{Sas, SasParams};
@@ -157,6 +159,8 @@ pub enum ComponentConfig {
     ForbiddenSmarts(SubstructureParams),
     /// A descriptor (MW, logP, TPSA, HBD, HBA, rotatable bonds) through a transform.
     Property(PropertyParams),
+    /// A GuacaMol / PMO goal-directed objective (`task = "osimertinib_mpo"`), in [0, 1].
+    Oracle(OracleParams),
 }
 
 /// Weight, display name and transform shared by every component's parameters.
@@ -221,6 +225,7 @@ impl ComponentConfig {
             ComponentConfig::Similarity(p) => p,
             ComponentConfig::RequiredSmarts(p) | ComponentConfig::ForbiddenSmarts(p) => p,
             ComponentConfig::Property(p) => p,
+            ComponentConfig::Oracle(p) => p,
         }
     }
 
@@ -236,11 +241,12 @@ impl ComponentConfig {
             ComponentConfig::RequiredSmarts(_) => "required_smarts",
             ComponentConfig::ForbiddenSmarts(_) => "forbidden_smarts",
             ComponentConfig::Property(p) => p.property.name(),
+            ComponentConfig::Oracle(p) => OracleComponent::static_id(&p.task).unwrap_or("oracle"),
         }
     }
 
     /// The column name in logs: the configured `name`, else the type (the property for
-    /// `property` components).
+    /// `property` components, the task for `oracle` ones).
     pub fn name(&self) -> String {
         self.common()
             .name()
@@ -289,6 +295,9 @@ impl ComponentConfig {
             ComponentConfig::RequiredSmarts(p) | ComponentConfig::ForbiddenSmarts(p) => {
                 Substructure::new(p, true, field).map(drop)
             }
+            ComponentConfig::Oracle(p) if OracleComponent::static_id(&p.task).is_none() => {
+                OracleComponent::new(p, field).map(drop)
+            }
             ComponentConfig::Novelty(NoveltyParams {
                 training_set: Some(path),
                 ..
@@ -318,6 +327,7 @@ impl ComponentConfig {
             ComponentConfig::RequiredSmarts(p) => Box::new(Substructure::new(p, true, field)?),
             ComponentConfig::ForbiddenSmarts(p) => Box::new(Substructure::new(p, false, field)?),
             ComponentConfig::Property(p) => Box::new(PropertyComponent { property: p.property }),
+            ComponentConfig::Oracle(p) => Box::new(OracleComponent::new(p, field)?),
         })
     }
 }
