@@ -1002,6 +1002,8 @@ mod tune {
         // candidates.csv's own rank column is not repeated as a score column.
         assert_eq!(html.matches(">rank</th>").count(), 1);
         assert!(html.contains("molecules replayed / filtered per step"));
+        // The running top-k means are drawn against oracle calls.
+        assert!(html.contains("top-k mean score against oracle calls") && html.contains("\noracle calls\n"));
         assert!(html.contains("tuned.csv") && html.contains(&*prior.display().to_string()));
         // Sampling an agent needs a run directory.
         smirl()
@@ -1047,6 +1049,43 @@ mod prompt_library {
                 .success();
             assert_eq!(std::fs::read_to_string(&csv).unwrap().lines().count(), 17);
         }
+    }
+
+    /// The shipped large prior (float16 weights, every file under 16 MiB) loads and writes
+    /// molecules: at 10,000 samples 98.6 % are valid (models/README.md); 200 samples with 90 % valid
+    /// leave room for chance.
+    #[test]
+    fn shipped_large_prior_samples_molecules() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(root.join("models/prior-large")).unwrap() {
+            let len = entry.unwrap().metadata().unwrap().len();
+            assert!(len <= 16 << 20, "a file of {len} bytes");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("s.csv");
+        smirl()
+            .current_dir(root)
+            .args([
+                "sample",
+                "--model",
+                "models/prior-large",
+                "-n",
+                "200",
+                "--seed",
+                "5",
+                "--out",
+            ])
+            .arg(&csv)
+            .assert()
+            .success();
+        let mut reader = csv::Reader::from_path(&csv).unwrap();
+        let smiles: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_string()).collect();
+        assert_eq!(smiles.len(), 200);
+        let valid = smiles
+            .iter()
+            .filter(|s| chem::Molecule::parse(s).is_some())
+            .count();
+        assert!(valid >= 180, "{valid} of 200 valid");
     }
 }
 

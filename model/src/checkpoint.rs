@@ -306,7 +306,10 @@ pub(crate) fn load_weights(varmap: &VarMap, path: &Path) -> Result<()> {
         let t = ts
             .get(name)
             .ok_or_else(|| Error::checkpoint(path, format!("missing tensor {name}")))?;
-        var.set(&t.to_device(var.device())?)
+        // Weights may be stored narrower than the model computes (float16 keeps a large prior's
+        // files under 16 MiB); they are widened on load.
+        let t = t.to_dtype(var.dtype()).and_then(|t| t.to_device(var.device()));
+        t.and_then(|t| var.set(&t))
             .map_err(|e| Error::checkpoint(path, format!("{name}: {e}")))?;
     }
     Ok(())

@@ -760,6 +760,68 @@ mod tests {
         );
     }
 
+    /// Weights stored as float16 (models/prior-large, to keep every file under 16 MiB) load into
+    /// the float32 model: each weight is the float16 rounding of the original, and the logits
+    /// agree with the float32 model's to float16 precision.
+    #[test]
+    fn float16_weights_load_as_float32() {
+        crate::configure_cpu_env();
+        let dir = tempfile::tempdir().unwrap();
+        pretrain(
+            &PretrainOptions {
+                max_steps: 3,
+                ..tiny_opts(dir.path())
+            },
+            &moses(40),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let a = crate::load_checkpoint(dir.path(), &Device::Cpu).unwrap();
+        let half: std::collections::HashMap<String, Tensor> = a
+            .varmap
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_tensor().to_dtype(candle_core::DType::F16).unwrap(),
+                )
+            })
+            .collect();
+        let copy = tempfile::tempdir().unwrap();
+        for f in [checkpoint::CONFIG_FILE, checkpoint::VOCAB_FILE] {
+            std::fs::copy(dir.path().join(f), copy.path().join(f)).unwrap();
+        }
+        candle_core::safetensors::save(&half, copy.path().join(checkpoint::MODEL_FILE)).unwrap();
+        let b = crate::load_checkpoint(copy.path(), &Device::Cpu).unwrap();
+        let bw = b.varmap.data().lock().unwrap().clone();
+        for (name, t) in &half {
+            let widened: Vec<f32> = t
+                .to_dtype(candle_core::DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let loaded: Vec<f32> = bw[name].as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(widened, loaded, "{name}");
+        }
+        let x = Tensor::new(&[[1u32, 5, 6, 7, 8]], &Device::Cpu).unwrap();
+        let logits = |m: &crate::Gpt| -> Vec<f32> {
+            let l = m.forward(&x, None).unwrap();
+            l.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (la, lb) = (logits(&a.model), logits(&b.model));
+        let worst = la
+            .iter()
+            .zip(&lb)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 2e-2, "logits differ by up to {worst}");
+    }
+
     /// Save → load gives identical logits; a truncated file is reported by name.
     #[test]
     fn checkpoint_round_trip_and_corruption() {

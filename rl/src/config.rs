@@ -372,6 +372,10 @@ pub struct TuneConfig {
     /// no budget, the run stops at `steps`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_oracle_calls: Option<usize>,
+    /// PMO's early stop: end the run once its best 100 scores have stayed the same for this many
+    /// consecutive steps (counted once 1,000 oracle calls are spent). Unset: no early stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convergence_patience: Option<usize>,
     /// Sampling options.
     #[serde(default)]
     pub sampling: SamplingConfig,
@@ -452,6 +456,7 @@ impl TuneConfig {
             ("sampling.max_len", self.sampling.max_len),
             ("sampling.decode_batch", self.sampling.decode_batch),
             ("max_oracle_calls", self.max_oracle_calls.unwrap_or(1)),
+            ("convergence_patience", self.convergence_patience.unwrap_or(1)),
         ];
         for (field, v) in positive {
             if v == 0 {

@@ -50,6 +50,43 @@ fn mean_of_first(best: &[f64], k: usize) -> f64 {
     }
 }
 
+/// PMO's early stop, as its REINVENT runner has it: once more than 1,000 calls are spent, a step
+/// after which the best 100 scores are exactly those of the step before counts against `patience`,
+/// any other resets it; the run has converged when `patience` such steps come in a row. (The best
+/// 100 only change by a better molecule coming in, so their mean, summed in sorted order, changes
+/// exactly when they do.) A resumed run rebuilds the count from its `log.csv`.
+#[derive(Debug, Clone)]
+pub struct Convergence {
+    patience: usize,
+    stalled: usize,
+    last_top100: Option<f64>,
+}
+
+impl Convergence {
+    /// Calls after which steps are compared.
+    pub const AFTER_CALLS: usize = 1000;
+
+    /// A counter that stops a run after `patience` stalled steps.
+    pub fn new(patience: usize) -> Self {
+        Self {
+            patience,
+            stalled: 0,
+            last_top100: None,
+        }
+    }
+
+    /// Takes one step's progress; whether the run has now converged.
+    pub fn converged_after(&mut self, p: &OracleProgress) -> bool {
+        if p.oracle_calls <= Self::AFTER_CALLS {
+            return false;
+        }
+        let stalled = self.last_top100 == Some(p.top100);
+        self.last_top100 = Some(p.top100);
+        self.stalled = if stalled { self.stalled + 1 } else { 0 };
+        self.stalled >= self.patience
+    }
+}
+
 /// PMO's top-k AUC (`top_auc` in its `main/optimizer.py`): the top-k mean is taken after every
 /// `freq` calls and at the last call, joined by trapezoids starting from 0 at call 0, and divided by
 /// `budget`; a run that ended before its budget keeps its last value up to it. `totals` are the
@@ -89,6 +126,25 @@ mod tests {
         let few = OracleProgress::of(&[0.2, 0.6]);
         assert_eq!((few.top1, few.top10, few.top100), (0.6, 0.4, 0.4));
         assert_eq!(OracleProgress::of(&[]).top10, 0.0);
+    }
+
+    #[test]
+    fn convergence_counts_stalled_steps_after_1000_calls() {
+        let at = |calls, top100| OracleProgress {
+            oracle_calls: calls,
+            top1: 1.0,
+            top10: 1.0,
+            top100,
+        };
+        let mut c = Convergence::new(2);
+        // Flat, but before 1,000 calls: not counted.
+        assert!(!c.converged_after(&at(900, 0.5)));
+        assert!(!c.converged_after(&at(1000, 0.5)));
+        assert!(!c.converged_after(&at(1001, 0.5))); // first compared step
+        assert!(!c.converged_after(&at(1100, 0.5))); // stalled once
+        assert!(!c.converged_after(&at(1200, 0.5001))); // any rise resets
+        assert!(!c.converged_after(&at(1300, 0.5001)));
+        assert!(c.converged_after(&at(1400, 0.5001)));
     }
 
     #[test]

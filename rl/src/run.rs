@@ -276,6 +276,27 @@ fn truncate_log(path: &Path, step: usize, header: &str) -> Result<()> {
     Ok(())
 }
 
+/// Feeds the oracle columns of `log.csv` through `c`; whether some step converged.
+fn replay_convergence(c: &mut crate::oracle_budget::Convergence, log_path: &Path) -> Result<bool> {
+    let table = crate::run_dir::Table::read(log_path)?;
+    let column = |name: &str| match table.column(name) {
+        Some(i) => table.numbers(i),
+        None => Err(Error::checkpoint(log_path, format!("no `{name}` column"))),
+    };
+    let (calls, top100) = (column("oracle_calls")?, column("top100")?);
+    let mut converged = false;
+    for (&calls, &top100) in calls.iter().zip(&top100) {
+        let p = crate::oracle_budget::OracleProgress {
+            oracle_calls: calls as usize,
+            top1: f64::NAN,
+            top10: f64::NAN,
+            top100,
+        };
+        converged |= c.converged_after(&p);
+    }
+    Ok(converged)
+}
+
 /// Runs (or resumes) a tuning run; `on_step` sees every step's log row (the CLI's progress bar).
 pub fn run_tune(
     cfg: &TuneConfig,
@@ -352,7 +373,15 @@ pub fn run_tune(
         cfg.max_oracle_calls
             .is_some_and(|b| t.candidate_table().len() >= b)
     };
-    while trainer.steps_done() < cfg.steps && !budget_spent(trainer) {
+    let mut convergence = cfg
+        .convergence_patience
+        .map(crate::oracle_budget::Convergence::new);
+    // A resumed run replays its logged steps, so that a converged run stays finished.
+    let mut converged = match (&mut convergence, ckpt.is_some()) {
+        (Some(c), true) => replay_convergence(c, &log_path)?,
+        _ => false,
+    };
+    while trainer.steps_done() < cfg.steps && !budget_spent(trainer) && !converged {
         if model::stop_requested() {
             save_checkpoint(trainer, out)?;
             trainer.write_outputs(out)?;
@@ -367,6 +396,9 @@ pub fn run_tune(
         log.flush().map_err(|e| Error::io(&log_path, e))?;
         mean_rewards.push(row.mean_reward);
         on_step(&row);
+        converged = convergence
+            .as_mut()
+            .is_some_and(|c| c.converged_after(&row.oracle));
         this_call += 1;
         if opts.interrupt_after == Some(this_call) {
             return Ok(report(
@@ -377,7 +409,8 @@ pub fn run_tune(
                 t0,
             ));
         }
-        if row.step % cfg.checkpoint_every == 0 || row.step == cfg.steps || budget_spent(trainer) {
+        let last = row.step == cfg.steps || budget_spent(trainer) || converged;
+        if row.step % cfg.checkpoint_every == 0 || last {
             save_checkpoint(trainer, out)?;
             trainer.write_outputs(out)?;
         }
