@@ -151,12 +151,9 @@ fn published() -> BTreeMap<String, BTreeMap<String, (f64, f64)>> {
 fn mean_sd(xs: &[f64]) -> (f64, f64) {
     let n = xs.len() as f64;
     let mean = xs.iter().sum::<f64>() / n;
-    let var = if xs.len() > 1 {
-        xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
+    // Sample standard deviation; none (NaN, `null` in JSON) from a single seed.
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, if xs.len() > 1 { var.sqrt() } else { f64::NAN })
 }
 
 /// Runs `smirl bench pmo`.
@@ -255,15 +252,12 @@ fn print_table(result: &Value, published: &BTreeMap<String, BTreeMap<String, (f6
     println!(" {:>9}", "s/run");
     for row in result["tasks"].as_array().into_iter().flatten() {
         let task = row["task"].as_str().unwrap_or("");
-        print!(
-            "{:<26} {:>15}",
-            task,
-            format!(
-                "{:.3} ± {:.3}",
-                row["mean"].as_f64().unwrap_or(f64::NAN),
-                row["sd"].as_f64().unwrap_or(0.0)
-            )
-        );
+        let mean = row["mean"].as_f64().unwrap_or(f64::NAN);
+        let cell = match row["sd"].as_f64() {
+            Some(sd) => format!("{mean:.3} ± {sd:.3}"),
+            None => format!("{mean:.3}"),
+        };
+        print!("{task:<26} {cell:>15}");
         for m in &methods {
             let cell = published[*m]
                 .get(task)
