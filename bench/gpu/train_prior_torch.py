@@ -4,7 +4,7 @@
 smirl's own `smirl pretrain --device cuda` runs candle's stock kernels at about a quarter of
 PyTorch's training speed (bench/gpu/README.md), too slow for the 15 minutes of GPU a session may be
 lent. This script trains the same network — smirl's GPT is GPT-2's block (pre-LayerNorm, exact-erf
-GELU, tied embeddings, no dropout), which bench/rl_peer.py already maps weight for weight — with the
+GELU, tied embeddings; dropout only in training, by `--dropout`), which bench/rl_peer.py already maps weight for weight — with the
 same tokens and objective as `smirl pretrain`: each SMILES as BOS, its characters, EOS, next-token
 cross-entropy with padding ignored; AdamW (β 0.9/0.95, weight decay on matrices), linear warmup
 then cosine decay, gradient clipping at 1. It then writes the weights under smirl's names, stored
@@ -128,6 +128,7 @@ def main():
     p.add_argument("--min-lr", type=float, default=6e-5)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--weight-decay", type=float, default=0.1)
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout on embeddings, attention and residuals")
     p.add_argument("--val-molecules", type=int, default=20000)
     p.add_argument("--limit", type=int, default=0, help="use only the first N molecules (a smoke test)")
     p.add_argument("--seed", type=int, default=42)
@@ -159,7 +160,7 @@ def main():
     config = GPT2Config(
         vocab_size=len(vocab["tokens"]), n_positions=args.block_size, n_embd=args.n_embd, n_layer=args.n_layer,
         n_head=args.n_head, n_inner=4 * args.n_embd, activation_function="gelu", layer_norm_epsilon=1e-5,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+        resid_pdrop=args.dropout, embd_pdrop=args.dropout, attn_pdrop=args.dropout, tie_word_embeddings=True,
         bos_token_id=BOS, eos_token_id=EOS, pad_token_id=PAD,
     )
     model = GPT2LMHeadModel(config).to(device)
@@ -228,7 +229,9 @@ def main():
     save_file(smirl_state(model, torch.float16), os.path.join(args.out, "model.safetensors"))
     with open(os.path.join(args.out, "config.json"), "w") as f:
         json.dump({"vocab_size": len(vocab["tokens"]), "n_layer": args.n_layer, "n_head": args.n_head,
-                   "n_embd": args.n_embd, "block_size": args.block_size, "dropout": 0.0, "layer_norm_eps": 1e-5},
+                   "n_embd": args.n_embd, "block_size": args.block_size,
+                   # Dropout is a training device (train.json records it); smirl samples without.
+                   "dropout": 0.0, "layer_norm_eps": 1e-5},
                   f, indent=2)
     with open(os.path.join(args.out, "vocab.json"), "w") as f:
         json.dump(vocab, f, indent=2)
