@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian machine with only the Rust toolchain lacks to build and test smirl:
-# a C++ compiler, Debian's RDKit 2022.09 (headers, libraries, SA fragment table) and Chromium (the
-# report test renders HTML headless). Skips apt when everything is already there.
+# a C++ compiler, Debian's RDKit 2022.09 (headers, libraries, SA fragment table; its Python module
+# reads exported SD files back in a test) and Chromium (the report test renders HTML headless).
+# Skips apt when everything is already there.
 set -euo pipefail
 
-packages=(g++ librdkit-dev libboost-dev libboost-serialization-dev rdkit-data chromium)
+packages=(g++ librdkit-dev libboost-dev libboost-serialization-dev rdkit-data python3-rdkit chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -821,6 +821,137 @@ mod report {
     }
 }
 
+// `smirl export`: RDKit's own Python `SDMolSupplier` reads every record back with the canonical
+// SMILES RDKit's Python gives the input, and every column as a tag. Debian's python3-rdkit comes
+// with `make deps`; without it the test fails under CI and is skipped (with a note) elsewhere.
+mod export {
+    use super::*;
+
+    const PYTHON: &str = "/usr/bin/python3";
+
+    /// Checks an SD file against its CSV input; `isomeric` is false for 3D records, whose stereo
+    /// RDKit perceives from the coordinates (unspecified centres come back specified).
+    const READ_BACK: &str = r#"
+import csv, sys
+from rdkit import Chem, RDLogger
+RDLogger.DisableLog("rdApp.*")
+source, sdf, isomeric, limit = sys.argv[1], sys.argv[2], sys.argv[3] == "1", int(sys.argv[4])
+rows = list(csv.DictReader(open(source)))[:limit]
+expected = []
+for line, row in enumerate(rows, start=2):
+    mol = Chem.MolFromSmiles(row["smiles"]) if row["smiles"] else None
+    if mol is not None:
+        expected.append((line, Chem.MolToSmiles(mol), row))
+records = [m for m in Chem.SDMolSupplier(sdf)]
+assert all(m is not None for m in records), "a record RDKit cannot read"
+assert len(records) == len(expected), (len(records), len(expected))
+for mol, (line, canonical, row) in zip(records, expected):
+    want = canonical if isomeric else Chem.MolToSmiles(Chem.MolFromSmiles(canonical), isomericSmiles=False)
+    got = Chem.MolToSmiles(mol, isomericSmiles=isomeric)
+    assert got == want, (line, got, want)
+    assert mol.GetProp("_Name") == "golden:%d" % line, mol.GetProp("_Name")
+    assert mol.GetProp("SMILES") == canonical, (mol.GetProp("SMILES"), canonical)
+    for key, value in row.items():
+        if key != "smiles":
+            assert mol.GetProp(key) == value, (line, key, mol.GetProp(key), value)
+print("read back", len(records), "records")
+"#;
+
+    fn has_python_rdkit() -> bool {
+        let ok = std::process::Command::new(PYTHON)
+            .args(["-c", "import rdkit"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must have Debian's python3-rdkit (make deps installs it)"
+            );
+            eprintln!("note: {PYTHON} cannot import rdkit; skipping the SD read-back test");
+        }
+        ok
+    }
+
+    fn read_back(dir: &Path, source: &Path, sdf: &Path, isomeric: bool, limit: usize) {
+        let script = dir.join("read_back.py");
+        std::fs::write(&script, READ_BACK).unwrap();
+        let out = std::process::Command::new(PYTHON)
+            .arg(&script)
+            .arg(source)
+            .arg(sdf)
+            .arg(if isomeric { "1" } else { "0" })
+            .arg(limit.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn flat_sdf_reads_back_in_rdkit_python() {
+        if !has_python_rdkit() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let golden = golden_csv_without_comment(dir.path());
+        let sdf = dir.path().join("golden.sdf");
+        smirl()
+            .arg("export")
+            .arg(&golden)
+            .arg("--sdf")
+            .arg(&sdf)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("invalid SMILES skipped"))
+            .stderr(predicate::str::contains("invalid SMILES on input lines"));
+        read_back(dir.path(), &golden, &sdf, true, usize::MAX);
+    }
+
+    #[test]
+    fn conformers_read_back_in_rdkit_python() {
+        if !has_python_rdkit() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let golden = golden_csv_without_comment(dir.path());
+        // The first 60 rows (valid and invalid), to keep the test short.
+        let text = std::fs::read_to_string(&golden).unwrap();
+        let head: String = text.lines().take(61).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&golden, head).unwrap();
+        let sdf = dir.path().join("golden3d.sdf");
+        smirl()
+            .arg("export")
+            .arg(&golden)
+            .arg("--sdf")
+            .arg(&sdf)
+            .arg("--3d")
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("0 not embedded in 3D"));
+        read_back(dir.path(), &golden, &sdf, false, 60);
+        let text = std::fs::read_to_string(&sdf).unwrap();
+        assert!(text.contains("RDKit          3D"));
+    }
+
+    #[test]
+    fn missing_input_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        smirl()
+            .arg("export")
+            .arg(dir.path().join("nope.csv"))
+            .arg("--sdf")
+            .arg(dir.path().join("x.sdf"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("nope.csv"));
+        assert!(!dir.path().join("x.sdf").exists());
+    }
+}
+
 // The report rendered by headless Chromium: a screenshot that is not blank. Chromium is installed by
 // `make deps`; without it the test fails under CI and is skipped (with a note) elsewhere.
 mod report_in_chromium {
@@ -942,9 +1073,18 @@ mod tune {
             cmd
         };
         tune().assert().success();
-        for file in ["config.toml", "log.csv", "candidates.csv"] {
+        for file in ["config.toml", "log.csv", "candidates.csv", "candidates.sdf"] {
             assert!(run.join(file).is_file(), "missing {file}");
         }
+        // One SD record per candidate, with the candidate's columns as tags.
+        let candidates = std::fs::read_to_string(run.join("candidates.csv")).unwrap();
+        let sdf = std::fs::read_to_string(run.join("candidates.sdf")).unwrap();
+        assert_eq!(sdf.matches("$$$$\n").count(), candidates.lines().count() - 1);
+        assert!(
+            sdf.is_empty() || sdf.contains(">  <total>\n"),
+            "{}",
+            &sdf[..sdf.len().min(2000)]
+        );
         assert_eq!(
             std::fs::read_to_string(run.join("log.csv"))
                 .unwrap()
@@ -1005,6 +1145,8 @@ mod tune {
         // The running top-k means are drawn against oracle calls.
         assert!(html.contains("top-k mean score against oracle calls") && html.contains("\noracle calls\n"));
         assert!(html.contains("tuned.csv") && html.contains(&*prior.display().to_string()));
+        // The report (r.html beside run/) links the run's SD file relatively.
+        assert!(html.contains("<a href=\"run/candidates.sdf\">"));
         // Sampling an agent needs a run directory.
         smirl()
             .args(["sample", "-n", "2"])

@@ -11,6 +11,9 @@
 #include <GraphMol/ChemTransforms/MolFragmenter.h>
 #include <GraphMol/Chirality.h>
 #include <GraphMol/Depictor/RDDepictor.h>
+#include <GraphMol/DistGeomHelpers/Embedder.h>
+#include <GraphMol/FileParsers/FileParsers.h>
+#include <GraphMol/ForceFieldHelpers/MMFF/MMFF.h>
 #include <GraphMol/Descriptors/Crippen.h>
 #include <GraphMol/Descriptors/Lipinski.h>
 #include <GraphMol/Descriptors/MolDescriptors.h>
@@ -246,6 +249,39 @@ rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint3
   MolDraw2DUtils::prepareAndDrawMolecule(drawer, copy);
   drawer.finishDrawing();
   return drawer.getDrawingText();
+}
+
+MolBlock mol_block(const std::shared_ptr<ROMol> &mol, rust::Str name, bool three_d, uint32_t seed) {
+  RWMol copy(*mol);
+  MolBlock out;
+  if (three_d) {
+    // AllChem.AddHs + EmbedMolecule(ETKDGv3, randomSeed) + MMFFOptimizeMolecule, RDKit's recipe;
+    // random starting coordinates are RDKit's advice when the eigenvalue start fails.
+    MolOps::addHs(copy);
+    DGeomHelpers::EmbedParameters params = DGeomHelpers::ETKDGv3;
+    params.randomSeed = static_cast<int>(seed & 0x7fffffff);
+    if (DGeomHelpers::EmbedMolecule(copy, params) < 0) {
+      params.useRandomCoords = true;
+      if (DGeomHelpers::EmbedMolecule(copy, params) < 0) {
+        throw std::runtime_error("ETKDG found no 3D embedding");
+      }
+      out.note = "embedded from random coordinates";
+    }
+    // The embedder switches RDKit's logs back on (seen on 2022.09): parse errors of other threads
+    // then reach stderr. Invalid SMILES are data to us, so they go quiet again.
+    boost::logging::disable_logs("rdApp.*");
+    auto mmff = MMFF::MMFFOptimizeMolecule(copy, 2000);
+    if (mmff.first < 0) {
+      out.note = "no MMFF94 parameters: ETKDG geometry not minimised";
+    } else if (mmff.first > 0) {
+      out.note = "MMFF94 minimisation stopped at 2000 iterations";
+    }
+  } else {
+    RDDepict::compute2DCoords(copy);
+  }
+  copy.setProp(common_properties::_Name, std::string(name));
+  out.text = MolToMolBlock(copy, true, -1, true, false);
+  return out;
 }
 
 // Sparse count vectors travel as (key << 32 | count), sorted by key.

@@ -17,6 +17,7 @@ using RDKit::ROMol;
 struct QedInputs;
 struct SaInputs;
 struct MolGraph;
+struct MolBlock;
 
 // A pharmacophore feature factory built from an RDKit feature-definition (fdef) text.
 struct FeatureFactory {
@@ -58,5 +59,6 @@ MolGraph mol_graph(const std::shared_ptr<ROMol> &mol, bool bond_order_distances)
 std::unique_ptr<FeatureFactory> feature_factory_new(rust::Str fdef);
 rust::Vec<rust::String> feature_factory_families(const FeatureFactory &factory);
 rust::Vec<uint32_t> feature_factory_features(const FeatureFactory &factory, const std::shared_ptr<ROMol> &mol);
+MolBlock mol_block(const std::shared_ptr<ROMol> &mol, rust::Str name, bool three_d, uint32_t seed);
 rust::String mol_to_svg(const std::shared_ptr<ROMol> &mol, uint32_t width, uint32_t height);
 }  // namespace smirl

@@ -42,6 +42,13 @@ pub(crate) mod bridge {
         distances: Vec<f64>,
     }
 
+    /// A V2000 molfile block and what went differently from the plain recipe (empty if nothing).
+    #[derive(Debug, Clone)]
+    struct MolBlock {
+        text: String,
+        note: String,
+    }
+
     unsafe extern "C++" {
         include!("chem/cpp/bridge.h");
 
@@ -93,6 +100,7 @@ pub(crate) mod bridge {
         fn feature_factory_new(fdef: &str) -> Result<UniquePtr<FeatureFactory>>;
         fn feature_factory_families(factory: &FeatureFactory) -> Result<Vec<String>>;
         fn feature_factory_features(factory: &FeatureFactory, mol: &SharedPtr<ROMol>) -> Result<Vec<u32>>;
+        fn mol_block(mol: &SharedPtr<ROMol>, name: &str, three_d: bool, seed: u32) -> Result<MolBlock>;
         fn mol_to_svg(mol: &SharedPtr<ROMol>, width: u32, height: u32) -> Result<String>;
     }
 }

@@ -4,7 +4,8 @@ bridge). This is the only crate that touches RDKit; no RDKit type leaves it.
 
 # Brief overview
 - [`Molecule`]: parse + sanitize (RDKit decides validity), canonical SMILES, heavy atoms, rings,
-  descriptors, Murcko scaffold, BRICS fragments, SMARTS matching ([`SmartsPattern`]), depiction.
+  descriptors, Murcko scaffold, BRICS fragments, SMARTS matching ([`SmartsPattern`]), depiction,
+  SD records with 2D or ETKDG/MMFF 3D coordinates ([`sdf_record`]).
 - [`Fingerprint`]: Morgan radius 2, 1024 bits as packed `u64` words; Tanimoto by popcount, bulk
   one-vs-many and all-pairs [`internal_diversity`] in parallel.
 - QED ([`QedProperties`], `Molecule::qed`) exactly as RDKit's Python `QED.qed`; SA score
@@ -33,6 +34,7 @@ mod qed;
 mod qed_data;
 mod sa;
 mod scoring;
+mod sdf;
 
 pub use baselines::{PublishedBaseline, PUBLISHED_BASELINES};
 pub use count_fingerprint::{CountFingerprint, CountFingerprintKind};
@@ -48,6 +50,7 @@ pub use oracles::{oracle_ids, score_oracles, Oracle, OracleSuite, ORACLE_IDS, PM
 pub use patterns::SmartsPattern;
 pub use qed::{rdkit_reference_counts, QedProperties};
 pub use scoring::{canonicalize_batch, score_batch, score_molecule, score_smiles, MoleculeProps};
+pub use sdf::{sd_tag_name, sdf_record, Coordinates, SdfRecord};
 
 /// Silences RDKit's logging once per process: invalid SMILES are data, not stderr noise.
 pub(crate) fn init() {

@@ -27,4 +27,4 @@ pub use embedded::{embedded_corpus, embedded_test_set, EMBEDDED_CORPUS_NAME, EMB
 pub use error::DatasetError;
 pub use moses_stats::{read_moses_stats, stats_path_for, MosesStats, StatsError};
 pub use parquet::{read_parquet, write_parquet};
-pub use read::{read_smiles, Format, SmilesRecord};
+pub use read::{read_smiles, read_smiles_table, Format, SmilesRecord, SmilesTable};

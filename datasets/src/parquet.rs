@@ -7,13 +7,24 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::error::DatasetError;
-use crate::read::SmilesRecord;
+use crate::read::{SmilesRecord, SmilesTable};
 
 fn polars_error(path: &Path, e: PolarsError) -> DatasetError {
     DatasetError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
+}
+
+/// Reads a whole Parquet file.
+fn read_frame(path: &Path) -> Result<DataFrame, DatasetError> {
+    let file = File::open(path).map_err(|source| DatasetError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|e| polars_error(path, e))
 }
 
 /// Picks the SMILES column: `column` if given, else `smiles`, `SMILES`, or any case of it.
@@ -32,13 +43,7 @@ pub(crate) fn pick_column<'a>(names: &[&'a str], column: Option<&str>) -> Option
 /// Reads the SMILES column (and a `name` column, if any) of a Parquet file. A null SMILES becomes
 /// an empty string, which `chem` counts as invalid; `line` is the 1-based row number.
 pub fn read_parquet(path: &Path, column: Option<&str>) -> Result<Vec<SmilesRecord>, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let frame = ParquetReader::new(file)
-        .finish()
-        .map_err(|e| polars_error(path, e))?;
+    let frame = read_frame(path)?;
     let names: Vec<&str> = frame.get_column_names().iter().map(|n| n.as_str()).collect();
     let smiles_name = pick_column(&names, column).ok_or_else(|| DatasetError::MissingColumn {
         path: path.to_path_buf(),
@@ -73,6 +78,35 @@ pub fn read_parquet(path: &Path, column: Option<&str>) -> Result<Vec<SmilesRecor
             line: i as u64 + 1,
         })
         .collect())
+}
+
+/// Reads a Parquet file as `read_parquet` does, keeping every other column as text (nulls empty).
+pub(crate) fn read_parquet_table(path: &Path, column: Option<&str>) -> Result<SmilesTable, DatasetError> {
+    let records = read_parquet(path, column)?;
+    let frame = read_frame(path)?;
+    let names: Vec<&str> = frame.get_column_names().iter().map(|n| n.as_str()).collect();
+    let smiles_name = pick_column(&names, column).unwrap_or_default();
+    let others: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| *n != smiles_name && *n != "name")
+        .collect();
+    let mut values = vec![Vec::with_capacity(others.len()); records.len()];
+    for name in &others {
+        let text = frame
+            .column(name)
+            .and_then(|c| c.cast(&DataType::String))
+            .map_err(|e| polars_error(path, e))?;
+        let text = text.str().map_err(|e| polars_error(path, e))?;
+        for (row, value) in values.iter_mut().zip(text.iter()) {
+            row.push(value.unwrap_or_default().to_string());
+        }
+    }
+    Ok(SmilesTable {
+        records,
+        columns: others.iter().map(|n| n.to_string()).collect(),
+        values,
+    })
 }
 
 /// Writes a table as Parquet.

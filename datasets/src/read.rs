@@ -146,6 +146,55 @@ fn read_delimited(
     what: &'static str,
     column: Option<&str>,
 ) -> Result<Vec<SmilesRecord>, DatasetError> {
+    Ok(read_delimited_table(path, reader, delimiter, what, column, false)?.records)
+}
+
+/// A SMILES file with its other columns kept as text (for writers that carry them along, e.g. SD
+/// tags).
+#[derive(Debug, Clone, Default)]
+pub struct SmilesTable {
+    /// The molecules, as `read_smiles` gives them.
+    pub records: Vec<SmilesRecord>,
+    /// Names of the columns other than the SMILES and `name` columns, in file order.
+    pub columns: Vec<String>,
+    /// Per record, the values of `columns`.
+    pub values: Vec<Vec<String>>,
+}
+
+/// Reads a SMILES file as `read_smiles` does, keeping every other column as text (a `.smi` file
+/// has none beyond the name).
+pub fn read_smiles_table(path: &Path, column: Option<&str>) -> Result<SmilesTable, DatasetError> {
+    let (format, gz) = Format::from_path(path)?;
+    let table = match format {
+        Format::Parquet => crate::parquet::read_parquet_table(path, column)?,
+        Format::Smi => {
+            let records = read_smiles(path, column)?;
+            let values = vec![Vec::new(); records.len()];
+            SmilesTable {
+                records,
+                columns: Vec::new(),
+                values,
+            }
+        }
+        Format::Csv => read_delimited_table(path, open(path, gz)?, b',', "CSV", column, true)?,
+        Format::Tsv => read_delimited_table(path, open(path, gz)?, b'\t', "TSV", column, true)?,
+    };
+    if table.records.is_empty() {
+        return Err(DatasetError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(table)
+}
+
+fn read_delimited_table(
+    path: &Path,
+    reader: Box<dyn Read>,
+    delimiter: u8,
+    what: &'static str,
+    column: Option<&str>,
+    keep_other_columns: bool,
+) -> Result<SmilesTable, DatasetError> {
     let p = || -> PathBuf { path.to_path_buf() };
     // Comment lines (`# ...`) before the header are skipped, as in RDKit-generated reference files;
     // after the header a `#` is data (it could be a broken SMILES).
@@ -202,7 +251,17 @@ fn read_delimited(
         .iter()
         .position(|h| h.trim().eq_ignore_ascii_case("name"))
         .filter(|&i| i != idx);
-    let mut records = Vec::new();
+    let others: Vec<usize> = if keep_other_columns {
+        (0..header.len())
+            .filter(|&i| i != idx && Some(i) != name_idx)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let mut table = SmilesTable {
+        columns: others.iter().map(|&i| header[i].trim().to_string()).collect(),
+        ..SmilesTable::default()
+    };
     for row in rows {
         let row = row.map_err(to_error)?;
         let line = row.position().map_or(0, |pos| pos.line()) + skipped;
@@ -215,9 +274,17 @@ fn read_delimited(
             Some(i) => Some(text(i)?.trim().to_string()).filter(|n| !n.is_empty()),
             None => None,
         };
-        records.push(SmilesRecord { smiles, name, line });
+        table.records.push(SmilesRecord { smiles, name, line });
+        if keep_other_columns {
+            table.values.push(
+                others
+                    .iter()
+                    .map(|&i| text(i).map(|t| t.trim().to_string()))
+                    .collect::<Result<_, _>>()?,
+            );
+        }
     }
-    Ok(records)
+    Ok(table)
 }
 
 #[cfg(test)]
@@ -252,6 +319,27 @@ mod tests {
         gz.write_all(b"SMILES\nCCO\nCCC\n").unwrap();
         let gz = write(&dir, "a.csv.gz", &gz.finish().unwrap());
         assert_eq!(read_smiles(&gz, None).unwrap().len(), 2);
+    }
+
+    /// The table reader keeps every column but SMILES and name, in file order, row by row.
+    #[test]
+    fn table_keeps_other_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(
+            &dir,
+            "t.csv",
+            b"qed,smiles,Name,note\n0.5,CCO,ethanol,\"a, b\"\n,c1ccccc1,,x\n",
+        );
+        let t = read_smiles_table(&csv, None).unwrap();
+        assert_eq!(t.columns, ["qed", "note"]);
+        assert_eq!(t.records[0].name.as_deref(), Some("ethanol"));
+        assert_eq!(t.values, [vec!["0.5", "a, b"], vec!["", "x"]]);
+        let smi = write(&dir, "t.smi", b"CCO ethanol\n");
+        let t = read_smiles_table(&smi, None).unwrap();
+        assert!(t.columns.is_empty() && t.values == [Vec::<String>::new()]);
+        let bad = write(&dir, "bad.csv", b"smiles,qed\nCCO,1\nCCC,1,2\n");
+        let e = read_smiles_table(&bad, None).unwrap_err().to_string();
+        assert!(e.contains("bad.csv:3"), "{e}");
     }
 
     /// A CSV `name` column is read as a .smi name is; a leading blank is layout in both formats.

@@ -69,9 +69,19 @@ pub(crate) fn render(r: &Report) -> String {
     }
     let _ = write!(
         h,
-        "<tr><th>molecules</th><td>{}</td></tr><tr><th>valid</th><td>{}</td></tr></table>",
+        "<tr><th>molecules</th><td>{}</td></tr><tr><th>valid</th><td>{}</td></tr>",
         r.n_generated, r.n_valid
     );
+    for (label, href) in &r.files {
+        let _ = write!(
+            h,
+            "<tr><th>{}</th><td><a href=\"{}\">{}</a></td></tr>",
+            escape(label),
+            escape(href),
+            escape(href)
+        );
+    }
+    h.push_str("</table>");
     if r.n_valid == 0 {
         let _ = write!(
             h,

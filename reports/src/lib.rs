@@ -68,6 +68,8 @@ pub struct Report {
     pub metrics: Option<chem::SetMetrics>,
     /// Top candidates, best first.
     pub candidates: Vec<Candidate>,
+    /// Files to open beside the report: (label, link relative to the report), e.g. the run's SD file.
+    pub files: Vec<(String, String)>,
     /// Number of molecules in the generated set and how many are valid.
     pub n_generated: usize,
     /// Valid molecules among them.

@@ -7,6 +7,8 @@
 //! - `log.csv`: one row per step (see [`crate::StepLog`]); component means are `score_<name>` columns;
 //! - `candidates.csv`: the best `top_candidates` distinct molecules, ranked (rewritten at every
 //!   checkpoint and at the end);
+//! - `candidates.sdf`: the same molecules as an SD file with 2D coordinates and every column as
+//!   a tag, for chemists' tools (written by `smirl tune` when the run ends);
 //! - `run.json`: which prior the run tunes ([`RunInfo`]);
 //! - `prompts.csv` (discrete_prompt mode): the learned prompts, ranked;
 //! - `agent.safetensors` (prompt modes): what sampling the tuned agent needs, kilobytes (the
@@ -27,6 +29,8 @@ use crate::{Error, Result};
 pub const LOG_FILE: &str = "log.csv";
 /// Ranked candidates file name.
 pub const CANDIDATES_FILE: &str = "candidates.csv";
+/// The candidates as an SD file (written by the CLI after a run).
+pub const CANDIDATES_SDF_FILE: &str = "candidates.sdf";
 /// Resolved config file name.
 pub const CONFIG_FILE: &str = "config.toml";
 /// What the run tunes (`{"model_dir": ...}`), in the run directory.

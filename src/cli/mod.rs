@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod device;
 mod eval;
+mod export;
 mod input;
 mod pretrain;
 mod reference;
@@ -39,6 +40,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// The MOSES metric table of a sample set against train/test sets, next to published baselines.
     Eval(eval::EvalArgs),
+    /// Write molecules as an SD file (2D or ETKDG/MMFF 3D coordinates, every score column as a tag).
+    Export(export::ExportArgs),
     /// Write a self-contained HTML report for a samples file or a run directory.
     Report(report::ReportArgs),
     /// Prepare corpora: clean, deduplicate, filter, split; Parquet or CSV out.
@@ -80,6 +83,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Export(args) => export::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }

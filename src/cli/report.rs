@@ -1,7 +1,7 @@
 //! `smirl report`: one self-contained HTML file for a samples file or an RL run directory.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use reports::{Candidate, Curves, Distribution, Report};
@@ -96,6 +96,31 @@ fn molecules_from_candidates(candidates: rl::run_dir::Candidates) -> Molecules {
     }
 }
 
+/// A link from the report at `report` to `target`, relative when both resolve (so that the
+/// report and the run can move together), else the target's path as given.
+fn relative_link(report: &Path, target: &Path) -> String {
+    let folder = report.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    });
+    let (Some(Ok(from)), Ok(to)) = (folder.map(std::fs::canonicalize), std::fs::canonicalize(target)) else {
+        return target.display().to_string();
+    };
+    let from: Vec<_> = from.components().collect();
+    let to: Vec<_> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); from.len() - common];
+    parts.extend(
+        to[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.join("/")
+}
+
 /// Runs `smirl report`.
 pub fn run(args: ReportArgs) -> anyhow::Result<()> {
     args.sources.check()?;
@@ -124,6 +149,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<()> {
                 format!("{:.1} s over {} steps", log.total_seconds(), log.steps.len()),
             ));
             report.curves = Some(curves_from_log(&log));
+        }
+        let sdf = args.input.join(rl::run_dir::CANDIDATES_SDF_FILE);
+        if sdf.is_file() {
+            report.files.push((
+                "candidates as SD file (ChemDraw, MOE, Maestro, KNIME, DataWarrior)".into(),
+                relative_link(&args.out, &sdf),
+            ));
         }
         molecules_from_candidates(run.candidates()?)
     } else {

@@ -13,7 +13,7 @@ pub struct TuneArgs {
     /// Tuning config (TOML; see configs/qed.toml). Relative paths in it resolve against its folder.
     #[arg(long)]
     config: PathBuf,
-    /// Run directory: config.toml, log.csv, candidates.csv, checkpoint/.
+    /// Run directory: config.toml, log.csv, candidates.csv and .sdf, checkpoint/.
     #[arg(long)]
     out: PathBuf,
     /// Continue the run in --out from its last checkpoint.
@@ -58,6 +58,13 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     })
     .with_context(|| format!("tuning {} into {}", args.model.display(), args.out.display()))?;
     pb.finish();
+    let candidates = args.out.join(rl::run_dir::CANDIDATES_FILE);
+    let sdf = args.out.join(rl::run_dir::CANDIDATES_SDF_FILE);
+    if candidates.is_file() {
+        let table = datasets::read_smiles_table(&candidates, None)?;
+        super::export::write_sdf(&table, &candidates, &sdf, chem::Coordinates::Flat)
+            .with_context(|| format!("writing {}", sdf.display()))?;
+    }
     let last = report.mean_rewards.last().copied().unwrap_or(f64::NAN);
     let (trainable, prior) = report.trainable;
     println!(
@@ -67,7 +74,7 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     );
     println!(
         "steps {}..{} ({:.2} steps/s), last mean reward {:.3}, {} distinct valid molecules; \
-         see {}/log.csv and {}/candidates.csv",
+         see {}/log.csv and {}/candidates.csv (.sdf)",
         report.start_step,
         report.step,
         report.steps_per_s,
