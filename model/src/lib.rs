@@ -62,6 +62,7 @@ mod cpu;
 pub mod decode_pass;
 mod error;
 pub mod gpt;
+pub mod grammar;
 pub mod ops;
 pub mod optim;
 mod packed_linear;

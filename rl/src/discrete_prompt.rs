@@ -294,6 +294,8 @@ impl Tuner for DiscreteTrainer {
             top_p: 1.0,
             max_len: self.cfg.sampling.max_len,
             seed: rng.next_u64(),
+            // The update's likelihoods are the unmasked model's, so the completions are too.
+            grammar: false,
         };
         // Completion i continues prompt i mod n_prompts.
         let samples = model::sample_continuing(&self.policy.prior, &self.vocab, None, &opts, &prompts)?;

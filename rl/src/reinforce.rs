@@ -245,6 +245,8 @@ impl Trainer {
             top_p: 1.0,
             max_len: self.cfg.sampling.max_len,
             seed,
+            // The update's likelihoods are the unmasked model's, so the batch is too.
+            grammar: false,
         };
         self.policy.sample(&opts)
     }

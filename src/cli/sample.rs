@@ -46,6 +46,11 @@ pub struct SampleArgs {
     /// How many of --prompts' best prompts to use.
     #[arg(long, default_value_t = 10, requires = "prompts")]
     top: usize,
+    /// Grammar-constrained decoding: mask every token that cannot continue a valid SMILES
+    /// (balanced branches and ring closures, well-formed bracket atoms, no atom past its largest
+    /// valence); log-likelihoods are those of the masked, renormalised distribution.
+    #[arg(long)]
+    grammar: bool,
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
@@ -99,6 +104,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             top_p: args.top_p,
             max_len,
             seed: args.seed,
+            grammar: args.grammar,
         })
     };
     let device = args.device.open()?;
@@ -157,5 +163,26 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         complete,
         args.out.display()
     );
+    if args.grammar {
+        // The independent check: purr reads every finished string.
+        let finished: Vec<&model::Sample> = samples.iter().filter(|s| s.complete && !s.dead_end).collect();
+        let unread: Vec<&str> = finished
+            .iter()
+            .filter(|s| !model::grammar::purr_reads(&s.smiles))
+            .map(|s| s.smiles.as_str())
+            .collect();
+        let dead_ends = samples.iter().filter(|s| s.dead_end).count();
+        println!(
+            "grammar: purr reads {} of {} finished strings; {dead_ends} rows ended at a dead end",
+            finished.len() - unread.len(),
+            finished.len()
+        );
+        if let Some(first) = unread.first() {
+            anyhow::bail!(
+                "{} strings written under the grammar do not parse with purr (first: {first:?}): a grammar bug",
+                unread.len()
+            );
+        }
+    }
     Ok(())
 }
