@@ -174,11 +174,17 @@ fn max_valence(z: u8, charge: i8) -> u8 {
     if charge == 0 {
         return own;
     }
-    let iso = z as i16 - charge as i16;
-    match ELEMENTS.iter().find(|e| e.1 as i16 == iso) {
-        Some(&(_, _, v)) if v > 0 && (1..=10).contains(&z) => v,
+    if !(1..=10).contains(&z) {
         // Heavier charged atoms (S+, P-, ...): not limited here.
-        _ => UNLIMITED,
+        return UNLIMITED;
+    }
+    match z as i16 - charge as i16 {
+        // Isoelectronic with a noble gas, or with no electrons left: no bonds at all.
+        iso if iso <= 2 || iso == 10 => 0,
+        iso => ELEMENTS
+            .iter()
+            .find(|e| e.1 as i16 == iso)
+            .map_or(UNLIMITED, |e| if e.2 > 0 { e.2 } else { UNLIMITED }),
     }
 }
 
@@ -808,26 +814,54 @@ impl GrammarState {
             (Symbol | Chiral(_) | Hydrogens { .. } | Charge { .. }, ':') => Class(0),
             (Class(n), '0'..='9') if n < 4 => Class(n + 1),
             (Symbol | Chiral(_) | Hydrogens { .. } | Charge { .. } | Class(1..), ']') => {
-                let Some(z) = self.symbol_element() else {
-                    return false;
-                };
-                let aromatic = self.bracket_symbol.starts_with(|c: char| c.is_ascii_lowercase());
-                let atom = Atom {
-                    used: self.bracket_h,
-                    max: max_valence(z, self.bracket_charge),
-                    aromatic,
-                    kekule: kekule_valence(z, self.bracket_charge),
-                    hydrogens: self.bracket_h,
-                    aromatic_bonds: 0,
-                    other_valence: 0,
-                    open_rings: 0,
-                };
-                return self.add_atom(atom, self.bracket_bond);
+                return self.close_bracket()
             }
             _ => return false,
         };
         self.mode = Mode::InBracket(next);
-        true
+        self.bracket_closable(next)
+    }
+
+    /// `]`: the bracket atom as read so far joins the molecule.
+    fn close_bracket(&mut self) -> bool {
+        let Some(z) = self.symbol_element() else {
+            return false;
+        };
+        let aromatic = self.bracket_symbol.starts_with(|c: char| c.is_ascii_lowercase());
+        let atom = Atom {
+            used: self.bracket_h,
+            max: max_valence(z, self.bracket_charge),
+            aromatic,
+            kekule: kekule_valence(z, self.bracket_charge),
+            hydrogens: self.bracket_h,
+            aromatic_bonds: 0,
+            other_valence: 0,
+            open_rings: 0,
+        };
+        self.add_atom(atom, self.bracket_bond)
+    }
+
+    /// Whether some way of finishing the bracket atom from `stage` gives an atom within its
+    /// valence (the hydrogens so far, the bond into it, a charge still to be written): `[NH4`
+    /// may become `[NH4+]`, `[nH5` and `[nH-` cannot close.
+    fn bracket_closable(&self, stage: Bracket) -> bool {
+        use Bracket::*;
+        let Some(z) = self.symbol_element() else {
+            // No symbol yet, or its first letter of two.
+            return true;
+        };
+        let charges: &[i8] = match stage {
+            Isotope(_) | Class(0) => return true,
+            Symbol | Chiral(_) | Hydrogens { .. } => &[0, 1, -1, 2, -2, 3, -3],
+            Charge { sign: 1, digits: 0 } => &[1, 2, 3],
+            Charge { digits: 0, .. } => &[-1, -2, -3],
+            Charge { .. } | Class(_) => std::slice::from_ref(&self.bracket_charge),
+        };
+        let taken = self.bracket_h as u16 + self.bracket_bond.map_or(0, |b| b.order) as u16;
+        charges.iter().any(|&q| {
+            let max = max_valence(z, q);
+            max == UNLIMITED || taken <= max as u16
+        })
     }
 
     /// Whether the bracket symbol read so far is an element or the start of one.
@@ -879,6 +913,10 @@ fn perfect_matching(atoms: &[u16], edges: &[(u16, u16)]) -> bool {
 pub struct SmilesGrammar {
     /// Each token's characters (empty for the special tokens).
     chars: Vec<Vec<char>>,
+    /// The single-character tokens: what can finish a bracket atom begun character by character.
+    alphabet: Vec<char>,
+    /// Common bracket-atom symbols the alphabet can write, tried when `[` has no symbol yet.
+    bracket_candidates: Vec<String>,
 }
 
 impl SmilesGrammar {
@@ -892,8 +930,88 @@ impl SmilesGrammar {
                     vocab.token(id).unwrap_or_default().chars().collect()
                 }
             })
+            .collect::<Vec<Vec<char>>>();
+        let alphabet: Vec<char> = chars.iter().filter(|c| c.len() == 1).map(|c| c[0]).collect();
+        let bracket_candidates = ["C", "c", "N", "n", "O", "o", "S", "s"]
+            .iter()
+            .filter(|s| s.chars().all(|c| alphabet.contains(&c)))
+            .map(|s| s.to_string())
             .collect();
-        Self { chars }
+        Self {
+            chars,
+            alphabet,
+            bracket_candidates,
+        }
+    }
+
+    /// Whether a state inside a bracket atom can still close it with characters of the
+    /// vocabulary (`[nH1` cannot when `+` is not one of them): every hydrogen count and charge
+    /// the vocabulary can still write is tried, each closed as `]` would and checked for a way
+    /// to complete the string.
+    fn bracket_finishable(&self, state: &GrammarState) -> bool {
+        use Bracket::*;
+        let Mode::InBracket(stage) = state.mode else {
+            return true;
+        };
+        if state.symbol_element().is_none() {
+            if state.bracket_symbol.is_empty() {
+                // The element is still to be written: a common one, plain, must fit (the bond
+                // into it can break the Kekulé structure of the atom before, whatever it is).
+                let mut trial = state.clone();
+                return self.bracket_candidates.iter().any(|symbol| {
+                    trial.clone_from(state);
+                    trial.bracket_symbol.clone_from(symbol);
+                    trial.close_bracket() && trial.completable()
+                });
+            }
+            return true; // the first letter of a two-letter symbol
+        }
+        let has = |c: char| self.alphabet.contains(&c);
+        let digit_values: Vec<u8> = self
+            .alphabet
+            .iter()
+            .filter_map(|c| c.to_digit(10).map(|d| d as u8))
+            .collect();
+        let digits = !digit_values.is_empty();
+        let mut hs = vec![state.bracket_h];
+        let mut qs = vec![state.bracket_charge];
+        let signs = |qs: &mut Vec<i8>, sign: i8| {
+            // One sign, then repeated signs or a digit for up to ±3.
+            qs.push(sign);
+            if has(if sign > 0 { '+' } else { '-' }) || digits {
+                qs.extend([2 * sign, 3 * sign]);
+            }
+        };
+        match stage {
+            Isotope(_) | Class(0) => return true,
+            Symbol | Chiral(_) if has('H') => {
+                hs.push(1);
+                hs.extend(&digit_values);
+            }
+            Hydrogens { digit: false } => hs.extend(&digit_values),
+            _ => {}
+        }
+        match stage {
+            Symbol | Chiral(_) | Hydrogens { .. } => {
+                if has('+') {
+                    signs(&mut qs, 1);
+                }
+                if has('-') {
+                    signs(&mut qs, -1);
+                }
+            }
+            Charge { sign, digits: 0 } => signs(&mut qs, sign),
+            _ => {}
+        }
+        let mut trial = state.clone();
+        hs.iter().any(|&h| {
+            qs.iter().any(|&q| {
+                trial.clone_from(state);
+                trial.bracket_h = h;
+                trial.bracket_charge = q;
+                trial.close_bracket() && trial.completable()
+            })
+        })
     }
 
     /// Sets `allowed[id]` for every token that may follow `state` (EOS when the string is complete,
@@ -904,7 +1022,7 @@ impl SmilesGrammar {
         for (id, chars) in self.chars.iter().enumerate() {
             let ok = !chars.is_empty() && {
                 scratch.clone_from(state);
-                chars.iter().all(|&c| scratch.push(c))
+                chars.iter().all(|&c| scratch.push(c)) && self.bracket_finishable(&scratch)
             };
             allowed[id] = ok;
             any |= ok;
@@ -1009,6 +1127,11 @@ mod tests {
             "[CH5]",
             "[OH3]",
             "[nH12]",
+            "[nH5]",
+            "[NH4-]",
+            "[nH-]1cccc1",
+            "C[N-3]C",
+            "[nH4-3]",
             "C..C",
             "C.",
             "CC(C.C)",
@@ -1111,6 +1234,35 @@ mod tests {
         assert!(!allowed[v.encode("F").unwrap()[0] as usize]);
         assert!(allowed[v.encode("C").unwrap()[0] as usize]);
         assert!(!allowed[EOS as usize]);
+    }
+
+    /// A bracket atom goes on only where the vocabulary can close it: after `C#[n`, an H would
+    /// need a `+` for the fourth bond, so without `+` in the vocabulary H is masked.
+    #[test]
+    fn bracket_atoms_close_with_the_vocabulary() {
+        let v = vocab(); // no '+'
+        let g = SmilesGrammar::new(&v);
+        let mut state = GrammarState::new();
+        for t in v.encode("C#[n").unwrap() {
+            assert!(g.advance(&mut state, t), "{}", v.decode(&[t]));
+        }
+        let mut allowed = vec![false; v.len()];
+        assert!(!g.allowed(&state, &mut allowed));
+        let names: Vec<&str> = (0..v.len() as u32)
+            .filter(|&i| allowed[i as usize])
+            .map(|i| v.token(i).unwrap())
+            .collect();
+        assert!(!names.contains(&"H") && names.contains(&"]"), "{names:?}");
+        // With `+` in the vocabulary, `[nH+]` is a way out.
+        let v = Vocab::from_corpus(["C#[nH+]"], crate::TokenMode::Char);
+        let g = SmilesGrammar::new(&v);
+        let mut state = GrammarState::new();
+        for t in v.encode("C#[n").unwrap() {
+            assert!(g.advance(&mut state, t));
+        }
+        let mut allowed = vec![false; v.len()];
+        g.allowed(&state, &mut allowed);
+        assert!(allowed[v.encode("H").unwrap()[0] as usize]);
     }
 
     /// Aromatic systems must have a Kekulé structure once closed (RDKit's kekulisation).
