@@ -1193,27 +1193,23 @@ mod prompt_library {
         }
     }
 
+    /// `smirl sample --model models/prior`, run from the repository root.
+    fn sample_shipped_prior() -> Command {
+        let mut cmd = smirl();
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["sample", "--model", "models/prior"]);
+        cmd
+    }
+
     /// Grammar-constrained sampling from the shipped prior: purr reads every finished string, and
     /// RDKit finds most of them valid (0.956 at 10,000 samples against 0.929 unconstrained,
     /// docs/results.md; 300 samples with 90 % leave room for chance).
     #[test]
     fn grammar_sampling_writes_strings_purr_reads() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let dir = tempfile::tempdir().unwrap();
         let csv = dir.path().join("g.csv");
-        smirl()
-            .current_dir(root)
-            .args([
-                "sample",
-                "--model",
-                "models/prior",
-                "-n",
-                "300",
-                "--seed",
-                "2",
-                "--grammar",
-                "--out",
-            ])
+        sample_shipped_prior()
+            .args(["-n", "300", "--seed", "2", "--grammar", "--out"])
             .arg(&csv)
             .assert()
             .success()
@@ -1227,23 +1223,55 @@ mod prompt_library {
             .count();
         assert!(valid >= 270, "{valid} of 300 valid");
         // A prompt the grammar cannot continue is an error naming the prompt.
-        smirl()
-            .current_dir(root)
-            .args([
-                "sample",
-                "--model",
-                "models/prior",
-                "-n",
-                "2",
-                "--grammar",
-                "--prompt",
-                "C)",
-                "--out",
-            ])
+        sample_shipped_prior()
+            .args(["-n", "2", "--grammar", "--prompt", "C)", "--out"])
             .arg(dir.path().join("x.csv"))
             .assert()
             .failure()
             .stderr(predicate::str::contains("\"C)\""));
+    }
+
+    /// Reward-guided decoding through the CLI: a `reward` column equal to the config's reward
+    /// (here QED through qed_target's sigmoid, checked by recomputing it), and best-of-N beside.
+    #[test]
+    fn steered_sampling_writes_rewards_and_best_of_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("st.csv");
+        sample_shipped_prior()
+            .args(["--steer", "configs/qed_target.toml", "-n", "12"])
+            .args([
+                "--block",
+                "12",
+                "--candidates",
+                "3",
+                "--compare-best-of-n",
+                "--out",
+            ])
+            .arg(&csv)
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("steered: 12 molecules").and(predicate::str::contains("best-of-N")),
+            );
+        for file in [csv.clone(), dir.path().join("st.best_of_n.csv")] {
+            let mut reader = csv::Reader::from_path(&file).unwrap();
+            assert_eq!(reader.headers().unwrap().iter().next_back(), Some("reward"));
+            let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+            assert_eq!(rows.len(), 12);
+            for row in rows {
+                let reward: f64 = row[3].parse().unwrap();
+                let expected = match chem::Molecule::parse(&row[0]) {
+                    // qed_target: σ(10·(QED − 0.91)/0.10), its sigmoid from low 0.86 to high 0.96.
+                    Some(m) => 1.0 / (1.0 + (-10.0 * (m.qed().unwrap() - 0.91) / 0.10).exp()),
+                    None => 0.0,
+                };
+                assert!(
+                    (reward - expected).abs() < 1e-5,
+                    "{} {reward} vs {expected}",
+                    &row[0]
+                );
+            }
+        }
     }
 
     /// The shipped large prior (float16 weights, every file under 16 MiB) loads and writes

@@ -57,6 +57,7 @@ pub mod reinforce;
 pub mod run;
 pub mod run_dir;
 pub mod scoring;
+pub mod steer;
 
 pub use config::{LossConfig, PolicyMode, TuneConfig};
 pub use error::{Error, Result};

@@ -51,6 +51,24 @@ pub struct SampleArgs {
     /// valence); log-likelihoods are those of the masked, renormalised distribution.
     #[arg(long)]
     grammar: bool,
+    /// Reward-guided decoding with the `[scoring]` of this tune config (no training): blockwise
+    /// best-of-K, each continuation valued by rollouts to complete molecules (Controlled
+    /// Decoding). Adds a `reward` column.
+    #[arg(long, conflicts_with_all = ["agent", "prompt", "prompts", "grammar"])]
+    steer: Option<PathBuf>,
+    /// Tokens per block when steering (M).
+    #[arg(long, default_value_t = 8, requires = "steer")]
+    block: usize,
+    /// Continuations per prefix and block when steering (K).
+    #[arg(long, default_value_t = 6, requires = "steer")]
+    candidates: usize,
+    /// Rollouts per continuation when steering (its value is their mean reward).
+    #[arg(long, default_value_t = 1, requires = "steer")]
+    rollouts: usize,
+    /// Also run best-of-N whole-molecule sampling with the same number of forward tokens, and
+    /// write it beside --out (`<out>.best_of_n.csv`).
+    #[arg(long, requires = "steer")]
+    compare_best_of_n: bool,
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
@@ -108,6 +126,9 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         })
     };
     let device = args.device.open()?;
+    if let Some(config) = &args.steer {
+        return steer(&args, config, &options, &device);
+    }
     let texts: Vec<String> = match (&args.prompt, &args.prompts) {
         (Some(p), _) if p.is_empty() => anyhow::bail!("--prompt is empty"),
         (Some(p), _) => vec![p.clone()],
@@ -142,20 +163,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             policy.sample_continuing(&opts, &starts)?
         }
     };
-    let file =
-        std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
-    writer.write_record(["smiles", "log_likelihood", "complete"])?;
-    for s in &samples {
-        writer.write_record([
-            s.smiles.as_str(),
-            &format!("{:.6}", s.log_likelihood),
-            if s.complete { "1" } else { "0" },
-        ])?;
-    }
-    writer
-        .flush()
-        .with_context(|| format!("{}: write failed", args.out.display()))?;
+    write_samples(&args.out, &samples, None)?;
     let complete = samples.iter().filter(|s| s.complete).count();
     println!(
         "{} molecules ({} ended with EOS) written to {}",
@@ -183,6 +191,101 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
                 unread.len()
             );
         }
+    }
+    Ok(())
+}
+
+/// Writes `smiles,log_likelihood,complete[,reward]`.
+fn write_samples(
+    out: &std::path::Path,
+    samples: &[model::Sample],
+    rewards: Option<&[f64]>,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    let mut header = vec!["smiles", "log_likelihood", "complete"];
+    if rewards.is_some() {
+        header.push("reward");
+    }
+    writer.write_record(&header)?;
+    for (i, s) in samples.iter().enumerate() {
+        let mut row = vec![
+            s.smiles.clone(),
+            format!("{:.6}", s.log_likelihood),
+            if s.complete { "1" } else { "0" }.to_string(),
+        ];
+        if let Some(r) = rewards {
+            row.push(format!("{:.6}", r[i]));
+        }
+        writer.write_record(&row)?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("{}: write failed", out.display()))
+}
+
+/// `smirl sample --steer CONFIG`: reward-guided decoding, and optionally best-of-N at the same
+/// compute.
+fn steer(
+    args: &SampleArgs,
+    config: &std::path::Path,
+    options: &dyn Fn(usize) -> anyhow::Result<SampleOptions>,
+    device: &model::Device,
+) -> anyhow::Result<()> {
+    let cfg =
+        rl::TuneConfig::from_file(config).with_context(|| format!("reading config {}", config.display()))?;
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let refs = super::input::DatasetSmiles::handle();
+    let scorer = rl::scoring::Scorer::new(&cfg.scoring, base, refs.as_ref())
+        .with_context(|| format!("building the reward of {}", config.display()))?;
+    let run = model::load_checkpoint(&args.model, device)?;
+    let sampling = options(run.config.block_size)?;
+    let opts = rl::steer::SteerOptions {
+        n: args.n,
+        block: args.block,
+        candidates: args.candidates,
+        rollouts: args.rollouts,
+        sampling: sampling.clone(),
+    };
+    let bar = super::input::progress(args.n, "steering");
+    let t0 = std::time::Instant::now();
+    let steered = rl::steer::steer(&run.model, &run.vocab, &scorer, &opts, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    let seconds = t0.elapsed().as_secs_f64();
+    write_samples(&args.out, &steered.samples, Some(&steered.rewards))?;
+    let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len().max(1) as f64;
+    println!(
+        "steered: {} molecules to {} (block {}, {} candidates, {} rollouts): mean reward {:.4}, {} forward tokens, {seconds:.1} s",
+        steered.samples.len(),
+        args.out.display(),
+        args.block,
+        args.candidates,
+        args.rollouts,
+        mean(&steered.rewards),
+        steered.forward_tokens
+    );
+    if args.compare_best_of_n {
+        let out = args.out.with_extension("best_of_n.csv");
+        let t0 = std::time::Instant::now();
+        let best = rl::steer::best_of_n(
+            &run.model,
+            &run.vocab,
+            &scorer,
+            args.n,
+            steered.forward_tokens,
+            &sampling,
+        )?;
+        let seconds = t0.elapsed().as_secs_f64();
+        write_samples(&out, &best.samples, Some(&best.rewards))?;
+        println!(
+            "best-of-N: {} molecules to {}: mean reward {:.4}, {} forward tokens, {seconds:.1} s",
+            best.samples.len(),
+            out.display(),
+            mean(&best.rewards),
+            best.forward_tokens
+        );
     }
     Ok(())
 }
