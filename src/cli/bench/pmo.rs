@@ -128,9 +128,12 @@ fn run_one(args: &PmoBenchArgs, base: &toml::Table, task: &str, seed: u64) -> an
 }
 
 /// Published top-10 AUC (mean, sd) by method, then task.
+/// Published (mean, sd) of each task, by method.
+type PublishedRows = BTreeMap<String, BTreeMap<String, (f64, f64)>>;
+
 /// The embedded published rows by method and task; a malformed row is an error naming its line.
-fn published() -> anyhow::Result<BTreeMap<String, BTreeMap<String, (f64, f64)>>> {
-    let mut by_method: BTreeMap<String, BTreeMap<String, (f64, f64)>> = BTreeMap::new();
+fn published() -> anyhow::Result<PublishedRows> {
+    let mut by_method = PublishedRows::new();
     let mut reader = csv::ReaderBuilder::new()
         .comment(Some(b'#'))
         .from_reader(PUBLISHED.as_bytes());
