@@ -418,7 +418,9 @@ impl GrammarState {
         matches!(self.mode, Mode::AfterAtom | Mode::AfterClose)
             && self.branches.is_empty()
             && self.rings.is_empty()
-            && self.all_systems_kekulize()
+            // Every other aromatic system was checked when its last atom could no longer gain a
+            // bond; only the current atom's is still open.
+            && self.current.is_none_or(|c| self.kekulizable_from(c, true))
     }
 
     fn room(&self, atom: Option<u16>) -> u8 {
@@ -685,24 +687,6 @@ impl GrammarState {
             return true;
         }
         self.system_kekulizes(&self.aromatic_system(a), at_end)
-    }
-
-    /// Every aromatic system pairs up (at the end of the string).
-    fn all_systems_kekulize(&self) -> bool {
-        let mut seen = vec![false; self.atoms.len()];
-        for a in 0..self.atoms.len() {
-            if seen[a] || !self.atoms[a].aromatic {
-                continue;
-            }
-            let system = self.aromatic_system(a as u16);
-            for &x in &system {
-                seen[x as usize] = true;
-            }
-            if !self.system_kekulizes(&system, true) {
-                return false;
-            }
-        }
-        true
     }
 
     /// The atoms joined to `a` by aromatic bonds, `a` included.
