@@ -1092,6 +1092,36 @@ mod tune {
                 .count(),
             4
         );
+        // A run that has found no valid molecule yet (every sample cut after one token) ends
+        // normally, with an empty SD file beside its header-only candidates.csv.
+        let none_cfg = dir.path().join("none.toml");
+        std::fs::write(
+            &none_cfg,
+            small
+                .replace("max_len = 100", "max_len = 1")
+                .replace("steps = 3", "steps = 1")
+                .replace("mode = \"prefix\"", "mode = \"full\""),
+        )
+        .unwrap();
+        let none = dir.path().join("none");
+        smirl()
+            .arg("tune")
+            .arg("--model")
+            .arg(&prior)
+            .arg("--config")
+            .arg(&none_cfg)
+            .arg("--out")
+            .arg(&none)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read_to_string(none.join("candidates.sdf")).unwrap(), "");
+        assert_eq!(
+            std::fs::read_to_string(none.join("candidates.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            1
+        );
         // An existing run is not overwritten without --resume; with it and more steps it continues.
         tune().assert().failure();
         std::fs::write(&tune_cfg, small.replace("steps = 3", "steps = 5")).unwrap();

@@ -60,7 +60,10 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
     pb.finish();
     let candidates = args.out.join(rl::run_dir::CANDIDATES_FILE);
     let sdf = args.out.join(rl::run_dir::CANDIDATES_SDF_FILE);
-    if candidates.is_file() {
+    if report.candidates == 0 {
+        // No valid molecule yet: candidates.csv is a header alone, and so is the SD file.
+        std::fs::write(&sdf, "").with_context(|| format!("writing {}", sdf.display()))?;
+    } else if candidates.is_file() {
         let table = datasets::read_smiles_table(&candidates, None)?;
         super::export::write_sdf(&table, &candidates, &sdf, chem::Coordinates::Flat)
             .with_context(|| format!("writing {}", sdf.display()))?;
