@@ -26,5 +26,5 @@ pub use clean::{
 pub use embedded::{embedded_corpus, embedded_test_set, EMBEDDED_CORPUS_NAME, EMBEDDED_TEST_SET_NAME};
 pub use error::DatasetError;
 pub use moses_stats::{read_moses_stats, stats_path_for, MosesStats, StatsError};
-pub use parquet::{read_parquet, write_parquet};
+pub use parquet::{read_parquet, write_parquet, write_text_table, ColumnKind};
 pub use read::{read_smiles, read_smiles_table, Format, SmilesRecord, SmilesTable};

@@ -109,6 +109,85 @@ pub(crate) fn read_parquet_table(path: &Path, column: Option<&str>) -> Result<Sm
     })
 }
 
+/// The type a text column is stored as in [`write_text_table`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnKind {
+    /// Text as it stands.
+    Text,
+    /// A 64-bit float.
+    Float,
+    /// A 64-bit integer.
+    Int,
+    /// A boolean written as `1`/`0` (or `true`/`false`).
+    Flag,
+}
+
+/// Writes rows of text cells as Parquet with typed columns; an empty cell is a null. A cell that
+/// does not parse as its column's kind is an error naming the column and the row (1-based).
+pub fn write_text_table(
+    path: &Path,
+    header: &[&str],
+    kinds: &[ColumnKind],
+    rows: &[Vec<String>],
+) -> Result<(), DatasetError> {
+    assert_eq!(header.len(), kinds.len(), "one kind per column");
+    let bad = |name: &str, row: usize, cell: &str, what: &str| DatasetError::Parquet {
+        path: path.to_path_buf(),
+        message: format!("column {name:?}, row {}: {cell:?} is not {what}", row + 1),
+    };
+    let mut columns = Vec::with_capacity(header.len());
+    for (c, (&name, &kind)) in header.iter().zip(kinds).enumerate() {
+        let cells = rows.iter().map(|r| r.get(c).map_or("", String::as_str));
+        let column = match kind {
+            ColumnKind::Text => Column::new(
+                name.into(),
+                cells.map(|v| Some(v.to_string())).collect::<Vec<_>>(),
+            ),
+            ColumnKind::Float => {
+                let values = cells
+                    .enumerate()
+                    .map(|(r, v)| match v {
+                        "" => Ok(None),
+                        v => v
+                            .parse::<f64>()
+                            .map(Some)
+                            .map_err(|_| bad(name, r, v, "a number")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Column::new(name.into(), values)
+            }
+            ColumnKind::Int => {
+                let values = cells
+                    .enumerate()
+                    .map(|(r, v)| match v {
+                        "" => Ok(None),
+                        v => v
+                            .parse::<i64>()
+                            .map(Some)
+                            .map_err(|_| bad(name, r, v, "an integer")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Column::new(name.into(), values)
+            }
+            ColumnKind::Flag => {
+                let values = cells
+                    .enumerate()
+                    .map(|(r, v)| match v {
+                        "" => Ok(None),
+                        "1" | "true" => Ok(Some(true)),
+                        "0" | "false" => Ok(Some(false)),
+                        v => Err(bad(name, r, v, "1/0 or true/false")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Column::new(name.into(), values)
+            }
+        };
+        columns.push(column);
+    }
+    let mut frame = DataFrame::new(rows.len(), columns).map_err(|e| polars_error(path, e))?;
+    write_parquet(path, &mut frame)
+}
+
 /// Writes a table as Parquet.
 pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), DatasetError> {
     let file = File::create(path).map_err(|source| DatasetError::Write {
@@ -124,6 +203,41 @@ pub fn write_parquet(path: &Path, frame: &mut DataFrame) -> Result<(), DatasetEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_tables_round_trip_with_types_and_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let header = ["smiles", "qed", "rings", "ok"];
+        let kinds = [
+            ColumnKind::Text,
+            ColumnKind::Float,
+            ColumnKind::Int,
+            ColumnKind::Flag,
+        ];
+        let rows = vec![
+            vec!["CCO".into(), "0.406795".into(), "0".into(), "1".into()],
+            vec!["C1CC".into(), "".into(), "".into(), "".into()],
+        ];
+        write_text_table(&path, &header, &kinds, &rows).unwrap();
+        let frame = read_frame(&path).unwrap();
+        assert_eq!(frame.column("qed").unwrap().dtype(), &DataType::Float64);
+        assert_eq!(frame.column("rings").unwrap().dtype(), &DataType::Int64);
+        assert_eq!(frame.column("ok").unwrap().dtype(), &DataType::Boolean);
+        let table = read_parquet_table(&path, None).unwrap();
+        assert_eq!(table.columns, ["qed", "rings", "ok"]);
+        assert_eq!(table.values[0], ["0.406795", "0", "true"]);
+        assert_eq!(table.values[1], ["", "", ""]);
+
+        let wrong = vec![vec!["CCO".into(), "high".into(), "0".into(), "1".into()]];
+        let e = write_text_table(&path, &header, &kinds, &wrong)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column \"qed\", row 1: \"high\" is not a number"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn bad_parquet_files_name_the_file() {

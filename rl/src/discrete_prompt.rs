@@ -296,6 +296,7 @@ impl Tuner for DiscreteTrainer {
             seed: rng.next_u64(),
             // The update's likelihoods are the unmasked model's, so the completions are too.
             grammar: false,
+            first_batch: 0,
         };
         // Completion i continues prompt i mod n_prompts.
         let samples = model::sample_continuing(&self.policy.prior, &self.vocab, None, &opts, &prompts)?;

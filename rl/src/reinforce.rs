@@ -247,6 +247,7 @@ impl Trainer {
             seed,
             // The update's likelihoods are the unmasked model's, so the batch is too.
             grammar: false,
+            first_batch: 0,
         };
         self.policy.sample(&opts)
     }

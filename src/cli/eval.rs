@@ -63,7 +63,7 @@ fn chemnet_path(args: &MosesSources) -> Option<PathBuf> {
 }
 
 /// A test set with its statistics: from molsets' file beside it, or from its SMILES.
-fn test_reference(
+pub(crate) fn test_reference(
     path: Option<&Path>,
     embedded: input::Embedded,
     what: &str,

@@ -8,6 +8,7 @@ mod device;
 mod eval;
 mod export;
 mod input;
+mod merge;
 mod pretrain;
 mod reference;
 mod report;
@@ -38,6 +39,8 @@ enum Command {
     Tune(tune::TuneArgs),
     /// Score molecules: validity, canonical SMILES, QED, SA, scaffold, MOSES filters, set metrics.
     Score(score::ScoreArgs),
+    /// Merge scored shards into one deduplicated library with the set metrics of their union.
+    Merge(merge::MergeArgs),
     /// The MOSES metric table of a sample set against train/test sets, next to published baselines.
     Eval(eval::EvalArgs),
     /// Write molecules as an SD file (2D or ETKDG/MMFF 3D coordinates, every score column as a tag).
@@ -83,6 +86,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Report(args) => report::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Merge(args) => merge::run(args),
         Command::Export(args) => export::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

@@ -30,7 +30,16 @@ pub fn training_matches(
     wanted: &HashSet<&str>,
     name: &str,
 ) -> anyhow::Result<HashSet<String>> {
-    let keep = |s: &str| wanted.contains(s);
+    training_molecules(path, name, &|s: &str| wanted.contains(s))
+}
+
+/// The training molecules, compared as [`training_matches`] compares them, for which `keep`
+/// holds (`|_| true`: all of them, for callers that meet the generated molecules piece by piece).
+pub fn training_molecules(
+    path: Option<&Path>,
+    name: &str,
+    keep: &dyn Fn(&str) -> bool,
+) -> anyhow::Result<HashSet<String>> {
     let from_molsets = |p: &&Path| {
         p.file_name().is_some_and(|n| n == "train.csv.gz") && p.with_file_name("test_stats.npz").is_file()
     };

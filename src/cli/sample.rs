@@ -69,11 +69,43 @@ pub struct SampleArgs {
     /// write it beside --out (`<out>.best_of_n.csv`).
     #[arg(long, requires = "steer")]
     compare_best_of_n: bool,
+    /// Sample shard I of N (0-based) of this run: -n and --seed stay those of the whole run, and
+    /// the shard takes its own contiguous range of the run's batches, each batch drawn from a
+    /// sub-stream of --seed. Shards are disjoint, and the N shards' files, in order, are the
+    /// unsharded run's file (same --batch). The contract the Ray and Slurm drivers (scale/) use.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "steer")]
+    shard: Option<(usize, usize)>,
     /// Output CSV: smiles,log_likelihood,complete.
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
     device: super::device::DeviceArg,
+}
+
+/// `I/N` with I < N.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: expected I/N, e.g. 0/4"))?;
+    let number = |s: &str| {
+        s.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("{text:?}: {s:?} is not a whole number"))
+    };
+    let (i, n) = (number(i)?, number(n)?);
+    if n == 0 || i >= n {
+        return Err(format!("{text:?}: needs 0 <= I < N"));
+    }
+    Ok((i, n))
+}
+
+/// The molecules and first batch of shard `i` of `n` in a run of `total` molecules drawn `batch`
+/// at a time: the run's batches are split into `n` contiguous ranges as even as can be.
+pub fn shard_range(total: usize, batch: usize, (i, n): (usize, usize)) -> (usize, usize) {
+    let batches = total.div_ceil(batch.max(1));
+    let (lo, hi) = (i * batches / n, (i + 1) * batches / n);
+    let molecules = (hi * batch).min(total).saturating_sub(lo * batch);
+    (molecules, lo)
 }
 
 /// The `prompt` column of the first `top` rows of a `prompts.csv` (ranked best first).
@@ -107,6 +139,10 @@ fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String
 
 /// Runs `smirl sample`.
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
+    let (n, first_batch) = match args.shard {
+        Some(shard) => shard_range(args.n, args.batch, shard),
+        None => (args.n, 0),
+    };
     let options = |block_size: usize| -> anyhow::Result<SampleOptions> {
         let max_len = args.max_len.unwrap_or(block_size);
         if max_len > block_size {
@@ -115,7 +151,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             );
         }
         Ok(SampleOptions {
-            n: args.n,
+            n,
             batch_size: args.batch,
             temperature: args.temperature,
             top_k: args.top_k,
@@ -123,6 +159,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             max_len,
             seed: args.seed,
             grammar: args.grammar,
+            first_batch,
         })
     };
     let device = args.device.open()?;
@@ -165,8 +202,12 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     };
     write_samples(&args.out, &samples, None)?;
     let complete = samples.iter().filter(|s| s.complete).count();
+    let shard = match args.shard {
+        Some((i, of)) => format!(" (shard {i}/{of} of {}: batches from {first_batch})", args.n),
+        None => String::new(),
+    };
     println!(
-        "{} molecules ({} ended with EOS) written to {}",
+        "{} molecules{shard} ({} ended with EOS) written to {}",
         samples.len(),
         complete,
         args.out.display()

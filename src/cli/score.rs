@@ -19,7 +19,8 @@ pub struct ScoreArgs {
     /// Training set for novelty (same formats).
     #[arg(long)]
     train: Option<PathBuf>,
-    /// Where to write one row per input molecule.
+    /// Where to write one row per input molecule: CSV, or Parquet with typed columns when the
+    /// name ends in `.parquet` (what `smirl merge` reads from many shards).
     #[arg(long, default_value = "scored.csv")]
     out: PathBuf,
     /// Print the set metrics as JSON instead of a table.
@@ -60,6 +61,36 @@ pub const COLUMNS: [&str; 24] = [
     "rotb",
     "name",
 ];
+
+/// How each column is stored in Parquet (oracle columns are floats).
+pub fn column_kind(name: &str) -> datasets::ColumnKind {
+    use datasets::ColumnKind::*;
+    match name {
+        "smiles" | "canonical" | "scaffold" | "name" => Text,
+        "valid" | "moses_filters" | "novel" => Flag,
+        "qed_hba" | "qed_hbd" | "qed_rotb" | "qed_arom" | "qed_alerts" | "heavy_atoms" | "rings" | "hbd"
+        | "hba" | "rotb" | "count" => Int,
+        _ => Float,
+    }
+}
+
+/// Writes a table of text cells as CSV, or as typed Parquet when `out` ends in `.parquet`.
+pub fn write_table(out: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
+    if out.extension().is_some_and(|e| e == "parquet") {
+        let kinds: Vec<datasets::ColumnKind> = header.iter().map(|h| column_kind(h)).collect();
+        datasets::write_text_table(out, header, &kinds, rows)?;
+        return Ok(());
+    }
+    let file = std::fs::File::create(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row)?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("{}: write failed", out.display()))
+}
 
 fn float(x: f64) -> String {
     if x.is_finite() {
@@ -159,23 +190,22 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
         oracle_all(&oracles, &smiles)
     };
 
-    let file =
-        std::fs::File::create(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
-    let mut writer = csv::Writer::from_writer(std::io::BufWriter::new(file));
     let header: Vec<&str> = COLUMNS
         .iter()
         .copied()
         .chain(oracles.iter().map(|o| o.id()))
         .collect();
-    writer.write_record(&header)?;
-    for ((record, props), values) in records.iter().zip(&scored).zip(&oracle_values) {
-        let mut cells = row(&record.smiles, record.name.as_deref(), props.as_ref());
-        cells.extend(values.iter().map(|v| v.map_or(String::new(), float)));
-        writer.write_record(&cells)?;
-    }
-    writer
-        .flush()
-        .with_context(|| format!("{}: write failed", args.out.display()))?;
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .zip(&scored)
+        .zip(&oracle_values)
+        .map(|((record, props), values)| {
+            let mut cells = row(&record.smiles, record.name.as_deref(), props.as_ref());
+            cells.extend(values.iter().map(|v| v.map_or(String::new(), float)));
+            cells
+        })
+        .collect();
+    write_table(&args.out, &header, &rows)?;
 
     let train = match &args.train {
         Some(path) => Some(input::canonical_set(path, None)?),
