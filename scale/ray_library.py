@@ -2,7 +2,7 @@
 """A screening library on a Ray cluster: one smirl process per shard, then `smirl merge`.
 
     python3 scale/ray_library.py --address local -n 20000 --shards 4 \
-        --model models/prior --out runs/library [--filter configs/library_filter.toml]
+        --model models/prior --out runs/library [--filter scale/library_filter.toml]
 
 Each shard is a Ray task that runs `smirl sample --shard I/K` and `smirl score` (the sharding
 contract of the binary: shard I of K is a fixed, disjoint piece of the run with --seed, and the K

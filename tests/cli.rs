@@ -1478,3 +1478,217 @@ mod bench {
             .stderr(predicate::str::contains("osimertinib_mpo"));
     }
 }
+
+// `smirl sample --shard`, `smirl score --out X.parquet` and `smirl merge`: the sharding contract
+// on one machine (the Ray driver's test, tests/scale.rs, adds a cluster and a killed worker).
+mod shard_and_merge {
+    use super::*;
+
+    const N: &str = "300";
+    const SEED: &str = "5";
+    const BATCH: &str = "64";
+
+    fn sample(out: &Path, shard: Option<&str>) {
+        let mut cmd = smirl();
+        cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["sample", "--model", "models/prior", "-n", N, "--seed", SEED])
+            .args(["--batch", BATCH, "--out"])
+            .arg(out);
+        if let Some(shard) = shard {
+            cmd.args(["--shard", shard]);
+        }
+        cmd.assert().success();
+    }
+
+    fn lines(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The sharded run: shard files (samples CSV, scored Parquet) for 0/3, 1/3, 2/3.
+    fn shards(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+        (0..3)
+            .map(|i| {
+                let samples = dir.join(format!("shard{i}.csv"));
+                let scored = dir.join(format!("shard{i}.parquet"));
+                sample(&samples, Some(&format!("{i}/3")));
+                smirl()
+                    .arg("score")
+                    .arg(&samples)
+                    .arg("--out")
+                    .arg(&scored)
+                    .assert()
+                    .success();
+                (samples, scored)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn shards_merge_to_the_single_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let single = dir.path().join("single.csv");
+        sample(&single, None);
+        let shards = shards(dir.path());
+
+        // The shards' samples, in order, are the single run's.
+        let mut joined = lines(&single)[..1].to_vec();
+        for (samples, _) in &shards {
+            let part = lines(samples);
+            assert_eq!(part[0], joined[0]);
+            joined.extend_from_slice(&part[1..]);
+        }
+        assert_eq!(joined, lines(&single));
+
+        // The merged metrics are `smirl eval`'s on the single run.
+        let eval = smirl().arg("eval").arg(&single).arg("--json").output().unwrap();
+        assert!(eval.status.success());
+        let evaluated: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+        let library = dir.path().join("library");
+        let merge = smirl()
+            .arg("merge")
+            .args(shards.iter().map(|(_, scored)| scored))
+            .arg("--out")
+            .arg(&library)
+            .args(["--partitions", "3", "--format", "csv", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            merge.status.success(),
+            "{}",
+            String::from_utf8_lossy(&merge.stderr)
+        );
+        let merged: serde_json::Value = serde_json::from_slice(&merge.stdout).unwrap();
+        assert_eq!(merged["n"], evaluated["n"]);
+        for key in [
+            "n_valid",
+            "valid",
+            "unique@1000",
+            "novelty",
+            "filters",
+            "intdiv1",
+            "intdiv2",
+            "snn_test",
+            "qed_mean",
+            "sa_mean",
+            "qed_above_0.9_distinct",
+        ] {
+            let (a, b) = (merged[key].as_f64().unwrap(), evaluated[key].as_f64().unwrap());
+            // 1e-6: the scored shards hold QED and SA to six decimals, as `smirl score` writes them.
+            assert!((a - b).abs() <= 1e-6, "{key}: merged {a} vs eval {b}");
+        }
+
+        // The library: each distinct valid molecule once, its copies counted, across partitions.
+        let mut counts = std::collections::HashMap::new();
+        for i in 0..3 {
+            let mut reader =
+                csv::Reader::from_path(library.join(format!("library/part-{i:05}.csv"))).unwrap();
+            for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
+                let row = row.unwrap();
+                let count: usize = row["count"].parse().unwrap();
+                assert!(counts.insert(row["canonical"].clone(), count).is_none());
+            }
+        }
+        let copies: usize = counts.values().sum();
+        assert_eq!(copies as u64, merged["n_valid"].as_u64().unwrap());
+        assert_eq!(counts.len() as u64, merged["distinct"].as_u64().unwrap());
+    }
+
+    #[test]
+    fn a_filter_keeps_the_rows_within_its_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = shards(dir.path());
+        let library = dir.path().join("library");
+        let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("scale/library_filter.toml");
+        let merge = smirl()
+            .arg("merge")
+            .args(shards.iter().map(|(_, scored)| scored))
+            .arg("--out")
+            .arg(&library)
+            .arg("--filter")
+            .arg(&filter)
+            .args(["--partitions", "2", "--format", "csv", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            merge.status.success(),
+            "{}",
+            String::from_utf8_lossy(&merge.stderr)
+        );
+        let merged: serde_json::Value = serde_json::from_slice(&merge.stdout).unwrap();
+        let mut rows = 0;
+        for i in 0..2 {
+            let mut reader =
+                csv::Reader::from_path(library.join(format!("library/part-{i:05}.csv"))).unwrap();
+            for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
+                let row = row.unwrap();
+                let number = |c: &str| row[c].parse::<f64>().unwrap();
+                assert!(number("qed") >= 0.6 && number("sa") <= 4.0, "{row:?}");
+                assert!((200.0..=500.0).contains(&number("mw")), "{row:?}");
+                assert_eq!(row["moses_filters"], "true");
+                assert_eq!(row["novel"], "1");
+                rows += 1;
+            }
+        }
+        let kept = &merged["library"];
+        assert_eq!(kept["rows"].as_u64().unwrap(), rows);
+        assert!(
+            rows > 0 && kept["left_out_by_filter"].as_u64().unwrap() > 0,
+            "{kept}"
+        );
+        assert_eq!(
+            rows + kept["left_out_by_filter"].as_u64().unwrap(),
+            merged["distinct"].as_u64().unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_shards_and_filters_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        smirl()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "sample",
+                "--model",
+                "models/prior",
+                "-n",
+                "10",
+                "--shard",
+                "3/3",
+                "--out",
+            ])
+            .arg(dir.path().join("x.csv"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("0 <= I < N"));
+
+        let shards = shards(dir.path());
+        let filter = dir.path().join("filter.toml");
+        std::fs::write(&filter, "qeed = { min = 0.5 }\n").unwrap();
+        smirl()
+            .arg("merge")
+            .arg(&shards[0].1)
+            .arg("--out")
+            .arg(dir.path().join("lib"))
+            .arg("--filter")
+            .arg(&filter)
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("`qeed` is not a library column"));
+
+        // Unscored samples are not a shard: merge names the missing column and the file.
+        smirl()
+            .arg("merge")
+            .arg(&shards[0].0)
+            .arg("--out")
+            .arg(dir.path().join("lib2"))
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("no `valid` column").and(predicate::str::contains("shard0.csv")),
+            );
+    }
+}

@@ -51,7 +51,7 @@ pub struct MergeArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Keep in the library only the molecules within this TOML file's bounds (e.g.
-    /// configs/library_filter.toml); the metrics stay those of the whole union.
+    /// scale/library_filter.toml); the metrics stay those of the whole union.
     #[arg(long)]
     filter: Option<PathBuf>,
     /// Format of the library parts.
@@ -458,6 +458,8 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     }
     fs::create_dir_all(&library).with_context(|| format!("{}: cannot create", library.display()))?;
 
+    // Phase timings go into metrics.json: the per-molecule costs of a merge at scale.
+    let clock = std::time::Instant::now();
     // 1. Route every shard's valid rows to their partitions (shards in parallel).
     let first = datasets::read_smiles_table(&args.shards[0], None)?;
     let columns = ShardColumns::of(&first.columns, &args.shards[0])?;
@@ -474,6 +476,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     bar.finish_and_clear();
+    let route_seconds = clock.elapsed().as_secs_f64();
 
     // 2. Deduplicate each partition.
     let train_name = args
@@ -512,6 +515,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     bar.finish_and_clear();
     fs::remove_dir_all(&work).with_context(|| format!("{}: cannot remove", work.display()))?;
+    let partition_seconds = clock.elapsed().as_secs_f64() - route_seconds;
 
     // 3. The subsample: the distinct molecules with the smallest seeded hashes.
     let mut chosen: Vec<Candidate> = parts.iter().flat_map(|p| p.candidates.iter().cloned()).collect();
@@ -520,6 +524,7 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let (test, test_name) =
         eval::test_reference(args.test.as_deref(), input::Embedded::Test, "test set", None)?;
     let (int_div1, int_div2, snn) = subsample_metrics(&chosen, &test.set);
+    let subsample_seconds = clock.elapsed().as_secs_f64() - route_seconds - partition_seconds;
 
     let n: usize = sums.iter().map(|s| s.n).sum();
     let n_valid: usize = sums.iter().map(|s| s.valid).sum();
@@ -569,6 +574,11 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
             "rows": kept,
             "filter": args.filter.as_ref().map(|p| p.display().to_string()),
             "left_out_by_filter": distinct - kept,
+        },
+        "seconds": {
+            "route": route_seconds,
+            "partitions": partition_seconds,
+            "subsample_metrics": subsample_seconds,
         },
     });
     let text = serde_json::to_string_pretty(&metrics)?;

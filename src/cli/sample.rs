@@ -330,3 +330,45 @@ fn steer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_cover_the_run_once_in_order() {
+        for (total, batch, n) in [
+            (20_000, 256, 4),
+            (1000, 64, 3),
+            (10, 256, 4),
+            (5, 1, 7),
+            (0, 8, 2),
+        ] {
+            let mut next_batch = 0;
+            let mut molecules = 0;
+            for i in 0..n {
+                let (count, first) = shard_range(total, batch, (i, n));
+                // Shard i starts where shard i - 1 ended, on a batch boundary.
+                assert_eq!(first, next_batch, "total {total} batch {batch} shard {i}/{n}");
+                molecules += count;
+                next_batch = first + count.div_ceil(batch);
+            }
+            assert_eq!(molecules, total, "total {total} batch {batch} in {n} shards");
+        }
+        // Even to within one batch.
+        let sizes: Vec<usize> = (0..4).map(|i| shard_range(20_000, 256, (i, 4)).0).collect();
+        assert!(
+            sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 256,
+            "{sizes:?}"
+        );
+    }
+
+    #[test]
+    fn shard_arguments_are_checked() {
+        assert_eq!(parse_shard("1/4"), Ok((1, 4)));
+        assert_eq!(parse_shard(" 0 / 1 "), Ok((0, 1)));
+        for bad in ["4/4", "0/0", "1", "a/4", "-1/4", "1/4/2"] {
+            assert!(parse_shard(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

@@ -62,22 +62,33 @@ pub const COLUMNS: [&str; 24] = [
     "name",
 ];
 
-/// How each column is stored in Parquet (oracle columns are floats).
-pub fn column_kind(name: &str) -> datasets::ColumnKind {
+/// The Parquet type of a column: fixed for `smirl score`'s own columns; any other (oracle scores,
+/// columns carried through from the input, merge's `source`) is a float when every non-empty cell
+/// reads as one, else text.
+fn column_kind(name: &str, column: usize, rows: &[Vec<String>]) -> datasets::ColumnKind {
     use datasets::ColumnKind::*;
     match name {
-        "smiles" | "canonical" | "scaffold" | "name" => Text,
+        "smiles" | "canonical" | "scaffold" | "name" | "source" => Text,
         "valid" | "moses_filters" | "novel" => Flag,
         "qed_hba" | "qed_hbd" | "qed_rotb" | "qed_arom" | "qed_alerts" | "heavy_atoms" | "rings" | "hbd"
         | "hba" | "rotb" | "count" => Int,
-        _ => Float,
+        _ if rows
+            .iter()
+            .map(|r| r[column].as_str())
+            .all(|cell| cell.is_empty() || cell.parse::<f64>().is_ok()) =>
+        {
+            Float
+        }
+        _ => Text,
     }
 }
 
 /// Writes a table of text cells as CSV, or as typed Parquet when `out` ends in `.parquet`.
 pub fn write_table(out: &std::path::Path, header: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()> {
     if out.extension().is_some_and(|e| e == "parquet") {
-        let kinds: Vec<datasets::ColumnKind> = header.iter().map(|h| column_kind(h)).collect();
+        let kinds: Vec<datasets::ColumnKind> = (header.iter().enumerate())
+            .map(|(i, h)| column_kind(h, i, rows))
+            .collect();
         datasets::write_text_table(out, header, &kinds, rows)?;
         return Ok(());
     }
