@@ -223,7 +223,7 @@ def main():
         report["ray_overhead"] = ray_seconds / report["plain_shards_seconds"] - 1
     (out / "timings.json").write_text(json.dumps(report, indent=2) + "\n")
     retried = {k: v for k, v in attempts.items() if v > 1}
-    print(f"shards: {ray_seconds:.1f} s under Ray (+{init_seconds:.1f} s to start it)"
+    print(f"shards: {ray_seconds:.1f} s under Ray (+{init_seconds:.1f} s in ray.init)"
           + (f", {report['plain_shards_seconds']:.1f} s plain "
              f"(overhead {100 * report['ray_overhead']:+.1f} %)" if args.compare_plain else "")
           + (f"; rerun after a lost worker: {retried}" if retried else ""))
