@@ -13,6 +13,10 @@ demo: deps
 # one optimized build serves the tests and the demo).
 test: deps
 	cargo test --workspace --release
+	# The hand-written kernels' narrower paths (the run above takes the widest this CPU has): the
+	# model's passes against candle and f64 references, and ChemNet/fingerprints, once per path.
+	SMIRL_SIMD=avx2 cargo test --release -p model -p fcd -p chem --lib
+	SMIRL_SIMD=portable cargo test --release -p model -p fcd -p chem --lib
 
 # Execute the notebooks headless (installs their Python packages with pip first).
 notebooks: deps

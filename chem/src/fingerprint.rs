@@ -201,7 +201,7 @@ unsafe fn best_tanimotos_avx512(
 pub fn nearest_tanimoto(queries: &[Fingerprint], reference: &[Fingerprint]) -> Vec<Option<(usize, f64)>> {
     let ref_counts: Vec<u32> = reference.iter().map(Fingerprint::count_ones).collect();
     #[cfg(target_arch = "x86_64")]
-    let vpopcnt = std::arch::is_x86_feature_detected!("avx512f")
+    let vpopcnt = fastmath::simd::level() == fastmath::simd::SimdLevel::Avx512
         && std::arch::is_x86_feature_detected!("avx512vpopcntdq");
     #[cfg(not(target_arch = "x86_64"))]
     let vpopcnt = false;

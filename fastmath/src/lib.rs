@@ -1,6 +1,9 @@
 //! Branch-free f32 approximations for hot CPU loops: written without libm calls or branches so
 //! that a loop over them vectorises (under `#[target_feature(enable = "avx2,fma")]` or
-//! `avx512f` as well as on baseline x86-64).
+//! `avx512f` as well as on baseline x86-64), and [`simd`], the choice of kernel path that every
+//! crate's hand-written kernels follow.
+
+pub mod simd;
 
 /// Cephes `expf`: range reduction by ln 2, degree-5 polynomial; relative error < 2e-7 over the
 /// clamped range [-87, 88] (below −87 it returns ~1.6e-38 rather than 0).

@@ -451,13 +451,13 @@ fn matmul_transposed_acc(
 
 /// The LSTM cell: gates (i, f, g, o) → `c = σ(f)·c + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`.
 fn cell_update(gates: &[f32], c: &mut [f32], h: &mut [f32]) {
+    use fastmath::simd::{level, SimdLevel};
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        return unsafe { cell_update_avx512(gates, c, h) };
-    } else if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has AVX2 and FMA (checked above).
-        return unsafe { cell_update_avx2(gates, c, h) };
+    match level() {
+        // SAFETY: `level` never exceeds what the CPU has.
+        SimdLevel::Avx512 => return unsafe { cell_update_avx512(gates, c, h) },
+        SimdLevel::Avx2 => return unsafe { cell_update_avx2(gates, c, h) },
+        SimdLevel::Portable => {}
     }
     cell_update_body(gates, c, h)
 }

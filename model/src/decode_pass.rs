@@ -439,7 +439,7 @@ fn layer_norm_body(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-dispatch!(layer_norm, layer_norm_avx2, layer_norm_body,
+dispatch!(layer_norm, layer_norm_at, layer_norm_body,
     (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]));
 
 /// One row's attention at cache slot `pos` (deep prefix first): writes its key and value into the row's cache
@@ -507,7 +507,7 @@ fn prefetch_row(p: *const f32, len: usize) {
     let _ = (p, len);
 }
 
-dispatch!(attend_row, attend_row_avx2, attend_row_body,
+dispatch!(attend_row, attend_row_at, attend_row_body,
     (c: usize, nh: usize, pos: usize, qkv: &[f32], k: &mut [f32], v: &mut [f32], scores: &mut Vec<f32>, y: &mut [f32]));
 
 #[cfg(test)]

@@ -102,6 +102,19 @@ pub fn configure_cpu_env() {
     }
 }
 
+/// The path the `gemm` crate's matrix products take on this CPU (training and candle's matmuls):
+/// AVX-512 where this build has gemm's AVX-512 kernels (feature `gemm-avx512`) and the CPU runs
+/// them, else AVX2 with FMA, else portable. `SMIRL_SIMD` cannot cap it: gemm picks by itself.
+pub fn gemm_simd_level() -> fastmath::simd::SimdLevel {
+    use fastmath::simd::{detected, SimdLevel};
+    let cpu = detected();
+    if cfg!(feature = "gemm-avx512") {
+        cpu
+    } else {
+        cpu.min(SimdLevel::Avx2)
+    }
+}
+
 /// The device called `name`: `cpu`, `cuda` (GPU 0) or `cuda:N`, or `auto` (the first GPU when
 /// this build has the `cuda` feature and one answers, else the CPU).
 pub fn device_by_name(name: &str) -> Result<Device> {

@@ -385,7 +385,7 @@ fn attend_body(g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut 
         }
     }
 }
-dispatch!(attend, attend_avx2, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
+dispatch!(attend, attend_at, attend_body, (g: &AttnGeo, bh: usize, q: &[f32], k: &[f32], v: &[f32], o: &mut [f32]));
 
 impl CustomOp3 for CachedAttention {
     fn name(&self) -> &'static str {

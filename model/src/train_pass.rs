@@ -211,7 +211,7 @@ impl TrainPass {
 
         // Embeddings: prefix vector or token embedding, plus the position embedding.
         let mut x = std::mem::take(&mut self.layers[0].x_in);
-        x.resize(n * c, 0.0);
+        resize(&mut x, n * c);
         let (wte, wpe) = (&self.w[WTE], &self.w[WPE]);
         for (row, xr) in x.chunks_mut(c).enumerate() {
             let (bi, pos) = self.position(row);
@@ -433,7 +433,7 @@ impl TrainPass {
             g[lnf_b] = dlnf_b;
         }
         self.dx.clear();
-        self.dx.resize(n * c, 0.0);
+        resize(&mut self.dx, n * c);
         let mut src = dx_tok.chunks(c);
         for (&off, &len) in self.row_off.iter().zip(&self.row_len) {
             for row in off + d.p..off + len {
@@ -950,9 +950,9 @@ fn attention_bwd_row_body(
     }
 }
 
-dispatch!(attention_fwd_row, attention_fwd_row_avx2, attention_fwd_row_body,
+dispatch!(attention_fwd_row, attention_fwd_row_at, attention_fwd_row_body,
     (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &mut [f32], y: &mut [f32]));
-dispatch!(attention_bwd_row, attention_bwd_row_avx2, attention_bwd_row_body,
+dispatch!(attention_bwd_row, attention_bwd_row_at, attention_bwd_row_body,
     (tt: usize, c: usize, nh: usize, k: usize, pk: &[f32], pv: &[f32], qkv: &[f32], att: &[f32], dy: &[f32], dqkv: &mut [f32], d_kv: &mut [f32]));
 
 #[cfg(test)]

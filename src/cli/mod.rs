@@ -72,6 +72,7 @@ fn checkpoint_on_ctrl_c() {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
+    check_simd_request()?;
     match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Pretrain(args) => {
@@ -91,4 +92,25 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => data::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
     }
+}
+
+/// Rejects a `SMIRL_SIMD` the CPU cannot honour before any work starts, and says when it cannot
+/// cap the `gemm` crate's matrix products (which pick their own path).
+fn check_simd_request() -> anyhow::Result<()> {
+    let Some(want) = fastmath::simd::requested().map_err(anyhow::Error::msg)? else {
+        return Ok(());
+    };
+    let gemm = model::gemm_simd_level();
+    if gemm > want {
+        eprintln!(
+            "note: {}={want} caps smirl's own kernels; the gemm crate's matrix products still run {gemm}{}",
+            fastmath::simd::ENV,
+            if gemm == fastmath::simd::SimdLevel::Avx512 {
+                " (a build with --no-default-features leaves out its AVX-512 kernels)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }

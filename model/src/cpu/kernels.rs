@@ -1,7 +1,8 @@
 //! Slice kernels shared by the hand-written CPU passes (training, decoding) and the fused candle
 //! ops: LayerNorm statistics and backward, branch-free exp/erf/GELU, dot and axpy, and the
-//! `gemm` matrix product. Hot loops are compiled twice through [`dispatch`]: for AVX2+FMA when the
-//! CPU has them (detected at run time), and for baseline x86-64.
+//! `gemm` matrix product. Hot loops are compiled three times through [`dispatch`]: for AVX-512,
+//! for AVX2+FMA and for baseline x86-64, and run on the widest the CPU has (detected at run
+//! time, capped by `SMIRL_SIMD`; see [`fastmath::simd`]).
 
 pub(crate) use fastmath::exp_fast;
 use rayon::prelude::*;
@@ -14,8 +15,8 @@ pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-// Branch-free exp/erf so the GELU loops vectorise, and AVX2+FMA dispatch for the hot loops (the
-// crate is built for baseline x86-64; `is_x86_feature_detected!` is cached by std).
+// Branch-free exp/erf so the GELU loops vectorise, and run-time dispatch for the hot loops (the
+// crate is built for baseline x86-64).
 
 /// Abramowitz & Stegun 7.1.26: |error| < 1.5e-7.
 #[inline(always)]
@@ -46,29 +47,43 @@ pub(crate) fn gelu_bwd_body(x: &[f32], g: &[f32], d: &mut [f32]) {
     }
 }
 
-/// Defines `$name` running `$body` compiled for AVX2+FMA when the CPU has it.
+/// Defines `$name`, running `$body` on the path [`fastmath::simd::level`] picks, and `$at`, the
+/// same on a given path (tests run each one the CPU has). `$body` is `#[inline(always)]` plain
+/// Rust; each path compiles it with its target features, so the loops vectorise to that width.
 macro_rules! dispatch {
-    ($vis:vis $name:ident, $avx:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $avx($($arg: $ty),*) {
-            $body($($arg),*)
-        }
+    ($vis:vis $name:ident, $at:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
         #[allow(clippy::too_many_arguments)]
         $vis fn $name($($arg: $ty),*) {
+            $at(fastmath::simd::level(), $($arg),*)
+        }
+        /// On the path `level`, which this CPU must run (panics otherwise).
+        #[allow(clippy::too_many_arguments, dead_code)]
+        $vis fn $at(level: fastmath::simd::SimdLevel, $($arg: $ty),*) {
+            assert!(level <= fastmath::simd::detected(), "this CPU cannot run the {level} path");
             #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                // SAFETY: the features were detected just above.
-                return unsafe { $avx($($arg),*) };
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                match level {
+                    // SAFETY: the CPU has the level's features (asserted above).
+                    fastmath::simd::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
+                    fastmath::simd::SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
+                    fastmath::simd::SimdLevel::Portable => {}
+                }
             }
             $body($($arg),*)
         }
     };
 }
 pub(crate) use dispatch;
-dispatch!(pub(crate) gelu_fwd, gelu_fwd_avx2, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
-dispatch!(pub(crate) gelu_bwd, gelu_bwd_avx2, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
+dispatch!(pub(crate) gelu_fwd, gelu_fwd_at, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
+dispatch!(pub(crate) gelu_bwd, gelu_bwd_at, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
 
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -95,7 +110,14 @@ pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
     y.iter_mut().zip(x).for_each(|(y, x)| *y += a * x);
 }
 
+/// Sets a reused buffer's length to `len`. Its contents are about to be overwritten, so a buffer
+/// that must grow is not copied, and it grows to `len` plus a quarter: an RL batch's shapes vary
+/// from step to step by a few percent, and `Vec`'s doubling would otherwise map (and the kernel
+/// zero) twice the memory on the first slightly longer batch.
 pub(crate) fn resize(v: &mut Vec<f32>, len: usize) {
+    if len > v.capacity() {
+        *v = Vec::with_capacity(len + len / 4);
+    }
     v.resize(len, 0.0);
 }
 
@@ -214,6 +236,8 @@ pub(crate) fn linear_fwd(
     matmul(out, x, false, w, true, n, d_out, d_in, true);
 }
 
+/// LayerNorm over rows of `w.len()` columns: `out = (x − mean) · rstd · w + b`, and each row's
+/// `(mean, rstd)` into `stats` for the backward.
 pub(crate) fn layer_norm_fwd(
     x: &[f32],
     w: &[f32],
@@ -223,17 +247,33 @@ pub(crate) fn layer_norm_fwd(
     stats: &mut [(f32, f32)],
 ) {
     let c = w.len();
-    out.par_chunks_mut(c)
-        .zip(x.par_chunks(c))
-        .zip(stats.par_iter_mut())
-        .for_each(|((y, x), st)| {
-            let (mean, rstd) = row_stats(x, eps);
-            *st = (mean, rstd);
-            for i in 0..c {
-                y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-            }
-        });
+    const ROWS: usize = 16;
+    out.par_chunks_mut(c * ROWS)
+        .zip(x.par_chunks(c * ROWS))
+        .zip(stats.par_chunks_mut(ROWS))
+        .for_each(|((y, x), st)| layer_norm_fwd_rows(x, w, b, eps, y, st));
 }
+
+#[inline(always)]
+fn layer_norm_fwd_rows_body(
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    eps: f32,
+    out: &mut [f32],
+    stats: &mut [(f32, f32)],
+) {
+    let c = w.len();
+    for ((y, x), st) in out.chunks_mut(c).zip(x.chunks(c)).zip(stats) {
+        let (mean, rstd) = row_stats(x, eps);
+        *st = (mean, rstd);
+        for i in 0..c {
+            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+        }
+    }
+}
+dispatch!(layer_norm_fwd_rows, layer_norm_fwd_rows_at, layer_norm_fwd_rows_body,
+    (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], stats: &mut [(f32, f32)]));
 
 /// LayerNorm backward: writes (or with `acc` adds) dx, returns (dw, db). Partial sums of dw/db per
 /// fixed group of rows are added in order: deterministic.
@@ -253,28 +293,7 @@ pub(crate) fn layer_norm_bwd(
         .zip(stats.par_chunks(ROWS))
         .map(|((dx, (x, dy)), st)| {
             let mut part = vec![0f32; 2 * c];
-            for (((dx, x), dy), &(mean, rstd)) in dx.chunks_mut(c).zip(x.chunks(c)).zip(dy.chunks(c)).zip(st)
-            {
-                let (mut m1, mut m2) = (0f32, 0f32);
-                for i in 0..c {
-                    let xh = (x[i] - mean) * rstd;
-                    let dxh = dy[i] * w[i];
-                    m1 += dxh;
-                    m2 += dxh * xh;
-                    part[i] += dy[i] * xh;
-                    part[c + i] += dy[i];
-                }
-                let (m1, m2) = (m1 / c as f32, m2 / c as f32);
-                for i in 0..c {
-                    let xh = (x[i] - mean) * rstd;
-                    let v = rstd * (dy[i] * w[i] - m1 - xh * m2);
-                    if acc {
-                        dx[i] += v;
-                    } else {
-                        dx[i] = v;
-                    }
-                }
-            }
+            layer_norm_bwd_rows(x, st, w, dy, dx, acc, &mut part);
             part
         })
         .collect();
@@ -284,4 +303,158 @@ pub(crate) fn layer_norm_bwd(
     }
     let db = dwb.split_off(c);
     (dwb, db)
+}
+
+/// Rows of [`layer_norm_bwd`]: dx (written, or added with `acc`), and dw, db added into `part`.
+#[inline(always)]
+fn layer_norm_bwd_rows_body(
+    x: &[f32],
+    stats: &[(f32, f32)],
+    w: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    acc: bool,
+    part: &mut [f32],
+) {
+    let c = w.len();
+    for (((dx, x), dy), &(mean, rstd)) in dx.chunks_mut(c).zip(x.chunks(c)).zip(dy.chunks(c)).zip(stats) {
+        let (mut m1, mut m2) = (0f32, 0f32);
+        for i in 0..c {
+            let xh = (x[i] - mean) * rstd;
+            let dxh = dy[i] * w[i];
+            m1 += dxh;
+            m2 += dxh * xh;
+            part[i] += dy[i] * xh;
+            part[c + i] += dy[i];
+        }
+        let (m1, m2) = (m1 / c as f32, m2 / c as f32);
+        for i in 0..c {
+            let xh = (x[i] - mean) * rstd;
+            let v = rstd * (dy[i] * w[i] - m1 - xh * m2);
+            if acc {
+                dx[i] += v;
+            } else {
+                dx[i] = v;
+            }
+        }
+    }
+}
+dispatch!(layer_norm_bwd_rows, layer_norm_bwd_rows_at, layer_norm_bwd_rows_body,
+    (x: &[f32], stats: &[(f32, f32)], w: &[f32], dy: &[f32], dx: &mut [f32], acc: bool, part: &mut [f32]));
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::Rng;
+    use fastmath::simd::available;
+
+    fn randn(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| rng.normal() as f32 * scale).collect()
+    }
+
+    /// Φ(x) in f64 from its series (|x| < 3) or erfc's continued fraction, independent of erf_fast.
+    fn cdf(x: f64) -> f64 {
+        let z = x / std::f64::consts::SQRT_2;
+        let erf = if z.abs() < 3.0 {
+            let (mut term, mut sum) = (z, z);
+            for i in 1..200 {
+                term *= -z * z / i as f64;
+                sum += term / (2 * i + 1) as f64;
+            }
+            sum * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            let a = z.abs();
+            let mut f = 0.0;
+            for i in (1..60).rev() {
+                f = (i as f64 / 2.0) / (a + f);
+            }
+            (1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / (a + f)) * z.signum()
+        };
+        0.5 * (1.0 + erf)
+    }
+
+    /// GELU and its derivative on every path this CPU runs, against f64 (x·Φ(x), Φ(x) + x·φ(x)).
+    #[test]
+    fn gelu_every_path_matches_f64() {
+        fastmath::simd::note_skipped("gelu");
+        let mut rng = Rng::new(11);
+        let x = randn(&mut rng, 1003, 3.0);
+        let g = randn(&mut rng, 1003, 1.0);
+        for level in available() {
+            let (mut y, mut d) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
+            gelu_fwd_at(level, &x, &mut y);
+            gelu_bwd_at(level, &x, &g, &mut d);
+            for i in 0..x.len() {
+                let xf = x[i] as f64;
+                let want_y = xf * cdf(xf);
+                let pdf = (-0.5 * xf * xf).exp() / (2.0 * std::f64::consts::PI).sqrt();
+                let want_d = g[i] as f64 * (cdf(xf) + xf * pdf);
+                assert!(
+                    (y[i] as f64 - want_y).abs() < 2e-6 * (1.0 + want_y.abs()),
+                    "{level} gelu({})",
+                    x[i]
+                );
+                assert!(
+                    (d[i] as f64 - want_d).abs() < 2e-6 * (1.0 + want_d.abs()),
+                    "{level} gelu'({})",
+                    x[i]
+                );
+            }
+        }
+    }
+
+    /// LayerNorm forward and backward rows on every path this CPU runs, against f64 sums, for a
+    /// width that is not a multiple of any vector length.
+    #[test]
+    fn layer_norm_every_path_matches_f64() {
+        fastmath::simd::note_skipped("layer_norm");
+        let (rows, c, eps) = (5, 37, 1e-5f32);
+        let mut rng = Rng::new(5);
+        let x = randn(&mut rng, rows * c, 2.0);
+        let (w, b) = (randn(&mut rng, c, 1.0), randn(&mut rng, c, 1.0));
+        let dy = randn(&mut rng, rows * c, 1.0);
+        // f64 reference: y, and dx = rstd·(dy·w − mean(dy·w) − x̂·mean(dy·w·x̂)), dw = Σ dy·x̂, db = Σ dy.
+        let (mut want_y, mut want_dx, mut want_dwb) =
+            (vec![0f64; rows * c], vec![0f64; rows * c], vec![0f64; 2 * c]);
+        for r in 0..rows {
+            let xr: Vec<f64> = x[r * c..][..c].iter().map(|&v| v as f64).collect();
+            let mean = xr.iter().sum::<f64>() / c as f64;
+            let var = xr.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / c as f64;
+            let rstd = 1.0 / (var + eps as f64).sqrt();
+            let xh: Vec<f64> = xr.iter().map(|v| (v - mean) * rstd).collect();
+            let dxh: Vec<f64> = (0..c).map(|i| dy[r * c + i] as f64 * w[i] as f64).collect();
+            let m1 = dxh.iter().sum::<f64>() / c as f64;
+            let m2 = dxh.iter().zip(&xh).map(|(a, b)| a * b).sum::<f64>() / c as f64;
+            for i in 0..c {
+                want_y[r * c + i] = xh[i] * w[i] as f64 + b[i] as f64;
+                want_dx[r * c + i] = rstd * (dxh[i] - m1 - xh[i] * m2);
+                want_dwb[i] += dy[r * c + i] as f64 * xh[i];
+                want_dwb[c + i] += dy[r * c + i] as f64;
+            }
+        }
+        let close = |a: f32, e: f64| (a as f64 - e).abs() < 1e-4 * (1.0 + e.abs());
+        for level in available() {
+            let (mut y, mut stats) = (vec![f32::NAN; rows * c], vec![(0f32, 0f32); rows]);
+            layer_norm_fwd_rows_at(level, &x, &w, &b, eps, &mut y, &mut stats);
+            let (mut dx, mut part) = (vec![f32::NAN; rows * c], vec![0f32; 2 * c]);
+            layer_norm_bwd_rows_at(level, &x, &stats, &w, &dy, &mut dx, false, &mut part);
+            for i in 0..rows * c {
+                assert!(
+                    close(y[i], want_y[i]),
+                    "{level} y[{i}]: {} vs {}",
+                    y[i],
+                    want_y[i]
+                );
+                assert!(
+                    close(dx[i], want_dx[i]),
+                    "{level} dx[{i}]: {} vs {}",
+                    dx[i],
+                    want_dx[i]
+                );
+            }
+            for i in 0..2 * c {
+                assert!(close(part[i], want_dwb[i]), "{level} dw/db[{i}]");
+            }
+        }
+    }
 }

@@ -123,15 +123,25 @@ pub(super) fn cpu_description() -> String {
             .unwrap_or_default()
     };
     let flags = field("flags");
-    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vpopcntdq"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|x| x == *f))
-        .collect();
+    let simd: Vec<&str> = [
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vpopcntdq",
+        "avx512_bf16",
+    ]
+    .into_iter()
+    .filter(|f| flags.split_whitespace().any(|x| x == *f))
+    .collect();
     format!(
-        "{} ({} logical CPUs; {})",
+        "{} ({} logical CPUs; {}); paths: kernels {}, gemm {}",
         field("model name"),
         num_cpus(),
-        simd.join(" ")
+        simd.join(" "),
+        fastmath::simd::level(),
+        ::model::gemm_simd_level()
     )
 }
 
