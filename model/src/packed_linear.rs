@@ -369,20 +369,26 @@ mod avx512 {
             assert!(self.x.len() >= (R - 1) * k + k && self.panels.len() >= P * k * NR);
             assert!(self.out.len() >= (R - 1) * n + self.cols);
             assert!(self.resid.is_none_or(|r| r.len() >= (R - 1) * n + self.cols));
-            let mut acc = [[_mm512_setzero_ps(); P]; R];
+            // One accumulator array per panel, indexed by constants only once unrolled, so that
+            // all 24 stay in registers.
+            let mut acc0 = [_mm512_setzero_ps(); R];
+            let mut acc1 = [_mm512_setzero_ps(); R];
             // SAFETY: the asserts above bound every read: rows `< R` of `k` values of `x`, and
             // `k` steps of `NR` values in each of the `P` panels.
-            let a: [*const f32; R] = std::array::from_fn(|r| self.x.as_ptr().add(r * k));
+            let x = self.x.as_ptr();
             let b = self.panels.as_ptr();
             for p in 0..k {
-                let bv: [__m512; P] = std::array::from_fn(|q| _mm512_loadu_ps(b.add(q * k * NR + p * NR)));
-                for (acc, a) in acc.iter_mut().zip(&a) {
-                    let ar = _mm512_set1_ps(*a.add(p));
-                    for q in 0..P {
-                        acc[q] = _mm512_fmadd_ps(ar, bv[q], acc[q]);
+                let b0 = _mm512_loadu_ps(b.add(p * NR));
+                let b1 = if P == 2 { _mm512_loadu_ps(b.add(k * NR + p * NR)) } else { b0 };
+                for r in 0..R {
+                    let ar = _mm512_set1_ps(*x.add(r * k + p));
+                    acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);
+                    if P == 2 {
+                        acc1[r] = _mm512_fmadd_ps(ar, b1, acc1[r]);
                     }
                 }
             }
+            let acc: [&[__m512; R]; 2] = [&acc0, &acc1];
             for q in 0..P {
                 let c0 = q * NR;
                 if c0 >= self.cols {
@@ -391,8 +397,8 @@ mod avx512 {
                 let valid = (self.cols - c0).min(NR);
                 let mask: __mmask16 = ((1u32 << valid) - 1) as u16;
                 let bias = _mm512_loadu_ps(self.bias.as_ptr().add(c0));
-                for (r, acc) in acc.iter().enumerate() {
-                    let mut y = _mm512_add_ps(acc[q], bias);
+                for (r, acc) in acc[q].iter().enumerate() {
+                    let mut y = _mm512_add_ps(*acc, bias);
                     if let Some(res) = self.resid {
                         // Masked: lanes past the valid columns are neither read nor written.
                         y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, res.as_ptr().add(r * n + c0)));
