@@ -137,6 +137,7 @@ def main():
     assert out.shape[1] == args.new_tokens + 1, out.shape
     print(json.dumps({
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "n_params": n_params,
         "vocab_size": config.vocab_size,

@@ -391,6 +391,7 @@ def main():
     transformers.logging.set_verbosity_error()  # the right-padding note of the teacher-forced pass
     result = {
         "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "transformers": transformers.__version__,
         "rdkit_version": rdBase.rdkitVersion,
         "threads": torch.get_num_threads(),

@@ -379,7 +379,11 @@ mod avx512 {
             let b = self.panels.as_ptr();
             for p in 0..k {
                 let b0 = _mm512_loadu_ps(b.add(p * NR));
-                let b1 = if P == 2 { _mm512_loadu_ps(b.add(k * NR + p * NR)) } else { b0 };
+                let b1 = if P == 2 {
+                    _mm512_loadu_ps(b.add(k * NR + p * NR))
+                } else {
+                    b0
+                };
                 for r in 0..R {
                     let ar = _mm512_set1_ps(*x.add(r * k + p));
                     acc0[r] = _mm512_fmadd_ps(ar, b0, acc0[r]);

@@ -36,7 +36,8 @@ pub struct PeerArgs {
     #[arg(long)]
     pub peer: bool,
     /// Python interpreter for the peer [default: /usr/bin/python3, Debian's with python3-rdkit, for
-    /// `score`; python3 with torch and transformers otherwise].
+    /// `score`; for `model` and `rl`, bench/.venv/bin/python (made by bench/peer_env.sh) when it
+    /// exists, else python3].
     #[arg(long)]
     pub python: Option<String>,
     /// Print JSON.
@@ -48,6 +49,17 @@ impl PeerArgs {
     /// The interpreter: `--python`, else the benchmark's default.
     pub fn python_or<'a>(&'a self, default: &'a str) -> &'a str {
         self.python.as_deref().unwrap_or(default)
+    }
+
+    /// The interpreter of the PyTorch peers: `--python`, else `bench/.venv/bin/python` when
+    /// `bench/peer_env.sh` has made it, else `python3`.
+    pub fn torch_python(&self) -> &str {
+        const VENV: &str = "bench/.venv/bin/python";
+        match &self.python {
+            Some(p) => p,
+            None if std::path::Path::new(VENV).is_file() => VENV,
+            None => "python3",
+        }
     }
 
     /// Prints a benchmark's result: JSON with `--json`, else through its own `human` layout.
@@ -91,11 +103,14 @@ pub(super) fn run_python_peer(python: &str, script: &str, args: &[String]) -> an
         script.display()
     );
     eprintln!("running the peer ({python} {}) ...", script.display());
-    let output = Command::new(python)
-        .arg(&script)
-        .args(args)
-        .output()
-        .with_context(|| format!("cannot run {python}"))?;
+    let mut command = Command::new(python);
+    command.arg(&script).args(args);
+    for (key, value) in peer_simd_limits() {
+        if std::env::var_os(key).is_none() {
+            command.env(key, value);
+        }
+    }
+    let output = command.output().with_context(|| format!("cannot run {python}"))?;
     anyhow::ensure!(
         output.status.success(),
         "the peer {} failed ({}): {}",
@@ -110,6 +125,26 @@ pub(super) fn run_python_peer(python: &str, script: &str, args: &[String]) -> an
         .find(|l| l.trim_start().starts_with('{'))
         .unwrap_or("");
     serde_json::from_str(line).with_context(|| format!("the JSON output of {}", script.display()))
+}
+
+/// Under `SMIRL_SIMD=avx2` or `portable`, the environment that limits PyTorch the same way: its
+/// ATen kernels (`ATEN_CPU_CAPABILITY`), oneDNN (`DNNL_MAX_CPU_ISA`) and MKL
+/// (`MKL_ENABLE_INSTRUCTIONS`); a variable the caller already set is left as it is.
+fn peer_simd_limits() -> Vec<(&'static str, &'static str)> {
+    use fastmath::simd::SimdLevel;
+    match fastmath::simd::requested() {
+        Ok(Some(SimdLevel::Avx2)) => vec![
+            ("ATEN_CPU_CAPABILITY", "avx2"),
+            ("DNNL_MAX_CPU_ISA", "AVX2"),
+            ("MKL_ENABLE_INSTRUCTIONS", "AVX2"),
+        ],
+        Ok(Some(SimdLevel::Portable)) => vec![
+            ("ATEN_CPU_CAPABILITY", "default"),
+            ("DNNL_MAX_CPU_ISA", "SSE41"),
+            ("MKL_ENABLE_INSTRUCTIONS", "SSE4_2"),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// The CPU model and its vector extensions, from /proc/cpuinfo (these ratios depend on them).

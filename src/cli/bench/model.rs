@@ -233,11 +233,7 @@ fn run_peer(args: &ModelBenchArgs, ours: &Value) -> anyhow::Result<Value> {
         format!("--device={device}"),
     ]
     .into();
-    run_python_peer(
-        args.common.python_or("python3"),
-        "bench/model_peer.py",
-        &peer_args,
-    )
+    run_python_peer(args.common.torch_python(), "bench/model_peer.py", &peer_args)
 }
 
 fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
@@ -264,8 +260,9 @@ fn print(args: &ModelBenchArgs, result: &Value) -> anyhow::Result<()> {
         println!("  peak RSS {:.0} MiB", f(result, "peak_rss_mb"));
         if let Some(peer) = result.get("peer") {
             println!(
-                "PyTorch {} GPT-2 peer: training {:.0} tokens/s, sampling {:.1} molecules/s, peak RSS {:.0} MiB",
+                "PyTorch {} ({}) GPT-2 peer: training {:.0} tokens/s, sampling {:.1} molecules/s, peak RSS {:.0} MiB",
                 peer["torch"].as_str().unwrap_or("?"),
+                peer["cpu_capability"].as_str().unwrap_or("?"),
                 f(peer, "train_tokens_per_s"),
                 f(peer, "sample_mols_per_s"),
                 f(peer, "peak_rss_mb")

@@ -259,7 +259,7 @@ fn run_rounds(
                 peer_args.extend(checks.iter().cloned());
                 eprintln!("round {round}/{}: the peer ...", args.rounds);
                 Some(super::run_python_peer(
-                    args.common.python_or("python3"),
+                    args.common.torch_python(),
                     "bench/rl_peer.py",
                     &peer_args,
                 )?)
@@ -294,8 +294,9 @@ fn print_human(r: &Value) {
     println!("CPU: {}", r["cpu"].as_str().unwrap_or(""));
     if let Some(peer) = r.get("peer") {
         println!(
-            "peer: PyTorch {} + transformers {}, RDKit {} ({} threads); weight mapping check: {}",
+            "peer: PyTorch {} ({}) + transformers {}, RDKit {} ({} threads); weight mapping check: {}",
             peer["torch"].as_str().unwrap_or("?"),
+            peer["cpu_capability"].as_str().unwrap_or("?"),
             peer["transformers"].as_str().unwrap_or("?"),
             peer["rdkit_version"].as_str().unwrap_or("?"),
             peer["threads"],
