@@ -1692,3 +1692,39 @@ mod shard_and_merge {
             );
     }
 }
+
+// `SMIRL_SIMD`: a value the CPU cannot honour is refused before any work, naming the variable.
+mod simd_env {
+    use super::*;
+
+    #[test]
+    fn unknown_or_unavailable_path_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let smi = dir.path().join("in.smi");
+        std::fs::write(&smi, "CCO\nc1ccccc1\n").unwrap();
+        smirl()
+            .env("SMIRL_SIMD", "sse9")
+            .args(["score", smi.to_str().unwrap(), "--out"])
+            .arg(dir.path().join("out.csv"))
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains(
+                "SMIRL_SIMD=\"sse9\": expected avx512, avx2 or portable",
+            ));
+        assert!(!dir.path().join("out.csv").exists(), "no work before the check");
+        // The narrowest path runs on any CPU.
+        smirl()
+            .env("SMIRL_SIMD", "portable")
+            .args(["score", smi.to_str().unwrap(), "--out"])
+            .arg(dir.path().join("out.csv"))
+            .assert()
+            .success();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("out.csv"))
+                .unwrap()
+                .lines()
+                .count(),
+            3
+        );
+    }
+}

@@ -48,8 +48,13 @@ impl std::fmt::Display for SimdLevel {
     }
 }
 
-/// The widest level this CPU runs.
+/// The widest level this CPU runs (detected once).
 pub fn detected() -> SimdLevel {
+    static DETECTED: OnceLock<SimdLevel> = OnceLock::new();
+    *DETECTED.get_or_init(detect)
+}
+
+fn detect() -> SimdLevel {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as has;
