@@ -14,9 +14,10 @@ demo: deps
 test: deps
 	cargo test --workspace --release
 	# The hand-written kernels' narrower paths (the run above takes the widest this CPU has): the
-	# model's passes against candle and f64 references, and ChemNet/fingerprints, once per path.
-	SMIRL_SIMD=avx2 cargo test --release -p model -p fcd -p chem --lib
-	SMIRL_SIMD=portable cargo test --release -p model -p fcd -p chem --lib
+	# library tests (the model's passes against candle and f64 references, ChemNet, fingerprints,
+	# RL) once per path; --workspace keeps the features, so nothing is rebuilt.
+	SMIRL_SIMD=avx2 cargo test --workspace --release --lib
+	SMIRL_SIMD=portable cargo test --workspace --release --lib
 
 # Execute the notebooks headless (installs their Python packages with pip first).
 notebooks: deps
