@@ -1527,6 +1527,49 @@ mod shard_and_merge {
             .collect()
     }
 
+    /// `smirl merge SHARDS --out library --partitions P --format csv --json EXTRA…`: its JSON.
+    fn merge_json(
+        shards: &[(PathBuf, PathBuf)],
+        library: &Path,
+        partitions: usize,
+        extra: &[&std::ffi::OsStr],
+    ) -> serde_json::Value {
+        let merge = smirl()
+            .arg("merge")
+            .args(shards.iter().map(|(_, scored)| scored))
+            .arg("--out")
+            .arg(library)
+            .args(extra)
+            .args([
+                "--partitions",
+                &partitions.to_string(),
+                "--format",
+                "csv",
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            merge.status.success(),
+            "{}",
+            String::from_utf8_lossy(&merge.stderr)
+        );
+        serde_json::from_slice(&merge.stdout).unwrap()
+    }
+
+    /// Every row of a CSV library's partitions, as column → value.
+    fn library_rows(library: &Path, partitions: usize) -> Vec<std::collections::HashMap<String, String>> {
+        (0..partitions)
+            .flat_map(|i| {
+                csv::Reader::from_path(library.join(format!("library/part-{i:05}.csv")))
+                    .unwrap()
+                    .deserialize::<std::collections::HashMap<String, String>>()
+                    .map(Result::unwrap)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     #[test]
     fn shards_merge_to_the_single_run() {
         let dir = tempfile::tempdir().unwrap();
@@ -1548,20 +1591,7 @@ mod shard_and_merge {
         assert!(eval.status.success());
         let evaluated: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
         let library = dir.path().join("library");
-        let merge = smirl()
-            .arg("merge")
-            .args(shards.iter().map(|(_, scored)| scored))
-            .arg("--out")
-            .arg(&library)
-            .args(["--partitions", "3", "--format", "csv", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            merge.status.success(),
-            "{}",
-            String::from_utf8_lossy(&merge.stderr)
-        );
-        let merged: serde_json::Value = serde_json::from_slice(&merge.stdout).unwrap();
+        let merged = merge_json(&shards, &library, 3, &[]);
         assert_eq!(merged["n"], evaluated["n"]);
         for key in [
             "n_valid",
@@ -1583,14 +1613,9 @@ mod shard_and_merge {
 
         // The library: each distinct valid molecule once, its copies counted, across partitions.
         let mut counts = std::collections::HashMap::new();
-        for i in 0..3 {
-            let mut reader =
-                csv::Reader::from_path(library.join(format!("library/part-{i:05}.csv"))).unwrap();
-            for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
-                let row = row.unwrap();
-                let count: usize = row["count"].parse().unwrap();
-                assert!(counts.insert(row["canonical"].clone(), count).is_none());
-            }
+        for row in library_rows(&library, 3) {
+            let count: usize = row["count"].parse().unwrap();
+            assert!(counts.insert(row["canonical"].clone(), count).is_none());
         }
         let copies: usize = counts.values().sum();
         assert_eq!(copies as u64, merged["n_valid"].as_u64().unwrap());
@@ -1603,36 +1628,16 @@ mod shard_and_merge {
         let shards = shards(dir.path());
         let library = dir.path().join("library");
         let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("scale/library_filter.toml");
-        let merge = smirl()
-            .arg("merge")
-            .args(shards.iter().map(|(_, scored)| scored))
-            .arg("--out")
-            .arg(&library)
-            .arg("--filter")
-            .arg(&filter)
-            .args(["--partitions", "2", "--format", "csv", "--json"])
-            .output()
-            .unwrap();
-        assert!(
-            merge.status.success(),
-            "{}",
-            String::from_utf8_lossy(&merge.stderr)
-        );
-        let merged: serde_json::Value = serde_json::from_slice(&merge.stdout).unwrap();
-        let mut rows = 0;
-        for i in 0..2 {
-            let mut reader =
-                csv::Reader::from_path(library.join(format!("library/part-{i:05}.csv"))).unwrap();
-            for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
-                let row = row.unwrap();
-                let number = |c: &str| row[c].parse::<f64>().unwrap();
-                assert!(number("qed") >= 0.6 && number("sa") <= 4.0, "{row:?}");
-                assert!((200.0..=500.0).contains(&number("mw")), "{row:?}");
-                assert_eq!(row["moses_filters"], "true");
-                assert_eq!(row["novel"], "1");
-                rows += 1;
-            }
+        let merged = merge_json(&shards, &library, 2, &["--filter".as_ref(), filter.as_os_str()]);
+        let library_rows = library_rows(&library, 2);
+        for row in &library_rows {
+            let number = |c: &str| row[c].parse::<f64>().unwrap();
+            assert!(number("qed") >= 0.6 && number("sa") <= 4.0, "{row:?}");
+            assert!((200.0..=500.0).contains(&number("mw")), "{row:?}");
+            assert_eq!(row["moses_filters"], "true");
+            assert_eq!(row["novel"], "1");
         }
+        let rows = library_rows.len() as u64;
         let kept = &merged["library"];
         assert_eq!(kept["rows"].as_u64().unwrap(), rows);
         assert!(
