@@ -11,7 +11,7 @@
 //! threads that do not meet at a barrier after every operation overlap the two, and the
 //! weights' panels are reused across all of a shard's rows.
 
-use crate::cpu::kernels::{axpy, dispatch, dot, exp_fast, row_stats};
+use crate::cpu::kernels::{axpy, dispatch, dot, exp_fast, layer_norm_rows};
 use crate::cpu::layout::{
     self, ATTN_B, ATTN_W, FCP_B, FCP_W, FC_B, FC_W, LN1_B, LN1_W, LN2_B, LN2_W, PROJ_B, PROJ_W,
 };
@@ -390,7 +390,7 @@ impl Shard {
         self.act.resize(n * 4 * c, 0.0);
         for (l, [qkv, proj, fc, fc2]) in wt.linear.iter().enumerate() {
             let p = layout::block(&wt.w, l);
-            layer_norm(&self.x, &p[LN1_W], &p[LN1_B], wt.eps, &mut self.h);
+            layer_norm_rows(&self.x, &p[LN1_W], &p[LN1_B], wt.eps, &mut self.h);
             qkv.forward(&mut self.qkv, &self.h, None, n, false);
             let rows = self
                 .h
@@ -401,12 +401,12 @@ impl Shard {
                 attend_row(c, wt.nh, wt.k + pos, qkv, k, v, &mut self.scores, y);
             }
             proj.forward(&mut self.x2, &self.h, Some(&self.x), n, false);
-            layer_norm(&self.x2, &p[LN2_W], &p[LN2_B], wt.eps, &mut self.h);
+            layer_norm_rows(&self.x2, &p[LN2_W], &p[LN2_B], wt.eps, &mut self.h);
             fc.forward(&mut self.act, &self.h, None, n, true);
             fc2.forward(&mut self.x, &self.act, Some(&self.x2), n, false);
         }
         let (lnf_w, lnf_b) = layout::ln_f(wt.w.len());
-        layer_norm(&self.x, &wt.w[lnf_w], &wt.w[lnf_b], wt.eps, &mut self.h);
+        layer_norm_rows(&self.x, &wt.w[lnf_w], &wt.w[lnf_b], wt.eps, &mut self.h);
         self.logits.resize(n * wt.v, 0.0);
         wt.head.forward(&mut self.logits, &self.h, None, n, false);
     }
@@ -426,21 +426,6 @@ fn fill_inputs<'a>(
         shards[s].x[r * c..][..c].copy_from_slice(input(row));
     }
 }
-
-/// Row-wise LayerNorm of `x` into `out`.
-#[inline(always)]
-fn layer_norm_body(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
-    let c = w.len();
-    for (y, x) in out.chunks_mut(c).zip(x.chunks(c)) {
-        let (mean, rstd) = row_stats(x, eps);
-        for i in 0..c {
-            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-        }
-    }
-}
-
-dispatch!(layer_norm, layer_norm_at, layer_norm_body,
-    (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]));
 
 /// One row's attention at cache slot `pos` (deep prefix first): writes its key and value into the row's cache
 /// `(cap, C)` and `y = Σ_{s≤pos} softmax_s(q·k_s / √hd) v_s`, heads side by side.

@@ -75,6 +75,18 @@ pub fn run(args: TuneArgs) -> anyhow::Result<()> {
         cfg.mode.name(),
         100.0 * trainable as f64 / prior.max(1) as f64
     );
+    if report.step == report.start_step {
+        // A resumed run that had already reached the config's `steps`: nothing new to report.
+        println!(
+            "nothing to run: {} already holds {} steps (raise `steps` in the config to go on); \
+             {} distinct valid molecules in {}/candidates.csv (.sdf)",
+            args.out.display(),
+            report.step,
+            report.candidates,
+            args.out.display()
+        );
+        return Ok(());
+    }
     println!(
         "steps {}..{} ({:.2} steps/s), last mean reward {:.3}, {} distinct valid molecules; \
          see {}/log.csv and {}/candidates.csv (.sdf)",

@@ -39,12 +39,25 @@ pub(crate) fn gelu_fwd_body(x: &[f32], y: &mut [f32]) {
 
 #[inline(always)]
 pub(crate) fn gelu_bwd_body(x: &[f32], g: &[f32], d: &mut [f32]) {
-    // d/dx x·Φ(x) = Φ(x) + x·φ(x)
-    const INV_SQRT_2PI: f32 = 0.398_942_3;
     for ((d, &x), &g) in d.iter_mut().zip(x).zip(g) {
-        let cdf = 0.5 * (1.0 + erf_fast(x * std::f32::consts::FRAC_1_SQRT_2));
-        *d = g * (cdf + x * INV_SQRT_2PI * exp_fast(-0.5 * x * x));
+        *d = g * gelu_grad(x);
     }
+}
+
+/// `d ← d · gelu'(x)`: the backward with the incoming gradient in place of the result.
+#[inline(always)]
+fn gelu_bwd_in_place_body(x: &[f32], d: &mut [f32]) {
+    for (d, &x) in d.iter_mut().zip(x) {
+        *d *= gelu_grad(x);
+    }
+}
+
+/// d/dx x·Φ(x) = Φ(x) + x·φ(x).
+#[inline(always)]
+fn gelu_grad(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf_fast(x * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + x * INV_SQRT_2PI * exp_fast(-0.5 * x * x)
 }
 
 /// Defines `$name`, running `$body` on the path [`fastmath::simd::level`] picks, and `$at`, the
@@ -84,6 +97,7 @@ macro_rules! dispatch {
 pub(crate) use dispatch;
 dispatch!(pub(crate) gelu_fwd, gelu_fwd_at, gelu_fwd_body, (x: &[f32], y: &mut [f32]));
 dispatch!(pub(crate) gelu_bwd, gelu_bwd_at, gelu_bwd_body, (x: &[f32], g: &[f32], d: &mut [f32]));
+dispatch!(gelu_bwd_rows_in_place, gelu_bwd_rows_in_place_at, gelu_bwd_in_place_body, (x: &[f32], d: &mut [f32]));
 
 #[inline(always)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -139,10 +153,7 @@ pub(crate) fn gelu_bwd_in_place(x: &[f32], d: &mut [f32], width: usize) {
     const ROWS: usize = 16;
     d.par_chunks_mut(width * ROWS)
         .zip(x.par_chunks(width * ROWS))
-        .for_each(|(d, x)| {
-            let g = d.to_vec();
-            gelu_bwd(x, &g, d);
-        });
+        .for_each(|(d, x)| gelu_bwd_rows_in_place(x, d));
 }
 
 /// `dst += Σ_rows m` for a row-major `m` of `width` columns.
@@ -254,6 +265,16 @@ pub(crate) fn layer_norm_fwd(
         .for_each(|((y, x), st)| layer_norm_fwd_rows(x, w, b, eps, y, st));
 }
 
+/// One row of LayerNorm, `y = (x - mean) * rstd * w + b`; returns the row's `(mean, rstd)`.
+#[inline(always)]
+fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
+    let (mean, rstd) = row_stats(x, eps);
+    for i in 0..w.len() {
+        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+    }
+    (mean, rstd)
+}
+
 #[inline(always)]
 fn layer_norm_fwd_rows_body(
     x: &[f32],
@@ -265,15 +286,22 @@ fn layer_norm_fwd_rows_body(
 ) {
     let c = w.len();
     for ((y, x), st) in out.chunks_mut(c).zip(x.chunks(c)).zip(stats) {
-        let (mean, rstd) = row_stats(x, eps);
-        *st = (mean, rstd);
-        for i in 0..c {
-            y[i] = (x[i] - mean) * rstd * w[i] + b[i];
-        }
+        *st = layer_norm_row(x, w, b, eps, y);
     }
 }
 dispatch!(layer_norm_fwd_rows, layer_norm_fwd_rows_at, layer_norm_fwd_rows_body,
     (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32], stats: &mut [(f32, f32)]));
+
+/// Row-wise LayerNorm of `x` into `out`, without the statistics a backward needs (the decoder's).
+#[inline(always)]
+fn layer_norm_rows_body(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let c = w.len();
+    for (y, x) in out.chunks_mut(c).zip(x.chunks(c)) {
+        layer_norm_row(x, w, b, eps, y);
+    }
+}
+dispatch!(pub(crate) layer_norm_rows, layer_norm_rows_at, layer_norm_rows_body,
+    (x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]));
 
 /// LayerNorm backward: writes (or with `acc` adds) dx, returns (dw, db). Partial sums of dw/db per
 /// fixed group of rows are added in order: deterministic.
@@ -384,6 +412,9 @@ mod tests {
             let (mut y, mut d) = (vec![f32::NAN; x.len()], vec![f32::NAN; x.len()]);
             gelu_fwd_at(level, &x, &mut y);
             gelu_bwd_at(level, &x, &g, &mut d);
+            let mut d_in_place = g.clone();
+            gelu_bwd_rows_in_place_at(level, &x, &mut d_in_place);
+            assert_eq!(d, d_in_place, "{level}: gelu' in place differs from gelu'");
             for i in 0..x.len() {
                 let xf = x[i] as f64;
                 let want_y = xf * cdf(xf);
