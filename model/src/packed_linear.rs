@@ -114,6 +114,60 @@ impl PackedLinear {
     }
 }
 
+/// `gelu(x) = x · Φ(x)` and the `exp` it needs, on one vector register, written once for the AVX2
+/// and AVX-512 paths (each passes its register type, features and intrinsics): the vector form of
+/// `ops::gelu_fwd`, Abramowitz & Stegun 7.1.26 for erf and Cephes' polynomial for exp (as
+/// `fastmath::exp_fast`), so the MLP's activation is applied in registers.
+#[cfg(target_arch = "x86_64")]
+macro_rules! vector_gelu {
+    (
+        $v:ty, $features:literal, $floor:ident, castsi_ps: $castsi_ps:ident,
+        set1: $set1:ident, add: $add:ident, sub: $sub:ident, mul: $mul:ident,
+        div: $div:ident, and: $and:ident, andnot: $andnot:ident, or: $or:ident,
+        fmadd: $fmadd:ident, fnmadd: $fnmadd:ident, min: $min:ident, max: $max:ident,
+        cvtps_epi32: $cvtps_epi32:ident, add_epi32: $add_epi32:ident,
+        set1_epi32: $set1_epi32:ident, slli_epi32: $slli_epi32:ident
+    ) => {
+        #[target_feature(enable = $features)]
+        unsafe fn gelu(x: $v) -> $v {
+            let set = $set1;
+            let z = $mul(x, set(std::f32::consts::FRAC_1_SQRT_2));
+            let sign = $and(z, set(-0.0));
+            let a = $andnot(set(-0.0), z);
+            let t = $div(set(1.0), $fmadd(set(0.327_591_1), a, set(1.0)));
+            let mut poly = $fmadd(set(1.061_405_4), t, set(-1.453_152_1));
+            poly = $fmadd(poly, t, set(1.421_413_8));
+            poly = $fmadd(poly, t, set(-0.284_496_74));
+            poly = $fmadd(poly, t, set(0.254_829_6));
+            poly = $mul(poly, t);
+            let e = exp($sub(set(0.0), $mul(a, a)));
+            let erf = $or($fnmadd(poly, e, set(1.0)), sign);
+            $mul($mul(set(0.5), x), $add(set(1.0), erf))
+        }
+
+        /// Cephes `expf`: `2^n · e^r` with `n = round(x·log2 e)` and a degree-5 polynomial in r.
+        #[target_feature(enable = $features)]
+        unsafe fn exp(x: $v) -> $v {
+            let set = $set1;
+            let x = $min($max(x, set(-87.0)), set(88.0));
+            let n = $floor($fmadd(x, set(std::f32::consts::LOG2_E), set(0.5)));
+            let r = $fnmadd(n, set(0.693_359_4), x);
+            let r = $fnmadd(n, set(-2.121_944_4e-4), r);
+            let mut p = $fmadd(set(1.987_569_1e-4), r, set(1.398_199_9e-3));
+            p = $fmadd(p, r, set(8.333_452e-3));
+            p = $fmadd(p, r, set(4.166_579_6e-2));
+            p = $fmadd(p, r, set(0.166_666_65));
+            p = $fmadd(p, r, set(0.5));
+            let r2 = $mul(r, r);
+            let y = $add($fmadd(p, r2, r), set(1.0));
+            let pow2 = $slli_epi32::<23>($add_epi32($cvtps_epi32(n), $set1_epi32(127)));
+            $mul(y, $castsi_ps(pow2))
+        }
+    };
+}
+#[cfg(target_arch = "x86_64")]
+use vector_gelu;
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::{PackedLinear, MR, NR};
@@ -239,42 +293,19 @@ mod avx2 {
         }
     }
 
-    /// `x · Φ(x)` on eight lanes: the vector form of `ops::gelu_fwd` (Abramowitz & Stegun 7.1.26
-    /// for erf, Cephes' polynomial for exp), so the MLP's activation is applied in registers.
+    /// `_mm256_floor_ps` under the name the shared GELU expects.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn gelu(x: __m256) -> __m256 {
-        let set = _mm256_set1_ps;
-        let z = _mm256_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
-        let sign = _mm256_and_ps(z, set(-0.0));
-        let a = _mm256_andnot_ps(set(-0.0), z);
-        let t = _mm256_div_ps(set(1.0), _mm256_fmadd_ps(set(0.327_591_1), a, set(1.0)));
-        let mut poly = _mm256_fmadd_ps(set(1.061_405_4), t, set(-1.453_152_1));
-        poly = _mm256_fmadd_ps(poly, t, set(1.421_413_8));
-        poly = _mm256_fmadd_ps(poly, t, set(-0.284_496_74));
-        poly = _mm256_fmadd_ps(poly, t, set(0.254_829_6));
-        poly = _mm256_mul_ps(poly, t);
-        let e = exp(_mm256_sub_ps(set(0.0), _mm256_mul_ps(a, a)));
-        let erf = _mm256_or_ps(_mm256_fnmadd_ps(poly, e, set(1.0)), sign);
-        _mm256_mul_ps(_mm256_mul_ps(set(0.5), x), _mm256_add_ps(set(1.0), erf))
+    unsafe fn floor(x: __m256) -> __m256 {
+        _mm256_floor_ps(x)
     }
 
-    /// Cephes `expf` on eight lanes, as `ops::exp_fast`.
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn exp(x: __m256) -> __m256 {
-        let set = _mm256_set1_ps;
-        let x = _mm256_min_ps(_mm256_max_ps(x, set(-87.0)), set(88.0));
-        let n = _mm256_floor_ps(_mm256_fmadd_ps(x, set(std::f32::consts::LOG2_E), set(0.5)));
-        let r = _mm256_fnmadd_ps(n, set(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(n, set(-2.121_944_4e-4), r);
-        let mut p = _mm256_fmadd_ps(set(1.987_569_1e-4), r, set(1.398_199_9e-3));
-        p = _mm256_fmadd_ps(p, r, set(8.333_452e-3));
-        p = _mm256_fmadd_ps(p, r, set(4.166_579_6e-2));
-        p = _mm256_fmadd_ps(p, r, set(0.166_666_65));
-        p = _mm256_fmadd_ps(p, r, set(0.5));
-        let r2 = _mm256_mul_ps(r, r);
-        let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), set(1.0));
-        let pow2 = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
-        _mm256_mul_ps(y, _mm256_castsi256_ps(pow2))
+    super::vector_gelu! {
+        __m256, "avx2,fma", floor, castsi_ps: _mm256_castsi256_ps,
+        set1: _mm256_set1_ps, add: _mm256_add_ps, sub: _mm256_sub_ps, mul: _mm256_mul_ps,
+        div: _mm256_div_ps, and: _mm256_and_ps, andnot: _mm256_andnot_ps, or: _mm256_or_ps,
+        fmadd: _mm256_fmadd_ps, fnmadd: _mm256_fnmadd_ps, min: _mm256_min_ps, max: _mm256_max_ps,
+        cvtps_epi32: _mm256_cvtps_epi32, add_epi32: _mm256_add_epi32,
+        set1_epi32: _mm256_set1_epi32, slli_epi32: _mm256_slli_epi32
     }
 }
 
@@ -416,45 +447,19 @@ mod avx512 {
         }
     }
 
-    /// `x · Φ(x)` on sixteen lanes, the same formula as the AVX2 path's.
+    /// Rounding towards −∞ (AVX-512 has no `floor_ps`), under the name the shared GELU expects.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    unsafe fn gelu(x: __m512) -> __m512 {
-        let set = _mm512_set1_ps;
-        let z = _mm512_mul_ps(x, set(std::f32::consts::FRAC_1_SQRT_2));
-        let sign = _mm512_and_ps(z, set(-0.0));
-        let a = _mm512_andnot_ps(set(-0.0), z);
-        let t = _mm512_div_ps(set(1.0), _mm512_fmadd_ps(set(0.327_591_1), a, set(1.0)));
-        let mut poly = _mm512_fmadd_ps(set(1.061_405_4), t, set(-1.453_152_1));
-        poly = _mm512_fmadd_ps(poly, t, set(1.421_413_8));
-        poly = _mm512_fmadd_ps(poly, t, set(-0.284_496_74));
-        poly = _mm512_fmadd_ps(poly, t, set(0.254_829_6));
-        poly = _mm512_mul_ps(poly, t);
-        let e = exp(_mm512_sub_ps(set(0.0), _mm512_mul_ps(a, a)));
-        let erf = _mm512_or_ps(_mm512_fnmadd_ps(poly, e, set(1.0)), sign);
-        _mm512_mul_ps(_mm512_mul_ps(set(0.5), x), _mm512_add_ps(set(1.0), erf))
+    unsafe fn floor(x: __m512) -> __m512 {
+        _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(x)
     }
 
-    /// Cephes `expf` on sixteen lanes, as the AVX2 path's.
-    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
-    unsafe fn exp(x: __m512) -> __m512 {
-        let set = _mm512_set1_ps;
-        let x = _mm512_min_ps(_mm512_max_ps(x, set(-87.0)), set(88.0));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC }>(_mm512_fmadd_ps(
-            x,
-            set(std::f32::consts::LOG2_E),
-            set(0.5),
-        ));
-        let r = _mm512_fnmadd_ps(n, set(0.693_359_4), x);
-        let r = _mm512_fnmadd_ps(n, set(-2.121_944_4e-4), r);
-        let mut p = _mm512_fmadd_ps(set(1.987_569_1e-4), r, set(1.398_199_9e-3));
-        p = _mm512_fmadd_ps(p, r, set(8.333_452e-3));
-        p = _mm512_fmadd_ps(p, r, set(4.166_579_6e-2));
-        p = _mm512_fmadd_ps(p, r, set(0.166_666_65));
-        p = _mm512_fmadd_ps(p, r, set(0.5));
-        let r2 = _mm512_mul_ps(r, r);
-        let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), set(1.0));
-        let pow2 = _mm512_slli_epi32::<23>(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)));
-        _mm512_mul_ps(y, _mm512_castsi512_ps(pow2))
+    super::vector_gelu! {
+        __m512, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma", floor, castsi_ps: _mm512_castsi512_ps,
+        set1: _mm512_set1_ps, add: _mm512_add_ps, sub: _mm512_sub_ps, mul: _mm512_mul_ps,
+        div: _mm512_div_ps, and: _mm512_and_ps, andnot: _mm512_andnot_ps, or: _mm512_or_ps,
+        fmadd: _mm512_fmadd_ps, fnmadd: _mm512_fnmadd_ps, min: _mm512_min_ps, max: _mm512_max_ps,
+        cvtps_epi32: _mm512_cvtps_epi32, add_epi32: _mm512_add_epi32,
+        set1_epi32: _mm512_set1_epi32, slli_epi32: _mm512_slli_epi32
     }
 }
 
