@@ -62,5 +62,5 @@ pub mod steer;
 pub use config::{LossConfig, PolicyMode, TuneConfig};
 pub use error::{Error, Result};
 pub use policy::Policy;
-pub use references::{InMemorySmiles, NoReferences, References, SmilesSource};
+pub use references::{CanonicalSet, InMemorySmiles, NoReferences, References, SmilesSource};
 pub use run::{load_tuned_policy, run_tune, StepLog, TuneOptions, TuneReport};

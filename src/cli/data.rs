@@ -14,6 +14,23 @@ pub enum DataCommand {
     /// Canonicalise (RDKit), drop invalid molecules, deduplicate, filter by length / characters /
     /// MOSES filters, optionally split train/valid/test with a seed; write Parquet or CSV.
     Clean(CleanArgs),
+    /// Write a corpus's RDKit canonical SMILES as a compact hashed set (36-bit hashes, about
+    /// 2.3 bytes a molecule): what novelty reads. `datasets/embed_train_hashes.sh` makes the
+    /// embedded one from MOSES train.
+    HashSet(HashSetArgs),
+}
+
+/// Arguments of `smirl data hash-set`.
+#[derive(Debug, clap::Args)]
+pub struct HashSetArgs {
+    /// Input corpus: CSV/TSV (optionally .gz), .smi, or Parquet.
+    input: PathBuf,
+    /// Output file (gzip-compressed hashed set).
+    #[arg(long)]
+    out: PathBuf,
+    /// Name of the SMILES column of a CSV/TSV/Parquet input.
+    #[arg(long)]
+    smiles_column: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -89,7 +106,43 @@ fn vocab_chars(path: &std::path::Path) -> anyhow::Result<BTreeSet<char>> {
 
 /// Runs a `smirl data` command.
 pub fn run(command: DataCommand) -> anyhow::Result<()> {
-    let DataCommand::Clean(args) = command;
+    match command {
+        DataCommand::Clean(args) => clean(args),
+        DataCommand::HashSet(args) => hash_set(args),
+    }
+}
+
+/// `smirl data hash-set`: canonicalise every molecule, hash the distinct canonical SMILES, write.
+fn hash_set(args: HashSetArgs) -> anyhow::Result<()> {
+    let records = input::read(&args.input, args.smiles_column.as_deref())?;
+    let pb = input::progress(records.len(), "canonicalising");
+    let mut canonical = Vec::with_capacity(records.len());
+    let mut invalid = 0usize;
+    for chunk in records.chunks(20_000) {
+        let smiles: Vec<&str> = chunk.iter().map(|r| r.smiles.as_str()).collect();
+        for c in chem::canonicalize_batch(&smiles) {
+            match c {
+                Some(c) => canonical.push(c),
+                None => invalid += 1,
+            }
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    let set = datasets::HashedSmiles::from_smiles(canonical.iter().map(String::as_str));
+    set.write(&args.out)?;
+    println!(
+        "{}: {} molecules, {invalid} invalid (left out), {} distinct hashes -> {}",
+        args.input.display(),
+        records.len(),
+        set.len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// `smirl data clean`.
+fn clean(args: CleanArgs) -> anyhow::Result<()> {
     if args.min_len > args.max_len {
         anyhow::bail!(
             "--min-len {} is above --max-len {}: no molecule could pass",

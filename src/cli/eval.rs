@@ -26,9 +26,9 @@ pub struct EvalArgs {
 /// The reference sets and weights the MOSES table needs (shared by `eval` and `report`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct MosesSources {
-    /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: the embedded 100,000
-    /// MOSES train molecules, which makes novelty an upper bound of novelty against all of train].
-    /// Its canonical SMILES are cached by content hash in $SMIRL_CACHE_DIR (default ~/.cache/smirl).
+    /// Training set (for novelty), e.g. data/moses/train.csv.gz [default: all 1,584,663 MOSES
+    /// train molecules, embedded as hashes of their canonical SMILES]. A file's canonical SMILES
+    /// are cached by content hash in $SMIRL_CACHE_DIR (default ~/.cache/smirl).
     #[arg(long)]
     pub train: Option<PathBuf>,
     /// Test set (for FCD, SNN, Frag, Scaf and the property distances), e.g. data/moses/test.csv.gz;
@@ -99,10 +99,7 @@ impl MosesSources {
 
     /// The whole MOSES table of scored samples (in sampling order).
     pub fn metrics(&self, scored: &[Option<chem::MoleculeProps>]) -> anyhow::Result<chem::SetMetrics> {
-        let train_name = match &self.train {
-            Some(p) => p.display().to_string(),
-            None => datasets::EMBEDDED_CORPUS_NAME.to_string(),
-        };
+        let train_name = reference::training_set_name(self.train.as_deref());
         let chemnet = match chemnet_path(self) {
             Some(p) => Some(fcd::ChemNet::load(&p)?),
             None => {

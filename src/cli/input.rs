@@ -113,8 +113,9 @@ pub fn read_or_embedded(
     Ok((records, name.to_string()))
 }
 
-/// The reference molecules `smirl tune` hands to rl: the embedded MOSES corpus as the default
-/// training set, and `datasets`' reader for files a config names.
+/// The reference molecules `smirl tune` hands to rl: all of MOSES train (embedded as hashes) as
+/// novelty's default training set, the embedded 100,000-molecule subset where real SMILES are
+/// needed (the prefix initialisation), and `datasets`' reader for files a config names.
 pub struct DatasetSmiles;
 
 impl DatasetSmiles {
@@ -124,9 +125,26 @@ impl DatasetSmiles {
     }
 }
 
+/// All of MOSES train, as the hashes `datasets` embeds, answering rl's membership queries.
+struct EmbeddedTrainHashes;
+
+impl rl::CanonicalSet for EmbeddedTrainHashes {
+    fn contains(&self, canonical: &str) -> bool {
+        datasets::embedded_train_hashes().contains(canonical)
+    }
+
+    fn len(&self) -> usize {
+        datasets::embedded_train_hashes().len()
+    }
+}
+
 impl rl::SmilesSource for DatasetSmiles {
     fn training_set(&self) -> Result<Vec<String>, String> {
         Ok(datasets::embedded_corpus())
+    }
+
+    fn novelty_set(&self) -> Result<Option<std::sync::Arc<dyn rl::CanonicalSet>>, String> {
+        Ok(Some(std::sync::Arc::new(EmbeddedTrainHashes)))
     }
 
     fn read(&self, path: &Path) -> Result<Vec<String>, String> {

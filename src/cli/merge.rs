@@ -10,7 +10,7 @@
 //! number of copies): when the library is smaller, that is all of it, and every number equals
 //! `smirl eval` on the shards concatenated in order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -36,7 +36,7 @@ pub struct MergeArgs {
     /// needs memory for about M / partitions of them.
     #[arg(long, default_value_t = 16)]
     partitions: usize,
-    /// Training set for novelty [default: the embedded 100,000 MOSES train molecules, as `smirl
+    /// Training set for novelty [default: all of MOSES train, embedded as hashes, as `smirl
     /// eval`].
     #[arg(long)]
     train: Option<PathBuf>,
@@ -316,7 +316,7 @@ struct PartitionJob<'a> {
     library: &'a Path,
     shards: usize,
     header: &'a [String],
-    train: &'a HashSet<String>,
+    train: &'a reference::TrainingSet,
     bounds: &'a [(usize, Bounds)],
     subsample: usize,
     seed: u64,
@@ -479,13 +479,8 @@ pub fn run(args: MergeArgs) -> anyhow::Result<()> {
     let route_seconds = clock.elapsed().as_secs_f64();
 
     // 2. Deduplicate each partition.
-    let train_name = args
-        .train
-        .as_ref()
-        .map_or(datasets::EMBEDDED_CORPUS_NAME.to_string(), |p| {
-            p.display().to_string()
-        });
-    let train = reference::training_molecules(args.train.as_deref(), &train_name, &|_| true)?;
+    let train_name = reference::training_set_name(args.train.as_deref());
+    let train = reference::training_set(args.train.as_deref(), &train_name, &|_| true)?;
     let mut header = partition_header(&columns);
     header.insert(1, "count".to_string());
     header.insert(2, "novel".to_string());

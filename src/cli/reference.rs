@@ -1,7 +1,8 @@
 //! The reference sets `smirl eval` compares with. A MOSES test split with molsets' statistics file
 //! beside it (`test.csv.gz` + `test_stats.npz`, as `datasets/fetch_moses.sh` leaves them) is read
 //! from that file, as molsets does. Any other reference set is computed from its SMILES once and
-//! cached by the hash of its content, as is the canonical training set for novelty; so a second
+//! cached by the hash of its content, as is the canonical training set for novelty (by default all
+//! of MOSES train, which the binary embeds as hashes); so a second
 //! `smirl eval` against the same files costs seconds.
 
 use std::collections::HashSet;
@@ -19,60 +20,91 @@ pub struct Reference {
     pub fcd: Option<fcd::Gaussian>,
 }
 
+/// Novelty's training set as eval and merge query it.
+pub enum TrainingSet {
+    /// SMILES strings (of a file given on the command line).
+    Strings(HashSet<String>),
+    /// All of MOSES train, embedded in the binary as hashes of its canonical SMILES (the default).
+    EmbeddedHashes,
+}
+
+impl TrainingSet {
+    /// Whether `canonical` is a training molecule.
+    pub fn contains(&self, canonical: &str) -> bool {
+        match self {
+            Self::Strings(set) => set.contains(canonical),
+            Self::EmbeddedHashes => datasets::embedded_train_hashes().contains(canonical),
+        }
+    }
+}
+
+/// What the training set of `path` is called in reports: the file, or the embedded hashes.
+pub fn training_set_name(path: Option<&Path>) -> String {
+    path.map_or(datasets::EMBEDDED_TRAIN_HASHES_NAME.to_string(), |p| {
+        p.display().to_string()
+    })
+}
+
 /// The training molecules among `wanted` (canonical SMILES), which is all novelty needs.
 ///
 /// MOSES train as fetch_moses.sh leaves it (`train.csv.gz`, molsets' `test_stats.npz` beside it)
 /// is compared as its strings stand, exactly as molsets' `novelty` does (`set(train)`, not
-/// canonicalised). Any other training set is canonicalised, once: its canonical SMILES are cached
-/// by content hash.
+/// canonicalised). Any other training file is canonicalised, once: its canonical SMILES are cached
+/// by content hash. With no file, all of MOSES train's canonical SMILES, as the binary's hashes.
 pub fn training_matches(
     path: Option<&Path>,
     wanted: &HashSet<&str>,
     name: &str,
 ) -> anyhow::Result<HashSet<String>> {
-    training_molecules(path, name, &|s: &str| wanted.contains(s))
+    let train = training_set(path, name, &|s: &str| wanted.contains(s))?;
+    Ok(wanted
+        .iter()
+        .filter(|s| train.contains(s))
+        .map(|s| s.to_string())
+        .collect())
 }
 
-/// The training molecules, compared as [`training_matches`] compares them, for which `keep`
-/// holds (`|_| true`: all of them, for callers that meet the generated molecules piece by piece).
-pub fn training_molecules(
+/// The training set, compared as [`training_matches`] compares it; of a file, only the molecules
+/// for which `keep` holds (`|_| true`: all of them, for callers that meet the generated molecules
+/// piece by piece).
+pub fn training_set(
     path: Option<&Path>,
     name: &str,
     keep: &dyn Fn(&str) -> bool,
-) -> anyhow::Result<HashSet<String>> {
-    let from_molsets = |p: &&Path| {
-        p.file_name().is_some_and(|n| n == "train.csv.gz") && p.with_file_name("test_stats.npz").is_file()
+) -> anyhow::Result<TrainingSet> {
+    let Some(path) = path else {
+        return Ok(TrainingSet::EmbeddedHashes);
     };
-    if let Some(p) = path.filter(from_molsets) {
-        let records = input::read(p, None).context("reading the training set")?;
-        return Ok(records
-            .into_iter()
-            .map(|r| r.smiles)
-            .filter(|s| keep(s))
-            .collect());
+    if path.file_name().is_some_and(|n| n == "train.csv.gz")
+        && path.with_file_name("test_stats.npz").is_file()
+    {
+        let records = input::read(path, None).context("reading the training set")?;
+        return Ok(TrainingSet::Strings(
+            records
+                .into_iter()
+                .map(|r| r.smiles)
+                .filter(|s| keep(s))
+                .collect(),
+        ));
     }
-    let records = || -> anyhow::Result<Vec<datasets::SmilesRecord>> {
-        Ok(input::read_or_embedded(path, input::Embedded::Train)
-            .context("reading the training set")?
-            .0)
-    };
+    let records = || input::read(path, None).context("reading the training set");
     let Some(dir) = cache::cache_dir() else {
         let all = input::canonical_set_of(&records()?, &name);
-        return Ok(all.into_iter().filter(|s| keep(s)).collect());
+        return Ok(TrainingSet::Strings(
+            all.into_iter().filter(|s| keep(s)).collect(),
+        ));
     };
-    let key = match path {
-        Some(p) => cache::key_of_file(p, "train-canonical")?,
-        None => cache::key_of_records(&records()?, "train-canonical"),
-    };
-    let file = dir.join(format!("{key}.txt"));
+    let file = dir.join(format!("{}.txt", cache::key_of_file(path, "train-canonical")?));
     if let Some(found) = cache::read_smiles_matching(&file, &keep) {
-        return Ok(found);
+        return Ok(TrainingSet::Strings(found));
     }
     let all = input::canonical_set_of(&records()?, &name);
     if let Err(e) = cache::write_smiles(&file, &all) {
         cache::warn_uncached("canonical training set", e);
     }
-    Ok(all.into_iter().filter(|s| keep(s)).collect())
+    Ok(TrainingSet::Strings(
+        all.into_iter().filter(|s| keep(s)).collect(),
+    ))
 }
 
 /// Loads a test set: molsets' statistics beside the file when there are some, else the cache,

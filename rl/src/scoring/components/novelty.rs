@@ -2,17 +2,18 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Component, MolBatch, ScoringContext};
-use crate::references::{self, SmilesSource};
+use crate::references::{self, CanonicalSet, SmilesSource};
 use crate::Result;
 
 super::component_params! {
     /// Parameters of the `novelty` component.
     pub struct NoveltyParams {
         /// Training set (.smi/.csv/.tsv, optionally gzipped), relative to the config's folder.
-        /// Default: the reference source's training set (the CLI's: the corpus embedded in the
-        /// binary, 100,000 MOSES train molecules).
+        /// Default: the reference source's novelty set (the CLI's: all 1,584,663 MOSES train
+        /// molecules, embedded in the binary as hashes of their canonical SMILES).
         #[serde(default)]
         pub training_set: Option<PathBuf>,
     }
@@ -20,15 +21,19 @@ super::component_params! {
 
 /// The novelty component: the canonical training set.
 pub struct Novelty {
-    train: HashSet<String>,
+    train: Arc<dyn CanonicalSet>,
 }
 
 impl Novelty {
-    /// Reads (through `refs`) and canonicalises the training set (invalid lines are skipped).
+    /// Reads (through `refs`) and canonicalises the training set (invalid lines are skipped); with
+    /// none named, the source's novelty set where it has one.
     pub fn new(p: &NoveltyParams, base_dir: &Path, refs: &dyn SmilesSource) -> Result<Self> {
         let smiles = match &p.training_set {
             Some(path) => references::read(refs, &base_dir.join(path))?,
-            None => references::training_set(refs)?,
+            None => match references::novelty_set(refs)? {
+                Some(train) => return Ok(Self { train }),
+                None => references::training_set(refs)?,
+            },
         };
         Ok(Self::from_canonical(
             chem::canonicalize_batch(&smiles).into_iter().flatten(),
@@ -38,7 +43,7 @@ impl Novelty {
     /// A novelty component over already canonical SMILES.
     pub fn from_canonical(train: impl IntoIterator<Item = String>) -> Self {
         Self {
-            train: train.into_iter().collect(),
+            train: Arc::new(train.into_iter().collect::<HashSet<String>>()),
         }
     }
 
