@@ -1029,6 +1029,26 @@ impl SmilesGrammar {
     }
 }
 
+impl SmilesGrammar {
+    /// The masks grammar-constrained sampling applies along `tokens` (the ids after BOS, EOS
+    /// included when present): position `i`'s allowed ids in `[i * V, (i + 1) * V)`, V the
+    /// vocabulary size. `None` when a token is one the grammar does not allow where it stands.
+    /// What teacher-forced likelihoods of grammar-sampled sequences are renormalised over.
+    pub fn masks_along(&self, tokens: &[u32]) -> Option<Vec<bool>> {
+        let v = self.chars.len();
+        let mut masks = vec![false; tokens.len() * v];
+        let mut state = GrammarState::new();
+        for (allowed, &id) in masks.chunks_mut(v).zip(tokens) {
+            self.allowed(&state, allowed);
+            if !allowed.get(id as usize).copied().unwrap_or(false) {
+                return None;
+            }
+            self.advance(&mut state, id);
+        }
+        Some(masks)
+    }
+}
+
 /// Whether purr reads `smiles` into a molecular graph (syntax, ring closures, bond joins): the
 /// independent check of what grammar-constrained decoding writes.
 pub fn purr_reads(smiles: &str) -> bool {

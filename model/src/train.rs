@@ -240,7 +240,7 @@ impl Backprop {
         match &mut self.pass {
             Some(pass) => {
                 let ids = input.flatten_all()?.to_vec1::<u32>()?;
-                let logp = pass.forward(model, &ids, &targets, rows.len(), None)?;
+                let logp = pass.forward(model, &ids, &targets, rows.len(), None, None)?;
                 let w = 1.0 / n_tok.max(1) as f32;
                 let weights: Vec<f32> = targets.iter().map(|&y| if y == PAD { 0.0 } else { w }).collect();
                 let loss = -logp

@@ -111,7 +111,10 @@ impl TrainPass {
 
     /// Forward over `tokens (B, T)` (row-major ids, PAD-filled) after an optional `prefix`
     /// `(1 or B, P, n_embd)`, keeping the activations. Returns `log p(targets[r])` for every
-    /// token position `r`.
+    /// token position `r`. With `allowed` (`(B, T, V)` row-major, e.g. a SMILES grammar's masks)
+    /// the softmax at each position is over its allowed tokens only, so the log-probs and the
+    /// gradient are those of the renormalised distribution grammar-constrained sampling draws
+    /// from.
     ///
     /// A row ends at its last non-PAD target: the trailing padding carries no loss and, attention
     /// being causal, cannot change the positions before it, so it is dropped and the rows are
@@ -124,6 +127,7 @@ impl TrainPass {
         targets: &[u32],
         batch: usize,
         prefix: Option<&Tensor>,
+        allowed: Option<&[bool]>,
     ) -> Result<Vec<f32>> {
         self.ready = false;
         let cfg = model.config();
@@ -143,6 +147,26 @@ impl TrainPass {
                 "tokens",
                 format!("token id {bad} >= vocab_size {v}"),
             ));
+        }
+        if let Some(allowed) = allowed {
+            if allowed.len() != tokens.len() * v {
+                return Err(Error::option(
+                    "allowed",
+                    format!(
+                        "{} mask entries for {} positions of {v} tokens",
+                        allowed.len(),
+                        tokens.len()
+                    ),
+                ));
+            }
+            if let Some(i) =
+                (0..targets.len()).find(|&i| targets[i] != PAD && !allowed[i * v + targets[i] as usize])
+            {
+                return Err(Error::option(
+                    "allowed",
+                    format!("the target at position {i} (token {}) is masked out", targets[i]),
+                ));
+            }
         }
         self.params = model.parameters().into_iter().map(|(_, t)| t).collect();
         self.w.resize_with(self.params.len(), Vec::new);
@@ -298,8 +322,17 @@ impl TrainPass {
         self.probs
             .par_chunks_mut(v)
             .zip(packed_logp.par_iter_mut())
-            .zip(packed_targets.par_iter())
-            .for_each(|((row, lp), &y)| {
+            .zip(packed_targets.par_iter().zip(self.tok_index.par_iter()))
+            .for_each(|((row, lp), (&y, &ti))| {
+                if let Some(allowed) = allowed {
+                    // A masked-out logit of -inf has probability 0 and, in the backward, no
+                    // gradient: the softmax of the allowed tokens alone.
+                    for (z, &ok) in row.iter_mut().zip(&allowed[ti * v..(ti + 1) * v]) {
+                        if !ok {
+                            *z = f32::NEG_INFINITY;
+                        }
+                    }
+                }
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let z_y = row[y as usize] - max;
                 let mut sum = 0f32;
@@ -636,14 +669,16 @@ impl ChunkedPass {
     /// Forward over `rows` of `(input, target)` ids (equal lengths within a row, any length
     /// across rows, empty allowed) after an optional prefix `(1, P, n_embd)` shared by all rows.
     /// Returns `log p(target)` per row and token, and keeps every chunk's activations for
-    /// [`Self::backward`].
+    /// [`Self::backward`]. `allowed`: per row, its positions' token masks (`len × V`), as
+    /// [`TrainPass::forward`] takes them.
     pub fn forward(
         &mut self,
         model: &Gpt,
         rows: &[(&[u32], &[u32])],
         prefix: Option<&Tensor>,
+        allowed: Option<&[Vec<bool>]>,
     ) -> Result<Vec<Vec<f32>>> {
-        self.run(model, rows, prefix, true)
+        self.run(model, rows, prefix, allowed, true)
     }
 
     /// [`Self::forward`] without a backward to follow (e.g. the frozen prior's log-probs): the
@@ -653,8 +688,9 @@ impl ChunkedPass {
         model: &Gpt,
         rows: &[(&[u32], &[u32])],
         prefix: Option<&Tensor>,
+        allowed: Option<&[Vec<bool>]>,
     ) -> Result<Vec<Vec<f32>>> {
-        let out = self.run(model, rows, prefix, false);
+        let out = self.run(model, rows, prefix, allowed, false);
         self.chunks.clear(); // nothing to go backward through
         self.lens.clear();
         out
@@ -665,8 +701,23 @@ impl ChunkedPass {
         model: &Gpt,
         rows: &[(&[u32], &[u32])],
         prefix: Option<&Tensor>,
+        allowed: Option<&[Vec<bool>]>,
         keep: bool,
     ) -> Result<Vec<Vec<f32>>> {
+        let v = model.config().vocab_size;
+        if let Some(allowed) = allowed {
+            if let Some(r) =
+                (0..rows.len()).find(|&r| allowed.get(r).map(Vec::len) != Some(rows[r].0.len() * v))
+            {
+                return Err(Error::option(
+                    "allowed",
+                    format!(
+                        "row {r}: the mask does not cover its {} positions of {v} tokens",
+                        rows[r].0.len()
+                    ),
+                ));
+            }
+        }
         if let Some(pre) = prefix {
             if pre.dim(0)? != 1 {
                 return Err(Error::option(
@@ -690,6 +741,8 @@ impl ChunkedPass {
         for (i, (idx, t)) in self.chunks.iter().enumerate() {
             let pass = &mut self.passes[if keep { i } else { 0 }];
             let (mut input, mut target) = (vec![PAD; idx.len() * t], vec![PAD; idx.len() * t]);
+            // Padding positions allow every token: they carry no target and no loss.
+            let mut mask = allowed.map(|_| vec![true; idx.len() * t * v]);
             for (j, &r) in idx.iter().enumerate() {
                 let (i, g) = rows[r];
                 if g.len() != i.len() {
@@ -700,8 +753,11 @@ impl ChunkedPass {
                 }
                 input[j * t..j * t + i.len()].copy_from_slice(i);
                 target[j * t..j * t + i.len()].copy_from_slice(g);
+                if let (Some(mask), Some(allowed)) = (mask.as_mut(), allowed) {
+                    mask[j * t * v..(j * t + i.len()) * v].copy_from_slice(&allowed[r]);
+                }
             }
-            let lp = pass.forward(model, &input, &target, idx.len(), prefix)?;
+            let lp = pass.forward(model, &input, &target, idx.len(), prefix, mask.as_deref())?;
             for (j, &r) in idx.iter().enumerate() {
                 out[r] = lp[j * t..j * t + self.lens[r]].to_vec();
             }
@@ -1021,7 +1077,7 @@ mod tests {
         let pre = prefix.as_ref().map(Var::as_tensor);
 
         let mut pass = TrainPass::new();
-        let logp = pass.forward(&model, &tokens, &targets, b, pre).unwrap();
+        let logp = pass.forward(&model, &tokens, &targets, b, pre, None).unwrap();
         let grads = pass.backward(&weights, target).unwrap();
 
         let dev = Device::Cpu;
@@ -1082,18 +1138,83 @@ mod tests {
         check_with(Some(1), Some(2), GradTarget::Weights);
     }
 
+    /// With a token mask, log-probs and every weight gradient are those of the softmax over the
+    /// allowed tokens: candle's autograd on logits pushed to -1e9 where masked.
+    #[test]
+    fn masked_softmax_matches_autograd() {
+        let (model, varmap, _) = tiny(None);
+        let (tokens, targets, weights) = batch();
+        let (b, t, v) = (3, 5, 11);
+        let allowed: Vec<bool> = (0..b * t * v)
+            .map(|j| ((j / v) * 3 + (j % v) * 5) % 4 != 0 || j % v == targets[j / v] as usize)
+            .collect();
+        let mut pass = TrainPass::new();
+        let logp = pass
+            .forward(&model, &tokens, &targets, b, None, Some(&allowed))
+            .unwrap();
+        let grads = pass.backward(&weights, GradTarget::Weights).unwrap();
+        let plain = TrainPass::new()
+            .forward(&model, &tokens, &targets, b, None, None)
+            .unwrap();
+
+        let dev = Device::Cpu;
+        let idx = Tensor::from_vec(tokens.clone(), (b, t), &dev).unwrap();
+        let tg = Tensor::from_vec(targets.clone(), (b, t), &dev).unwrap();
+        let add: Vec<f32> = allowed.iter().map(|&ok| if ok { 0.0 } else { -1e9 }).collect();
+        let add = Tensor::from_vec(add, (b, t, v), &dev).unwrap();
+        let logits = (model.forward(&idx, None).unwrap() + add).unwrap();
+        let lp_ref = crate::gpt::token_log_probs(&logits, &tg).unwrap();
+        let lp_ref_v = lp_ref.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut moved = 0;
+        for (i, (&a, &e)) in logp.iter().zip(&lp_ref_v).enumerate() {
+            let trailing = targets[i] == PAD && targets[i..(i / t + 1) * t].iter().all(|&y| y == PAD);
+            if trailing {
+                continue;
+            }
+            assert!(
+                (a - e).abs() < 1e-5 * e.abs().max(1.0),
+                "log-prob {i}: {a} vs {e}"
+            );
+            moved += usize::from((a - plain[i]).abs() > 1e-3);
+        }
+        assert!(moved > 3, "the mask changed only {moved} log-probs");
+        let w = Tensor::from_vec(weights, (b, t), &dev).unwrap();
+        let reference = (lp_ref * w)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (name, var) in varmap.data().lock().unwrap().iter() {
+            let diff = max_rel_diff(reference.get(var).unwrap(), grads.get(var).unwrap());
+            assert!(diff < 1e-4, "{name}: gradient differs by {diff}");
+        }
+        // A target the mask forbids is an error, not a log-prob of -inf.
+        let mut forbid = allowed.clone();
+        forbid[targets[0] as usize] = false;
+        let err = pass
+            .forward(&model, &tokens, &targets, b, None, Some(&forbid))
+            .unwrap_err();
+        assert!(err.to_string().contains("masked out"), "{err}");
+    }
+
     /// A deep prefix of length 0 is the plain model, bit for bit.
     #[test]
     fn empty_deep_prefix_is_the_plain_model() {
         let (model, _, _) = tiny(None);
         let (tokens, targets, _) = batch();
         let plain = TrainPass::new()
-            .forward(&model, &tokens, &targets, 3, None)
+            .forward(&model, &tokens, &targets, 3, None, None)
             .unwrap();
         let empty = Tensor::zeros((2, 2, 0, 16), DType::F32, &Device::Cpu).unwrap();
         let with = model.with_kv_prefix(Some(empty)).unwrap();
         let mut pass = TrainPass::new();
-        assert_eq!(pass.forward(&with, &tokens, &targets, 3, None).unwrap(), plain);
+        assert_eq!(
+            pass.forward(&with, &tokens, &targets, 3, None, None).unwrap(),
+            plain
+        );
         let (_, _, weights) = batch();
         let grads = pass.backward(&weights, GradTarget::PrefixOnly).unwrap();
         assert!(grads
@@ -1135,8 +1256,8 @@ mod tests {
             .map(|(r, (i, _))| vec![0.1 + (r % 3) as f32 * 0.2; i.len()])
             .collect();
         let mut chunked = ChunkedPass::new();
-        let lp_only = chunked.log_probs(&model, &rows, None).unwrap();
-        let lp = chunked.forward(&model, &rows, None).unwrap();
+        let lp_only = chunked.log_probs(&model, &rows, None, None).unwrap();
+        let lp = chunked.forward(&model, &rows, None, None).unwrap();
         assert_eq!(lp_only, lp, "forward-only log-probs differ");
         let grads = chunked.backward(&weights, GradTarget::Weights).unwrap();
 
@@ -1148,7 +1269,7 @@ mod tests {
             w[r * t..r * t + i.len()].copy_from_slice(&weights[r]);
         }
         let mut pass = TrainPass::new();
-        let lp_ref = pass.forward(&model, &input, &target, n, None).unwrap();
+        let lp_ref = pass.forward(&model, &input, &target, n, None, None).unwrap();
         let reference = pass.backward(&w, GradTarget::Weights).unwrap();
         for (r, row) in lp.iter().enumerate() {
             assert_eq!(row.len(), rows[r].0.len());
@@ -1168,7 +1289,7 @@ mod tests {
         let (model, _, _) = tiny(None);
         let (tokens, targets, mut weights) = batch();
         let mut pass = TrainPass::new();
-        pass.forward(&model, &tokens, &targets, 3, None).unwrap();
+        pass.forward(&model, &tokens, &targets, 3, None, None).unwrap();
         weights[5 + 4] = 0.5;
         let err = pass
             .backward(&weights, GradTarget::Weights)

@@ -178,6 +178,10 @@ pub struct SamplingConfig {
     pub max_len: usize,
     /// Sequences decoded together.
     pub decode_batch: usize,
+    /// Grammar-constrained sampling (`smirl sample --grammar`): tokens that would break SMILES
+    /// syntax or a valence are masked and the rest renormalised; the update's likelihoods (agent
+    /// and prior) are those of the same masked distributions, so the policy gradient stays exact.
+    pub grammar: bool,
 }
 
 impl Default for SamplingConfig {
@@ -186,6 +190,7 @@ impl Default for SamplingConfig {
             temperature: 1.0,
             max_len: 100,
             decode_batch: 256,
+            grammar: false,
         }
     }
 }
@@ -508,6 +513,12 @@ impl TuneConfig {
             }
             PolicyMode::DiscretePrompt => {
                 let d = &self.discrete_prompt;
+                if self.sampling.grammar {
+                    return Err(Error::config(
+                        "sampling.grammar",
+                        "not available in discrete_prompt mode (its prompts are written unmasked)",
+                    ));
+                }
                 for (field, v) in [
                     ("discrete_prompt.length", d.length),
                     ("discrete_prompt.completions", d.completions),

@@ -58,6 +58,9 @@ pub struct Policy {
     /// The hand-written CPU passes that teacher-force the agent and the prior, where they support
     /// the models (f32 on the CPU); `None`: candle's graph and forward (CUDA, or on request).
     passes: Option<Box<(ChunkedPass, ChunkedPass)>>,
+    /// Whether the run's config samples under the SMILES grammar (`[sampling] grammar`): the
+    /// distribution the agent was trained as, so `smirl sample --agent` draws from it too.
+    grammar: bool,
 }
 
 impl Policy {
@@ -74,7 +77,13 @@ impl Policy {
     ) -> Result<Self> {
         let mut policy = Self::build(model_dir, cfg, device, refs)?;
         policy.use_autograd(false);
+        policy.grammar = cfg.sampling.grammar;
         Ok(policy)
+    }
+
+    /// Whether the run trained this agent under the SMILES grammar (`[sampling] grammar`).
+    pub fn trained_with_grammar(&self) -> bool {
+        self.grammar
     }
 
     /// Teacher-forces through candle's graph (`true`) or, where it supports the models, the
@@ -108,6 +117,7 @@ impl Policy {
                     lora: None,
                     vocab,
                     passes: None,
+                    grammar: false,
                 })
             }
             PolicyMode::Lora => {
@@ -123,6 +133,7 @@ impl Policy {
                     lora: Some(lora),
                     vocab,
                     passes: None,
+                    grammar: false,
                 })
             }
             PolicyMode::SoftPrompt => {
@@ -177,6 +188,7 @@ impl Policy {
                     lora: None,
                     vocab,
                     passes: None,
+                    grammar: false,
                 })
             }
             PolicyMode::DiscretePrompt => Err(Error::config(
@@ -197,6 +209,7 @@ impl Policy {
                     lora: None,
                     vocab,
                     passes: None,
+                    grammar: false,
                 })
             }
         }
@@ -321,9 +334,16 @@ impl Policy {
     /// The agent's per-token log-probabilities of `seqs` (`[BOS] + tokens`, EOS included when
     /// present), keeping what [`Policy::agent_gradients`] needs: in `pass` (the hand-written CPU
     /// pass) or as a candle graph. In prefix mode the first token's is the prior's (module docs).
-    pub fn agent_log_probs(&mut self, seqs: &[Vec<u32>]) -> Result<AgentLogProbs> {
+    /// `masks` (per sequence, its targets' allowed tokens, `(len − 1) × V`, as
+    /// `SmilesGrammar::masks_along` gives them): the log-probs of the distribution renormalised
+    /// over the allowed tokens, what grammar-constrained sampling draws from.
+    pub fn agent_log_probs(
+        &mut self,
+        seqs: &[Vec<u32>],
+        masks: Option<&[Vec<bool>]>,
+    ) -> Result<AgentLogProbs> {
         let mut passes = self.passes.take();
-        let out = self.agent_log_probs_with(seqs, passes.as_mut().map(|p| &mut p.0));
+        let out = self.agent_log_probs_with(seqs, masks, passes.as_mut().map(|p| &mut p.0));
         self.passes = passes;
         out
     }
@@ -331,9 +351,11 @@ impl Policy {
     fn agent_log_probs_with(
         &self,
         seqs: &[Vec<u32>],
+        masks: Option<&[Vec<bool>]>,
         pass: Option<&mut ChunkedPass>,
     ) -> Result<AgentLogProbs> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len().saturating_sub(1)).collect();
+        self.check_masks(seqs, masks)?;
         if self.deep.is_some() || self.lora.is_some() {
             let agent = self.agent_model(false)?;
             // What the chain rule of `agent_gradients` starts from: the deep prefix, or the
@@ -353,7 +375,8 @@ impl Policy {
             let Some(pass) = pass else {
                 let (input, target) = pad_batch(seqs, agent.device())?;
                 let mask = target.ne(PAD)?.to_dtype(DType::F32)?;
-                let lp = (model::token_log_probs(&agent.forward(&input, None)?, &target)? * mask)?;
+                let logits = apply_masks(&agent.forward(&input, None)?, masks, 0)?;
+                let lp = (model::token_log_probs(&logits, &target)? * mask)?;
                 return Ok(AgentLogProbs {
                     rows: rows_of(&lp, &lens)?,
                     graph: Some(lp),
@@ -362,7 +385,7 @@ impl Policy {
                 });
             };
             check_seqs(seqs)?;
-            let rows = pass.forward(&agent, &teacher_rows(seqs, 0), None)?;
+            let rows = pass.forward(&agent, &teacher_rows(seqs, 0), None, masks)?;
             return Ok(AgentLogProbs {
                 rows: rows
                     .into_iter()
@@ -374,7 +397,7 @@ impl Policy {
             });
         }
         let Some(pass) = pass else {
-            let lp = self.candle_log_probs(seqs, true)?;
+            let lp = self.candle_log_probs(seqs, masks, true)?;
             return Ok(AgentLogProbs {
                 rows: rows_of(&lp, &lens)?,
                 graph: Some(lp),
@@ -390,7 +413,7 @@ impl Policy {
         };
         match self.prefix() {
             None => Ok(AgentLogProbs {
-                rows: to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 0), None)?),
+                rows: to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 0), None, masks)?),
                 graph: None,
                 skip: 0,
                 kv: Vec::new(),
@@ -398,11 +421,23 @@ impl Policy {
             Some(prefix) => {
                 // x_1 from the prior (one BOS forward); the prompt stands in for BOS after it.
                 let first = self.first_token_log_probs()?;
-                let rest = to_f64(pass.forward(&self.agent, &teacher_rows(seqs, 1), Some(prefix))?);
+                let v = self.vocab.len();
+                let rest_masks: Option<Vec<Vec<bool>>> =
+                    masks.map(|m| m.iter().map(|m| m[v..].to_vec()).collect());
+                let rest = to_f64(pass.forward(
+                    &self.agent,
+                    &teacher_rows(seqs, 1),
+                    Some(prefix),
+                    rest_masks.as_deref(),
+                )?);
                 let rows = seqs
                     .iter()
+                    .enumerate()
                     .zip(rest)
-                    .map(|(s, rest)| std::iter::once(first[s[1] as usize]).chain(rest).collect())
+                    .map(|((i, s), rest)| {
+                        let first = first_under_mask(&first, masks.map(|m| &m[i][..v]));
+                        std::iter::once(first[s[1] as usize]).chain(rest).collect()
+                    })
                     .collect();
                 Ok(AgentLogProbs {
                     rows,
@@ -474,10 +509,15 @@ impl Policy {
         Ok(surrogate.expect("kv is not empty").backward()?)
     }
 
-    /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence.
-    pub fn prior_log_probs(&mut self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f64>>> {
+    /// The frozen prior's per-token log-probabilities of `seqs`, one row per sequence; `masks`
+    /// as in [`Policy::agent_log_probs`].
+    pub fn prior_log_probs(
+        &mut self,
+        seqs: &[Vec<u32>],
+        masks: Option<&[Vec<bool>]>,
+    ) -> Result<Vec<Vec<f64>>> {
         let mut passes = self.passes.take();
-        let out = self.prior_log_probs_with(seqs, passes.as_mut().map(|p| &mut p.1));
+        let out = self.prior_log_probs_with(seqs, masks, passes.as_mut().map(|p| &mut p.1));
         self.passes = passes;
         out
     }
@@ -485,20 +525,40 @@ impl Policy {
     fn prior_log_probs_with(
         &self,
         seqs: &[Vec<u32>],
+        masks: Option<&[Vec<bool>]>,
         pass: Option<&mut ChunkedPass>,
     ) -> Result<Vec<Vec<f64>>> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len().saturating_sub(1)).collect();
+        self.check_masks(seqs, masks)?;
         match pass {
             Some(pass) => {
                 check_seqs(seqs)?;
-                let lp = pass.log_probs(&self.prior, &teacher_rows(seqs, 0), None)?;
+                let lp = pass.log_probs(&self.prior, &teacher_rows(seqs, 0), None, masks)?;
                 Ok(lp
                     .into_iter()
                     .map(|r| r.into_iter().map(f64::from).collect())
                     .collect())
             }
-            None => rows_of(&self.candle_log_probs(seqs, false)?, &lens),
+            None => rows_of(&self.candle_log_probs(seqs, masks, false)?, &lens),
         }
+    }
+
+    /// Rejects masks that do not cover each sequence's targets.
+    fn check_masks(&self, seqs: &[Vec<u32>], masks: Option<&[Vec<bool>]>) -> Result<()> {
+        let Some(masks) = masks else { return Ok(()) };
+        let v = self.vocab.len();
+        let bad = masks.len() != seqs.len()
+            || seqs
+                .iter()
+                .zip(masks)
+                .any(|(s, m)| m.len() != s.len().saturating_sub(1) * v);
+        if bad {
+            return Err(Error::config(
+                "masks",
+                "one token mask per sequence, covering each of its targets, is needed",
+            ));
+        }
+        Ok(())
     }
 
     /// log p(x_1 | BOS) under the prior, for every token.
@@ -514,16 +574,28 @@ impl Policy {
 
     /// Per-token log-probabilities `(B, T)` through candle's `Gpt::forward` (zero at padding):
     /// under the agent (differentiable) or the prior (detached).
-    fn candle_log_probs(&self, seqs: &[Vec<u32>], agent: bool) -> Result<Tensor> {
+    fn candle_log_probs(
+        &self,
+        seqs: &[Vec<u32>],
+        masks: Option<&[Vec<bool>]>,
+        agent: bool,
+    ) -> Result<Tensor> {
         let device = self.agent.device();
         let (input, target) = pad_batch(seqs, device)?;
         let mask = target.ne(PAD)?.to_dtype(candle_core::DType::F32)?;
         let lp = match (agent, self.prefix()) {
-            (false, _) => model::token_log_probs(&self.prior.forward(&input, None)?, &target)?.detach(),
-            (true, None) => model::token_log_probs(&self.agent.forward(&input, None)?, &target)?,
+            (false, _) => {
+                let logits = apply_masks(&self.prior.forward(&input, None)?, masks, 0)?;
+                model::token_log_probs(&logits, &target)?.detach()
+            }
+            (true, None) => {
+                let logits = apply_masks(&self.agent.forward(&input, None)?, masks, 0)?;
+                model::token_log_probs(&logits, &target)?
+            }
             (true, Some(prefix)) => {
                 // Column 0 (x_1 after BOS) from the prior; the prompt replaces BOS for the rest.
                 let first = self.prior.forward(&input.narrow(1, 0, 1)?.contiguous()?, None)?;
+                let first = apply_masks(&first, masks, 0)?;
                 let first = model::token_log_probs(&first, &target.narrow(1, 0, 1)?.contiguous()?)?.detach(); // (B, 1)
                 let t = input.dim(1)?;
                 if t == 1 {
@@ -531,8 +603,8 @@ impl Policy {
                 } else {
                     let rest_in = input.narrow(1, 1, t - 1)?.contiguous()?;
                     let rest_tg = target.narrow(1, 1, t - 1)?.contiguous()?;
-                    let rest =
-                        model::token_log_probs(&self.agent.forward(&rest_in, Some(prefix))?, &rest_tg)?;
+                    let rest = apply_masks(&self.agent.forward(&rest_in, Some(prefix))?, masks, 1)?;
+                    let rest = model::token_log_probs(&rest, &rest_tg)?;
                     Tensor::cat(&[&first, &rest], 1)?
                 }
             }
@@ -644,6 +716,38 @@ pub struct AgentLogProbs {
     /// Prefix and LoRA modes with the hand-written pass: the tensors the pass ran with that are
     /// a graph into the trainable variables (the deep prefix, or the merged weights).
     kv: Vec<Tensor>,
+}
+
+/// `logits (B, T, V)` with the tokens `masks` forbids pushed to -1e9, so that a softmax is over
+/// the allowed ones; logit column `c` is mask position `from + c` (PAD columns past a row's end
+/// are left as they are).
+fn apply_masks(logits: &Tensor, masks: Option<&[Vec<bool>]>, from: usize) -> Result<Tensor> {
+    let Some(masks) = masks else {
+        return Ok(logits.clone());
+    };
+    let (b, t, v) = logits.dims3()?;
+    let mut add = vec![0f32; b * t * v];
+    for (row, m) in add.chunks_mut(t * v).zip(masks) {
+        let m = m.get(from * v..).unwrap_or(&[]);
+        for (a, &ok) in row.iter_mut().zip(m) {
+            if !ok {
+                *a = -1e9;
+            }
+        }
+    }
+    Ok(
+        logits
+            .broadcast_add(&Tensor::from_vec(add, (b, t, v), logits.device())?.to_dtype(logits.dtype())?)?,
+    )
+}
+
+/// The first token's log-probs renormalised over `allowed` (all of them where `None`).
+fn first_under_mask(first: &[f64], allowed: Option<&[bool]>) -> Vec<f64> {
+    let mut lp = first.to_vec();
+    if let Some(allowed) = allowed {
+        model::sample::mask_log_probs(&mut lp, allowed);
+    }
+    lp
 }
 
 /// Rows of a `(B, T)` tensor, cut to `lens`.

@@ -20,8 +20,10 @@
 use std::time::Instant;
 
 use chem::Molecule;
+use model::grammar::SmilesGrammar;
 use model::optim::{AdamW, AdamWParams};
 use model::{SampleOptions, BOS};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::batch_metrics::BatchMetrics;
@@ -134,6 +136,9 @@ pub struct Trainer {
     opt: AdamW,
     scorer: Scorer,
     novelty_ref: Novelty,
+    /// With `[sampling] grammar`: the SMILES grammar the batch is sampled under and the update's
+    /// likelihoods are renormalised by.
+    grammar: Option<SmilesGrammar>,
     /// Steps, baseline, memory, filter and candidates.
     pub state: TrainerState,
 }
@@ -146,7 +151,9 @@ impl Trainer {
         let scorer = Scorer::new(&cfg.scoring, std::path::Path::new("."), refs)?;
         let novelty_ref = novelty_reference(&cfg, refs)?;
         let opt = adam(policy.trainable_vars(), cfg.lr)?;
+        let grammar = cfg.sampling.grammar.then(|| SmilesGrammar::new(policy.vocab()));
         Ok(Self {
+            grammar,
             state: TrainerState {
                 memory: ReplayMemory::new(cfg.replay.size),
                 ..Default::default()
@@ -245,8 +252,8 @@ impl Trainer {
             top_p: 1.0,
             max_len: self.cfg.sampling.max_len,
             seed,
-            // The update's likelihoods are the unmasked model's, so the batch is too.
-            grammar: false,
+            // With the grammar, the update's likelihoods are renormalised by the same masks.
+            grammar: self.cfg.sampling.grammar,
             first_batch: 0,
         };
         self.policy.sample(&opts)
@@ -328,7 +335,13 @@ impl Trainer {
         let block = self.policy.max_tokens();
         for e in replay {
             if let Ok(seq) = self.policy.vocab().encode_with_specials(&e.smiles) {
-                if seq.len() - 1 <= block {
+                // Under the grammar, a replayed string must be one it could have sampled (a
+                // memory from before the grammar was switched on may not be).
+                let grammatical = self
+                    .grammar
+                    .as_ref()
+                    .is_none_or(|g| g.masks_along(&seq[1..]).is_some());
+                if seq.len() - 1 <= block && grammatical {
                     seqs.push(seq);
                     all_rewards.push(e.score);
                 }
@@ -341,7 +354,11 @@ impl Trainer {
     /// backward pass and Adam's step. The first `n` sequences are the sampled batch.
     fn update(&mut self, step: usize, n: usize, seqs: &[Vec<u32>], rewards: &[f64]) -> Result<Update> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
-        let agent_lp = self.policy.agent_log_probs(seqs)?;
+        let masks = match &self.grammar {
+            None => None,
+            Some(g) => Some(grammar_masks(g, seqs)?),
+        };
+        let agent_lp = self.policy.agent_log_probs(seqs, masks.as_deref())?;
         // The prior's forward pass costs about as much as the agent's. A loss that does not use it
         // gets the logged KL from the first KL_LOG_ROWS sampled molecules (they come in random
         // order, so the estimate is unbiased).
@@ -350,7 +367,8 @@ impl Trainer {
         } else {
             n.min(KL_LOG_ROWS)
         };
-        let prior_rows = self.policy.prior_log_probs(&seqs[..prior_for])?;
+        let prior_masks = masks.as_ref().map(|m| &m[..prior_for]);
+        let prior_rows = self.policy.prior_log_probs(&seqs[..prior_for], prior_masks)?;
         let agent_rows = &agent_lp.rows;
         let kl_tok: Vec<Vec<f64>> = agent_rows
             .iter()
@@ -431,6 +449,20 @@ struct Update {
     kl: f64,
     entropy: f64,
     loss: f64,
+}
+
+/// The grammar's masks along each `[BOS] + tokens` sequence, computed in parallel.
+fn grammar_masks(grammar: &SmilesGrammar, seqs: &[Vec<u32>]) -> Result<Vec<Vec<bool>>> {
+    seqs.par_iter()
+        .map(|s| {
+            grammar.masks_along(&s[1..]).ok_or_else(|| {
+                Error::config(
+                    "sampling.grammar",
+                    format!("a training sequence the grammar does not allow: {s:?}"),
+                )
+            })
+        })
+        .collect()
 }
 
 fn mean(xs: &[f64]) -> f64 {

@@ -95,6 +95,28 @@ fn flat(ts: &std::collections::HashMap<String, model::Tensor>) -> Vec<(String, V
     v
 }
 
+/// Twelve molecules of `policy` (seed `seed`, under the grammar or not) and their
+/// `[BOS] + tokens` sequences.
+fn sample_seqs(policy: &Policy, seed: u64, grammar: bool) -> (Vec<model::Sample>, Vec<Vec<u32>>) {
+    let opts = model::SampleOptions {
+        n: 12,
+        batch_size: 5,
+        seed,
+        grammar,
+        ..Default::default()
+    };
+    let samples = policy.sample(&opts).unwrap();
+    let seqs = samples
+        .iter()
+        .map(|s| {
+            std::iter::once(model::BOS)
+                .chain(s.tokens.iter().copied())
+                .collect()
+        })
+        .collect();
+    (samples, seqs)
+}
+
 // A reward the tiny model can learn quickly: contain a sulfur (a quarter of its corpus does; 0 if
 // invalid).
 const SULFUR: &str = r#"
@@ -161,28 +183,12 @@ fn prompt_modes_leave_the_gpt_untouched() {
             "{mode}: the prompt did not move"
         );
         // The sampler's log-likelihoods are the training forward's.
-        let samples = tr
-            .policy()
-            .sample(&model::SampleOptions {
-                n: 12,
-                batch_size: 5,
-                seed: 4,
-                ..Default::default()
-            })
-            .unwrap();
-        let seqs: Vec<Vec<u32>> = samples
-            .iter()
-            .map(|s| {
-                std::iter::once(model::BOS)
-                    .chain(s.tokens.iter().copied())
-                    .collect()
-            })
-            .collect();
+        let (samples, seqs) = sample_seqs(tr.policy(), 4, false);
         // Both teacher-forcing paths (hand-written pass, candle graph) agree with the sampler.
         assert!(tr.policy().is_hand_written());
-        let hand_written = tr.policy_mut().agent_log_probs(&seqs).unwrap();
+        let hand_written = tr.policy_mut().agent_log_probs(&seqs, None).unwrap();
         tr.policy_mut().use_autograd(true);
-        let graph = tr.policy_mut().agent_log_probs(&seqs).unwrap();
+        let graph = tr.policy_mut().agent_log_probs(&seqs, None).unwrap();
         tr.policy_mut().use_autograd(false);
         for lp in [hand_written, graph] {
             for (s, row) in samples.iter().zip(&lp.rows) {
@@ -190,6 +196,36 @@ fn prompt_modes_leave_the_gpt_untouched() {
                 assert!(
                     (s.log_likelihood - l).abs() < 1e-3,
                     "{mode}: {} vs {l}",
+                    s.log_likelihood
+                );
+            }
+        }
+        // Under the grammar too: the sampler draws from the masked, renormalised distributions,
+        // and teacher forcing with the grammar's masks along each sequence gives the same
+        // likelihoods (and not the unmasked ones).
+        let (samples, seqs) = sample_seqs(tr.policy(), 5, true);
+        let grammar = model::grammar::SmilesGrammar::new(tr.policy().vocab());
+        let masks: Vec<Vec<bool>> = seqs
+            .iter()
+            .map(|s| grammar.masks_along(&s[1..]).expect("a grammar-sampled sequence"))
+            .collect();
+        let unmasked = tr.policy_mut().agent_log_probs(&seqs, None).unwrap();
+        let hand_written = tr.policy_mut().agent_log_probs(&seqs, Some(&masks)).unwrap();
+        tr.policy_mut().use_autograd(true);
+        let graph = tr.policy_mut().agent_log_probs(&seqs, Some(&masks)).unwrap();
+        tr.policy_mut().use_autograd(false);
+        let sums = |rows: &[Vec<f64>]| -> Vec<f64> { rows.iter().map(|r| r.iter().sum()).collect() };
+        let moved = samples
+            .iter()
+            .zip(sums(&unmasked.rows))
+            .filter(|(s, l)| (s.log_likelihood - l).abs() > 1e-2)
+            .count();
+        assert!(moved > 0, "{mode}: the masks changed no likelihood");
+        for lp in [hand_written, graph] {
+            for (s, l) in samples.iter().zip(sums(&lp.rows)) {
+                assert!(
+                    (s.log_likelihood - l).abs() < 1e-3,
+                    "{mode}, grammar: {} vs {l}",
                     s.log_likelihood
                 );
             }
@@ -237,6 +273,54 @@ fn prompt_modes_leave_the_gpt_untouched() {
 /// from 0.05–0.13 to 0.79–0.88 in 30 steps for seeds 1–4 at this learning rate, a robust margin.
 /// A single prefix vector moves the same reward only by a few hundredths in 30 steps here (and
 /// too large a prefix step wrecks validity), too little to assert without flakiness.
+/// `[sampling] grammar = true`: the batch is sampled under the SMILES grammar (more of the tiny
+/// prior's strings are molecules than without it), and the update's likelihoods are the masked
+/// ones for agent and prior alike, so the untuned agent's KL to the prior is 0 (it would not be
+/// if only one side were masked); steps with replay run in prompt and full mode.
+#[test]
+fn grammar_tuning_samples_and_trains_under_the_mask() {
+    for mode in ["full", "prefix"] {
+        let run = |grammar: bool| {
+            let cfg = config(&format!(
+                "mode = \"{mode}\"\nbatch_size = 64\nlr = 1e-3\nseed = 2\n[sampling]\ngrammar = {grammar}\n\
+                 [replay]\nsize = 8\nper_step = 4\n[loss]\ntype = \"reinforce\"\nkl_beta = 0.1\n{SULFUR}"
+            ));
+            let policy = Policy::load(prior(), &cfg, &model::Device::Cpu, &references()).unwrap();
+            let mut tr = Trainer::new(cfg, policy, &references()).unwrap();
+            (0..3).map(|_| tr.step().unwrap()).collect::<Vec<_>>()
+        };
+        let (with, without) = (run(true), run(false));
+        let validity =
+            |rows: &[rl::StepLog]| rows.iter().map(|r| r.validity).sum::<f64>() / rows.len() as f64;
+        eprintln!(
+            "{mode}: validity {:.3} with the grammar, {:.3} without; step-1 KL {:.2e}",
+            validity(&with),
+            validity(&without),
+            with[0].kl
+        );
+        assert!(
+            validity(&with) > validity(&without) + 0.05,
+            "{mode}: the grammar did not raise validity"
+        );
+        if mode == "full" {
+            assert!(
+                with[0].kl.abs() < 1e-3,
+                "untuned agent's KL under the grammar: {}",
+                with[0].kl
+            );
+        }
+        assert!(with.iter().any(|r| r.replayed > 0), "{mode}: nothing replayed");
+    }
+    let bad = TuneConfig::from_toml(
+        &format!("mode = \"discrete_prompt\"\n[sampling]\ngrammar = true\n{SULFUR}"),
+        Path::new(env!("CARGO_MANIFEST_DIR")),
+        Path::new("test.toml"),
+    )
+    .and_then(|c| c.validate().map(|_| c));
+    let err = bad.unwrap_err().to_string();
+    assert!(err.contains("sampling.grammar"), "{err}");
+}
+
 #[test]
 fn short_tune_raises_mean_reward() {
     let out = tempfile::tempdir().unwrap();

@@ -182,6 +182,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             })
             .collect()
     };
+    let mut grammar_used = args.grammar;
     let samples = match &args.agent {
         None => {
             let run = model::load_checkpoint(&args.model, &device)?;
@@ -196,7 +197,16 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
             let starts = encode(policy.vocab())?;
-            let opts = options(policy.max_tokens())?;
+            let mut opts = options(policy.max_tokens())?;
+            if policy.trained_with_grammar() && !opts.grammar {
+                // The agent was trained as the grammar-masked distribution: sample that one.
+                eprintln!(
+                    "note: {} was tuned with [sampling] grammar = true, so it samples under the grammar",
+                    run_dir.display()
+                );
+                opts.grammar = true;
+                grammar_used = true;
+            }
             policy.sample_continuing(&opts, &starts)?
         }
     };
@@ -212,7 +222,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         complete,
         args.out.display()
     );
-    if args.grammar {
+    if grammar_used {
         // The independent check: purr reads every finished string.
         let finished: Vec<&model::Sample> = samples.iter().filter(|s| s.complete && !s.dead_end).collect();
         let unread: Vec<&str> = finished
