@@ -10,9 +10,12 @@ pub const EMBEDDED_CORPUS_NAME: &str =
 static CORPUS_GZ: &[u8] = include_bytes!("../corpus/moses_train_100k.smi.gz");
 
 /// What the embedded test set is.
-pub const EMBEDDED_TEST_SET_NAME: &str = "embedded MOSES test subset (its first 10,000 molecules)";
+pub const EMBEDDED_TEST_SET_NAME: &str =
+    "embedded MOSES test subset (10,000 molecules: every 17th of test.csv)";
 
-/// The first 10,000 molecules of MOSES test (molsets 0.3.1), gzip-compressed.
+/// Every 17th molecule of MOSES test (molsets 0.3.1; rows 1, 18, 35, …), the first 10,000 of them,
+/// gzip-compressed. A stride, not the file's head: test.csv is not in random order, and its first
+/// 10,000 molecules sit far from the rest (FCD 3.36 to all of test, against 0.12 for this draw).
 static TEST_GZ: &[u8] = include_bytes!("../corpus/moses_test_10k.smi.gz");
 
 fn lines_of(gz: &[u8]) -> Vec<String> {

@@ -8,7 +8,7 @@ optionally gzip-compressed (`.csv.gz`…), and `.parquet` (through polars). Ever
 it applies, the line. An invalid SMILES is not an error here: validity is `chem`'s business.
 [`embedded_corpus`] is the default corpus compiled into the binary: 100,000 MOSES training molecules;
 [`embedded_train_hashes`] all of MOSES train as a [`HashedSmiles`] set, novelty's default reference;
-[`embedded_test_set`] the first 10,000 molecules of MOSES test, the default reference for evaluation.
+[`embedded_test_set`] 10,000 molecules of MOSES test (every 17th), the default reference for evaluation.
 [`clean`] canonicalises, deduplicates and filters a corpus, [`split`] makes seeded train / valid /
 test splits (random or by scaffold), and [`write_rows`] writes Parquet or CSV.
 */

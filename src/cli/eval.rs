@@ -32,8 +32,8 @@ pub struct MosesSources {
     #[arg(long)]
     pub train: Option<PathBuf>,
     /// Test set (for FCD, SNN, Frag, Scaf and the property distances), e.g. data/moses/test.csv.gz;
-    /// molsets' test_stats.npz beside it is used when there [default: the embedded first 10,000
-    /// MOSES test molecules].
+    /// molsets' test_stats.npz beside it is used when there [default: the embedded 10,000
+    /// MOSES test molecules, every 17th].
     #[arg(long)]
     pub test: Option<PathBuf>,
     /// Scaffold test set (the TestSF columns) [default: test_scaffolds.csv.gz beside --test, when

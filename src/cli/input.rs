@@ -85,7 +85,7 @@ pub fn canonical_set_of(records: &[SmilesRecord], source: &dyn std::fmt::Display
 pub enum Embedded {
     /// 100,000 MOSES training molecules.
     Train,
-    /// The first 10,000 MOSES test molecules.
+    /// 10,000 MOSES test molecules (every 17th).
     Test,
 }
 

@@ -40,8 +40,8 @@ pub struct MergeArgs {
     /// eval`].
     #[arg(long)]
     train: Option<PathBuf>,
-    /// Test set for SNN/Test [default: the embedded first 10,000 MOSES test molecules, as `smirl
-    /// eval`].
+    /// Test set for SNN/Test [default: the embedded 10,000 MOSES test molecules (every 17th), as
+    /// `smirl eval`].
     #[arg(long)]
     test: Option<PathBuf>,
     /// Most distinct molecules in the IntDiv/SNN subsample.
