@@ -1346,6 +1346,34 @@ mod prompt_library {
 mod data_clean {
     use super::*;
 
+    /// `smirl data hash-set`: a corpus's canonical SMILES as a hashed set (what novelty reads); an
+    /// invalid line is counted and left out, and the file reads back holding each molecule's
+    /// canonical form, not its other spellings, and nothing else.
+    #[test]
+    fn hash_set_holds_the_canonical_molecules() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.csv");
+        std::fs::write(&input, "smiles\nOCC\nc1ccccc1\nC1CC\nCC(=O)O\nCCO\n").unwrap();
+        let out = dir.path().join("set.gz");
+        smirl()
+            .args(["data", "hash-set"])
+            .arg(&input)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains(
+                "5 molecules, 1 invalid (left out), 3 distinct hashes",
+            ));
+        let set = datasets::HashedSmiles::decode(&std::fs::read(&out).unwrap(), "set").unwrap();
+        assert_eq!(set.len(), 3);
+        // RDKit's canonical SMILES of ethanol, benzene and acetic acid.
+        for c in ["CCO", "c1ccccc1", "CC(=O)O"] {
+            assert!(set.contains(c), "{c}");
+        }
+        assert!(!set.contains("OCC") && !set.contains("CCN"));
+    }
+
     #[test]
     fn cleans_splits_and_writes_parquet() {
         let dir = tempfile::tempdir().unwrap();
