@@ -215,8 +215,8 @@ impl Trainer {
         self.remember(step, &batch, &scores, &rewards);
         let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
 
-        let (seqs, all_rewards) = self.training_sequences(&samples, &rewards, &replay);
-        let update = self.update(step, n, &seqs, &all_rewards)?;
+        let train = self.training_sequences(&samples, &rewards, &replay)?;
+        let update = self.update(step, n, &train.seqs, &train.rewards, train.masks.as_deref())?;
         self.state.step = step;
         let seconds = t0.elapsed().as_secs_f64();
 
@@ -232,7 +232,7 @@ impl Trainer {
             kl: update.kl,
             entropy: update.entropy,
             loss: update.loss,
-            replayed: seqs.len() - n,
+            replayed: train.seqs.len() - n,
             filtered,
             oracle: self.state.candidates.progress(self.cfg.max_oracle_calls),
             seconds,
@@ -319,46 +319,63 @@ impl Trainer {
         );
     }
 
-    /// The token sequences (BOS first) the loss is taken over and their rewards: the sampled
-    /// batch, then the replayed molecules that the vocabulary and block size admit.
+    /// The token sequences (BOS first) the loss is taken over, their rewards and, under the
+    /// grammar, their masks: the sampled batch, then the replayed molecules that the vocabulary
+    /// and block size admit (and the grammar, where it is on).
     fn training_sequences(
         &self,
         samples: &[model::Sample],
         rewards: &[f64],
         replay: &[MemoryEntry],
-    ) -> (Vec<Vec<u32>>, Vec<f64>) {
+    ) -> Result<TrainingBatch> {
         let mut seqs: Vec<Vec<u32>> = samples
             .iter()
             .map(|s| std::iter::once(BOS).chain(s.tokens.iter().copied()).collect())
             .collect();
         let mut all_rewards = rewards.to_vec();
+        let mut masks = match &self.grammar {
+            None => None,
+            Some(g) => Some(grammar_masks(g, &seqs)?),
+        };
         let block = self.policy.max_tokens();
         for e in replay {
-            if let Ok(seq) = self.policy.vocab().encode_with_specials(&e.smiles) {
-                // Under the grammar, a replayed string must be one it could have sampled (a
-                // memory from before the grammar was switched on may not be).
-                let grammatical = self
-                    .grammar
-                    .as_ref()
-                    .is_none_or(|g| g.masks_along(&seq[1..]).is_some());
-                if seq.len() - 1 <= block && grammatical {
-                    seqs.push(seq);
-                    all_rewards.push(e.score);
-                }
+            let Ok(seq) = self.policy.vocab().encode_with_specials(&e.smiles) else {
+                continue;
+            };
+            if seq.len() - 1 > block {
+                continue;
             }
+            if let (Some(g), Some(masks)) = (&self.grammar, masks.as_mut()) {
+                // A replayed string must be one the grammar could have sampled (a memory from
+                // before the grammar was switched on may not be).
+                let Some(m) = g.masks_along(&seq[1..]) else {
+                    continue;
+                };
+                masks.push(m);
+            }
+            seqs.push(seq);
+            all_rewards.push(e.score);
         }
-        (seqs, all_rewards)
+        Ok(TrainingBatch {
+            seqs,
+            rewards: all_rewards,
+            masks,
+        })
     }
 
     /// Teacher-forced log-probs of agent and prior, the configured loss's per-token weights, the
-    /// backward pass and Adam's step. The first `n` sequences are the sampled batch.
-    fn update(&mut self, step: usize, n: usize, seqs: &[Vec<u32>], rewards: &[f64]) -> Result<Update> {
+    /// backward pass and Adam's step. The first `n` sequences are the sampled batch; `masks`, the
+    /// grammar's along each sequence where it is on.
+    fn update(
+        &mut self,
+        step: usize,
+        n: usize,
+        seqs: &[Vec<u32>],
+        rewards: &[f64],
+        masks: Option<&[Vec<bool>]>,
+    ) -> Result<Update> {
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
-        let masks = match &self.grammar {
-            None => None,
-            Some(g) => Some(grammar_masks(g, seqs)?),
-        };
-        let agent_lp = self.policy.agent_log_probs(seqs, masks.as_deref())?;
+        let agent_lp = self.policy.agent_log_probs(seqs, masks)?;
         // The prior's forward pass costs about as much as the agent's. A loss that does not use it
         // gets the logged KL from the first KL_LOG_ROWS sampled molecules (they come in random
         // order, so the estimate is unbiased).
@@ -367,7 +384,7 @@ impl Trainer {
         } else {
             n.min(KL_LOG_ROWS)
         };
-        let prior_masks = masks.as_ref().map(|m| &m[..prior_for]);
+        let prior_masks = masks.map(|m| &m[..prior_for]);
         let prior_rows = self.policy.prior_log_probs(&seqs[..prior_for], prior_masks)?;
         let agent_rows = &agent_lp.rows;
         let kl_tok: Vec<Vec<f64>> = agent_rows
@@ -451,8 +468,21 @@ struct Update {
     loss: f64,
 }
 
+/// Per sequence, each target position's allowed tokens (`len × V`), as the grammar gives them.
+type TokenMasks = Vec<Vec<bool>>;
+
+/// What the update is taken over: the sampled batch, then the replayed molecules.
+struct TrainingBatch {
+    /// Token sequences, BOS first.
+    seqs: Vec<Vec<u32>>,
+    /// Their rewards.
+    rewards: Vec<f64>,
+    /// Under the grammar, its masks along each sequence.
+    masks: Option<TokenMasks>,
+}
+
 /// The grammar's masks along each `[BOS] + tokens` sequence, computed in parallel.
-fn grammar_masks(grammar: &SmilesGrammar, seqs: &[Vec<u32>]) -> Result<Vec<Vec<bool>>> {
+fn grammar_masks(grammar: &SmilesGrammar, seqs: &[Vec<u32>]) -> Result<TokenMasks> {
     seqs.par_iter()
         .map(|s| {
             grammar.masks_along(&s[1..]).ok_or_else(|| {

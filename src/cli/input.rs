@@ -125,8 +125,9 @@ impl DatasetSmiles {
     }
 }
 
-/// All of MOSES train, as the hashes `datasets` embeds, answering rl's membership queries.
-struct EmbeddedTrainHashes;
+/// All of MOSES train, as the hashes `datasets` embeds, answering membership queries (novelty's
+/// reward, eval and merge).
+pub struct EmbeddedTrainHashes;
 
 impl rl::CanonicalSet for EmbeddedTrainHashes {
     fn contains(&self, canonical: &str) -> bool {

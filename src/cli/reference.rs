@@ -20,23 +20,9 @@ pub struct Reference {
     pub fcd: Option<fcd::Gaussian>,
 }
 
-/// Novelty's training set as eval and merge query it.
-pub enum TrainingSet {
-    /// SMILES strings (of a file given on the command line).
-    Strings(HashSet<String>),
-    /// All of MOSES train, embedded in the binary as hashes of its canonical SMILES (the default).
-    EmbeddedHashes,
-}
-
-impl TrainingSet {
-    /// Whether `canonical` is a training molecule.
-    pub fn contains(&self, canonical: &str) -> bool {
-        match self {
-            Self::Strings(set) => set.contains(canonical),
-            Self::EmbeddedHashes => datasets::embedded_train_hashes().contains(canonical),
-        }
-    }
-}
+/// Novelty's training set as eval and merge query it: a file's canonical SMILES, or all of MOSES
+/// train as the binary's hashes (the default), behind the membership trait novelty's reward uses.
+pub type TrainingSet = Box<dyn rl::CanonicalSet>;
 
 /// What the training set of `path` is called in reports: the file, or the embedded hashes.
 pub fn training_set_name(path: Option<&Path>) -> String {
@@ -73,37 +59,37 @@ pub fn training_set(
     keep: &dyn Fn(&str) -> bool,
 ) -> anyhow::Result<TrainingSet> {
     let Some(path) = path else {
-        return Ok(TrainingSet::EmbeddedHashes);
+        return Ok(Box::new(input::EmbeddedTrainHashes));
     };
     if path.file_name().is_some_and(|n| n == "train.csv.gz")
         && path.with_file_name("test_stats.npz").is_file()
     {
         let records = input::read(path, None).context("reading the training set")?;
-        return Ok(TrainingSet::Strings(
+        return Ok(Box::new(
             records
                 .into_iter()
                 .map(|r| r.smiles)
                 .filter(|s| keep(s))
-                .collect(),
+                .collect::<HashSet<String>>(),
         ));
     }
     let records = || input::read(path, None).context("reading the training set");
     let Some(dir) = cache::cache_dir() else {
         let all = input::canonical_set_of(&records()?, &name);
-        return Ok(TrainingSet::Strings(
-            all.into_iter().filter(|s| keep(s)).collect(),
+        return Ok(Box::new(
+            all.into_iter().filter(|s| keep(s)).collect::<HashSet<String>>(),
         ));
     };
     let file = dir.join(format!("{}.txt", cache::key_of_file(path, "train-canonical")?));
     if let Some(found) = cache::read_smiles_matching(&file, &keep) {
-        return Ok(TrainingSet::Strings(found));
+        return Ok(Box::new(found));
     }
     let all = input::canonical_set_of(&records()?, &name);
     if let Err(e) = cache::write_smiles(&file, &all) {
         cache::warn_uncached("canonical training set", e);
     }
-    Ok(TrainingSet::Strings(
-        all.into_iter().filter(|s| keep(s)).collect(),
+    Ok(Box::new(
+        all.into_iter().filter(|s| keep(s)).collect::<HashSet<String>>(),
     ))
 }
 
