@@ -65,6 +65,11 @@ pub struct TrainState {
     pub n_val: usize,
     /// Last validation loss, if any.
     pub val_loss: Option<f64>,
+    /// Tokens of the longest molecule trained on, EOS included: a sampled row that runs well
+    /// past it is wandering (`smirl sample --grammar` redraws such rows). Absent from
+    /// checkpoints written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_molecule: Option<usize>,
     /// The checkpoint files this state belongs to.
     pub files: BTreeMap<String, FileCheck>,
 }
@@ -233,7 +238,7 @@ pub fn has_training_state(dir: &Path) -> Result<bool> {
 
 /// Reads `state.json` of `dir`, if there is one, and checks the files it lists; an interrupted
 /// commit is finished first.
-pub(crate) fn read_state(dir: &Path) -> Result<Option<TrainState>> {
+pub fn read_state(dir: &Path) -> Result<Option<TrainState>> {
     roll_forward(dir)?;
     let path = dir.join(STATE_FILE);
     if !path.exists() {

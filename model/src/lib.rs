@@ -139,7 +139,7 @@ pub fn device_by_name(name: &str) -> Result<Device> {
     Device::new_cuda(ordinal).map_err(|e| Error::option("device", format!("{name}: {e}")))
 }
 
-pub use checkpoint::{load_checkpoint, Loaded, TrainState};
+pub use checkpoint::{load_checkpoint, read_state, Loaded, TrainState};
 pub use error::{Error, Result};
 pub use gpt::{token_log_probs, Gpt, GptConfig};
 pub use sample::{likelihood, sample, sample_continuing, sequence_log_probs, Sample, SampleOptions};

@@ -32,6 +32,18 @@ pub struct SampleOptions {
     /// SMILES are masked and the rest renormalised; log-likelihoods are those of the masked
     /// distribution.
     pub grammar: bool,
+    /// Rounds of redrawing the rows that end unfinished (no EOS within `max_len`, or a grammar
+    /// dead end): each round decodes those rows afresh (the first from spare rows decoded with
+    /// the batch, where every row begins alike), so with the grammar nearly every string
+    /// written is a complete SMILES. 0 = off. What is drawn is then the distribution conditioned
+    /// on finishing; log-likelihoods stay those of the (masked) model, which that conditioning
+    /// only rescales.
+    pub redraw_rounds: usize,
+    /// Under the grammar with redraws: a row whose mask leaves the model less than this share of
+    /// its probability (it wanted, at ≥ 99 % by default, only what the grammar forbids) has left
+    /// the model's distribution; it is stopped there, unfinished, and redrawn. Nearly every row
+    /// that would wander to `max_len` or into a dead end does this first. 0 = off.
+    pub abandon_below: f64,
     /// Index of the first batch within a longer stream. Batch k of a stream is drawn from
     /// sub-stream k of `seed` (batch 0 from `seed` itself), so a run cut into batch ranges
     /// (`smirl sample --shard I/N`) gives disjoint shards whose union is the uncut run.
@@ -49,6 +61,8 @@ impl Default for SampleOptions {
             max_len: 128,
             seed: 0,
             grammar: false,
+            redraw_rounds: 0,
+            abandon_below: 0.0,
             first_batch: 0,
         }
     }
@@ -65,6 +79,9 @@ impl SampleOptions {
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) || self.top_p.is_nan() {
             return Err(Error::option("top_p", "must be in (0, 1]"));
+        }
+        if !(0.0..1.0).contains(&self.abandon_below) {
+            return Err(Error::option("abandon_below", "must be in [0, 1)"));
         }
         if self.max_len == 0 {
             return Err(Error::option("max_len", "must be > 0"));
@@ -88,6 +105,16 @@ pub struct Sample {
     /// Under the grammar: whether the row ran into a state where nothing but EOS could follow,
     /// so that it ended incomplete (always false without the grammar).
     pub dead_end: bool,
+    /// The redraw round that produced this row (0: the row's own first draw; 1: a spare or the
+    /// first redraw; see [`SampleOptions::redraw_rounds`]).
+    pub redraws: usize,
+}
+
+impl Sample {
+    /// Ended without EOS, or at a dead end of the grammar: not a finished string.
+    pub fn unfinished(&self) -> bool {
+        !self.complete || self.dead_end
+    }
 }
 
 /// Log-softmax of one row, in f64.
@@ -329,11 +356,20 @@ pub fn sample_continuing(
         ));
     }
     let grammar = opts.grammar.then(|| SmilesGrammar::new(vocab));
+    let job = BatchJob {
+        vocab,
+        grammar: grammar.as_ref(),
+        opts,
+        first_log_probs,
+        lead,
+        prompt_len: p,
+        max_len,
+        starts,
+    };
     let mut out = Vec::with_capacity(opts.n);
     while out.len() < opts.n {
         let b = opts.batch_size.min(opts.n - out.len());
         let batch = opts.first_batch + out.len() / opts.batch_size;
-        let mut rng = batch_rng(opts.seed, batch);
         if prefix
             .as_ref()
             .is_some_and(|t| t.dim(0).ok() != Some(1) && t.dim(0).ok() != Some(b))
@@ -343,23 +379,113 @@ pub fn sample_continuing(
                 "a batched prefix must have batch_size rows (or 1)",
             ));
         }
-        m.start(b, lead.max(p + 1) + max_len);
+        // Spare rows decoded with the batch stand in for its first unfinished rows: a few more
+        // rows in a full batch cost far less than a second, nearly empty one. They need every
+        // row to begin alike (one prompt row, at most one start).
+        let shared_start = starts.len() <= 1 && prefix.as_ref().map_or(Ok(1), |t| t.dim(0))? == 1;
+        let spares = match opts.redraw_rounds {
+            0 => 0,
+            _ if !shared_start => 0,
+            _ => b.div_ceil(SPARE_SHARE),
+        };
+        let first_molecule = batch * opts.batch_size;
+        let molecules: Vec<usize> = (first_molecule..first_molecule + b + spares).collect();
+        let mut rows = job.decode(
+            &mut m,
+            prefix.as_ref(),
+            &molecules,
+            &mut batch_rng(opts.seed, batch),
+        )?;
+        let mut finished_spares = rows.split_off(b).into_iter().filter(|s| !s.unfinished());
+        for row in rows.iter_mut().filter(|s| s.unfinished()) {
+            match finished_spares.next() {
+                Some(spare) => *row = Sample { redraws: 1, ..spare },
+                None => break,
+            }
+        }
+        // Redraw the rows still unfinished, each round from its own sub-stream of the seed, so
+        // that a shard redraws exactly what the whole run does.
+        for round in (1 + usize::from(spares > 0))..=opts.redraw_rounds {
+            let failed: Vec<usize> = (0..b).filter(|&r| rows[r].unfinished()).collect();
+            if failed.is_empty() {
+                break;
+            }
+            let sub_prefix = match &prefix {
+                Some(t) if t.dim(0)? > 1 => {
+                    let ids: Vec<u32> = failed.iter().map(|&r| r as u32).collect();
+                    Some(t.index_select(&Tensor::new(ids.as_slice(), t.device())?, 0)?)
+                }
+                other => other.clone(),
+            };
+            let again: Vec<usize> = failed.iter().map(|&r| molecules[r]).collect();
+            let mut rng = Rng::derive(opts.seed, REDRAW_STREAMS + (batch as u64) * 256 + round as u64);
+            let redrawn = job.decode(&mut m, sub_prefix.as_ref(), &again, &mut rng)?;
+            for (r, mut s) in failed.into_iter().zip(redrawn) {
+                s.redraws = round;
+                rows[r] = s;
+            }
+        }
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// One spare row per this many rows of a batch when redrawing: unconstrained or under the
+/// grammar, about 4 % of the shipped prior's rows end unfinished.
+const SPARE_SHARE: usize = 16;
+
+/// Sub-streams of the seed from here on belong to redraws (batch k, round j: this + 256 k + j),
+/// far above any batch's own stream.
+const REDRAW_STREAMS: u64 = 1 << 48;
+
+/// What every batch of one sampling call shares.
+struct BatchJob<'a> {
+    vocab: &'a Vocab,
+    grammar: Option<&'a SmilesGrammar>,
+    opts: &'a SampleOptions,
+    /// The first token's log-probs when a prompt stands in BOS's place.
+    first_log_probs: Option<&'a [f64]>,
+    /// Positions before x_1 (the prompt, and BOS unless the prompt replaces it).
+    lead: usize,
+    prompt_len: usize,
+    max_len: usize,
+    starts: &'a [Vec<u32>],
+}
+
+impl BatchJob<'_> {
+    /// Decodes one molecule per entry of `molecules` (their indices in the stream choose their
+    /// `starts`) together in one KV cache, behind `prefix` (1 row, or one per molecule).
+    fn decode(
+        &self,
+        m: &mut Stepper,
+        prefix: Option<&Tensor>,
+        molecules: &[usize],
+        rng: &mut Rng,
+    ) -> Result<Vec<Sample>> {
+        let (b, v, max_len, lead) = (molecules.len(), self.vocab.len(), self.max_len, self.lead);
+        let (grammar, starts) = (self.grammar, self.starts);
+        // Abandoning a row only makes sense where a redraw replaces it.
+        let abandon_below = if self.opts.redraw_rounds > 0 {
+            self.opts.abandon_below
+        } else {
+            0.0
+        };
+        m.start(b, lead.max(self.prompt_len + 1) + max_len);
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];
+        let mut abandoned = vec![false; b];
         let mut states = vec![GrammarState::new(); if grammar.is_some() { b } else { 0 }];
         // Logits for the next token of each active row; None before the first forward.
-        let mut logits = match first_log_probs {
+        let mut logits = match self.first_log_probs {
             Some(_) => None,
-            None => Some(m.first(prefix.as_ref(), &vec![BOS; b])?),
+            None => Some(m.first(prefix, &vec![BOS; b])?),
         };
-        let v = vocab.len();
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
-        let first_molecule = batch * opts.batch_size;
         for step in 0..max_len {
             let mut next = vec![PAD; active.len()];
             // The grammar's masks of the live rows, computed in parallel (one allocation a row).
-            let masks: Vec<Vec<bool>> = match &grammar {
+            let masks: Vec<Vec<bool>> = match grammar {
                 Some(g) => active
                     .par_iter()
                     .map(|&r| {
@@ -376,26 +502,40 @@ pub fn sample_continuing(
                 if done[r] {
                     continue;
                 }
-                let mut logp = match (&logits, first_log_probs) {
+                let mut logp = match (&logits, self.first_log_probs) {
                     (Some(rows), _) => log_softmax(&rows[ci * v..(ci + 1) * v]),
                     (None, Some(first)) => first.to_vec(),
                     (None, None) => unreachable!("logits exist unless the first token is given"),
                 };
                 if let Some(allowed) = masks.get(ci) {
+                    if abandon_below > 0.0 {
+                        let kept: f64 = logp
+                            .iter()
+                            .zip(allowed)
+                            .filter(|(_, &a)| a)
+                            .map(|(&l, _)| l.exp())
+                            .sum();
+                        if kept < abandon_below {
+                            done[r] = true; // no EOS: unfinished, so a redraw replaces it
+                            abandoned[r] = true;
+                            continue;
+                        }
+                    }
                     mask_log_probs(&mut logp, allowed);
                 }
-                let forced = match starts.len() {
+                let start = match starts.len() {
                     0 => None,
-                    k => starts[(first_molecule + r) % k].get(step).copied(),
+                    k => Some(&starts[molecules[r] % k]),
                 };
-                let id = forced.unwrap_or_else(|| pick(&logp, opts, &mut rng));
-                if let Some(g) = &grammar {
+                let forced = start.and_then(|s| s.get(step).copied());
+                let id = forced.unwrap_or_else(|| pick(&logp, self.opts, rng));
+                if let Some(g) = grammar {
                     if !g.advance(&mut states[r], id) && forced.is_some() {
                         return Err(Error::option(
                             "prompt",
                             format!(
                                 "{:?} is not the beginning of a SMILES the grammar allows",
-                                vocab.decode(&starts[(first_molecule + r) % starts.len()])
+                                self.vocab.decode(start.map_or(&[][..], |s| s.as_slice()))
                             ),
                         ));
                     }
@@ -417,23 +557,25 @@ pub fn sample_continuing(
             }
             // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
             logits = Some(if logits.is_none() {
-                m.first(prefix.as_ref(), &next)?
+                m.first(prefix, &next)?
             } else {
                 m.next(&next, lead + step)?
             });
         }
-        for r in 0..b {
-            let tokens = std::mem::take(&mut toks[r]);
-            out.push(Sample {
-                smiles: vocab.decode(&tokens),
-                log_likelihood: ll[r],
-                complete: done[r],
-                dead_end: states.get(r).is_some_and(GrammarState::dead_end),
-                tokens,
-            });
-        }
+        Ok((0..b)
+            .map(|r| {
+                let tokens = std::mem::take(&mut toks[r]);
+                Sample {
+                    smiles: self.vocab.decode(&tokens),
+                    log_likelihood: ll[r],
+                    complete: done[r] && !abandoned[r],
+                    dead_end: states.get(r).is_some_and(GrammarState::dead_end),
+                    redraws: 0,
+                    tokens,
+                }
+            })
+            .collect())
     }
-    Ok(out)
 }
 
 /// `(input (B, T), targets (B, T) PAD-filled)` for teacher forcing `[BOS] + tokens` sequences
@@ -615,6 +757,69 @@ mod tests {
         assert_eq!(joined, all);
         // Batches are distinct streams, not one stream restarted.
         assert_ne!(all[..16], all[16..32]);
+    }
+
+    /// Redrawing (spares, then rounds of their own) replaces unfinished rows by finished ones,
+    /// keeps the finished rows' log-likelihoods those of the model, and keeps shards exact.
+    #[test]
+    fn redraws_replace_unfinished_rows_and_keep_shards_exact() {
+        crate::configure_cpu_env();
+        let (m, vocab) = tiny();
+        let plain = SampleOptions {
+            n: 48,
+            batch_size: 16,
+            max_len: 12,
+            seed: 5,
+            grammar: true,
+            ..Default::default()
+        };
+        let redrawn = SampleOptions {
+            redraw_rounds: 6,
+            abandon_below: 0.01,
+            ..plain.clone()
+        };
+        let before = sample(&m, &vocab, None, &plain).unwrap();
+        let after = sample(&m, &vocab, None, &redrawn).unwrap();
+        let unfinished = |xs: &[Sample]| xs.iter().filter(|s| s.unfinished()).count();
+        assert!(
+            unfinished(&before) > 0,
+            "the tiny model should leave rows unfinished at 12 tokens"
+        );
+        assert!(unfinished(&after) < unfinished(&before));
+        assert!(after.iter().any(|s| s.redraws > 0));
+        for s in after.iter().filter(|s| !s.unfinished()) {
+            assert_eq!(s.tokens.last(), Some(&EOS));
+            let ll = -likelihood(&m, &vocab, std::slice::from_ref(&s.smiles), None, 1).unwrap()[0]; // an NLL
+            assert!(
+                s.log_likelihood >= ll - 1e-4 && s.log_likelihood.is_finite(),
+                "masked log-likelihood {} must be finite and at least the unmasked {ll}",
+                s.log_likelihood
+            );
+        }
+        let mut joined = sample(
+            &m,
+            &vocab,
+            None,
+            &SampleOptions {
+                n: 16,
+                ..redrawn.clone()
+            },
+        )
+        .unwrap();
+        joined.extend(
+            sample(
+                &m,
+                &vocab,
+                None,
+                &SampleOptions {
+                    n: 32,
+                    first_batch: 1,
+                    ..redrawn.clone()
+                },
+            )
+            .unwrap(),
+        );
+        assert_eq!(joined, after);
     }
 
     /// Same seed → same molecules; the reported log-likelihood equals `likelihood`'s; greedy

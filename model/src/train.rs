@@ -420,6 +420,8 @@ pub fn pretrain_with_progress(
         .collect();
     let train: Vec<Vec<u32>> = seqs.into_iter().filter(|s| !s.is_empty()).collect();
     let lens: Vec<usize> = train.iter().map(Vec::len).collect();
+    // Generated tokens of the longest molecule: its sequence less BOS.
+    let longest_molecule = train.iter().chain(&val).map(|s| s.len().saturating_sub(1)).max();
     if let Some(s) = &state {
         if (s.n_train, s.n_val) != (train.len(), val.len()) {
             return Err(Error::option(
@@ -470,7 +472,11 @@ pub fn pretrain_with_progress(
     let mut st = match state {
         Some(s) => {
             opt.load(&out.join(OPTIMIZER_FILE))?;
-            TrainState { total_steps, ..s }
+            TrainState {
+                total_steps,
+                longest_molecule: s.longest_molecule.or(longest_molecule),
+                ..s
+            }
         }
         None => TrainState {
             step: 0,
@@ -482,6 +488,7 @@ pub fn pretrain_with_progress(
             n_train: train.len(),
             n_val: val.len(),
             val_loss: None,
+            longest_molecule,
             files: Default::default(),
         },
     };
@@ -743,6 +750,10 @@ mod tests {
         let a = crate::load_checkpoint(da.path(), &Device::Cpu).unwrap();
         let b = crate::load_checkpoint(db.path(), &Device::Cpu).unwrap();
         assert_eq!(a.state.as_ref().unwrap().step, 24);
+        // The longest molecule's tokens, EOS included (the corpus is one character per token).
+        let longest = smiles.iter().map(|s| s.chars().count() + 1).max();
+        assert_eq!(a.state.as_ref().unwrap().longest_molecule, longest);
+        assert_eq!(b.state.as_ref().unwrap().longest_molecule, longest);
         let x = Tensor::new(&[[1u32, 5, 6, 7]], &Device::Cpu).unwrap();
         let diff = (a.model.forward(&x, None).unwrap() - b.model.forward(&x, None).unwrap()).unwrap();
         assert!(

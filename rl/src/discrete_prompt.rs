@@ -296,6 +296,8 @@ impl Tuner for DiscreteTrainer {
             seed: rng.next_u64(),
             // The update's likelihoods are the unmasked model's, so the completions are too.
             grammar: false,
+            redraw_rounds: 0,
+            abandon_below: 0.0,
             first_batch: 0,
         };
         // Completion i continues prompt i mod n_prompts.

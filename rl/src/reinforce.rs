@@ -254,6 +254,9 @@ impl Trainer {
             seed,
             // With the grammar, the update's likelihoods are renormalised by the same masks.
             grammar: self.cfg.sampling.grammar,
+            // An unfinished row is an invalid molecule the reward must see, so it is kept.
+            redraw_rounds: 0,
+            abandon_below: 0.0,
             first_batch: 0,
         };
         self.policy.sample(&opts)

@@ -26,7 +26,9 @@ pub struct SampleArgs {
     /// Nucleus sampling threshold (1 = off).
     #[arg(long, default_value_t = 1.0)]
     top_p: f64,
-    /// Most tokens per molecule (default and limit: the model's block_size).
+    /// Most tokens per molecule (limit: the model's block_size, also the default). Under the
+    /// grammar with redraws the default is 1.25 × the longest training molecule when the
+    /// checkpoint records it: a row that runs past that is wandering and is redrawn.
     #[arg(long)]
     max_len: Option<usize>,
     /// Seed: the same seed, batch size and model give the same molecules.
@@ -51,6 +53,13 @@ pub struct SampleArgs {
     /// valence); log-likelihoods are those of the masked, renormalised distribution.
     #[arg(long)]
     grammar: bool,
+    /// Rounds of redrawing the rows that end unfinished (no EOS within --max-len, or a grammar
+    /// dead end), each from its own sub-stream of --seed. Under the grammar a row is also
+    /// abandoned and redrawn once the mask leaves the model under 1 % of its probability. Default:
+    /// 3 under the grammar, where a finished row is nearly always a molecule, else 0 (every row
+    /// is kept as drawn).
+    #[arg(long)]
+    redraw: Option<usize>,
     /// Reward-guided decoding with the `[scoring]` of this tune config (no training): blockwise
     /// best-of-K, each continuation valued by rollouts to complete molecules (Controlled
     /// Decoding). Adds a `reward` column.
@@ -137,14 +146,30 @@ fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
+/// Redraw rounds under the grammar unless --redraw says otherwise: after three, about one row
+/// in 10^5 is still unfinished.
+const DEFAULT_GRAMMAR_REDRAWS: usize = 3;
+
+/// Under the grammar with redraws, a row is abandoned (and redrawn) when the mask leaves the
+/// model under 1 % of its probability: such rows are the ones that go on to wander or dead-end.
+const GRAMMAR_ABANDON_BELOW: f64 = 0.01;
+
 /// Runs `smirl sample`.
 pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     let (n, first_batch) = match args.shard {
         Some(shard) => shard_range(args.n, args.batch, shard),
         None => (args.n, 0),
     };
-    let options = |block_size: usize| -> anyhow::Result<SampleOptions> {
-        let max_len = args.max_len.unwrap_or(block_size);
+    let longest_molecule = model::read_state(&args.model)?.and_then(|s| s.longest_molecule);
+    let options = |block_size: usize, grammar: bool| -> anyhow::Result<SampleOptions> {
+        let redraw_rounds = args
+            .redraw
+            .unwrap_or(if grammar { DEFAULT_GRAMMAR_REDRAWS } else { 0 });
+        let wander_limit = match longest_molecule {
+            Some(longest) if grammar && redraw_rounds > 0 => (longest + longest.div_ceil(4)).min(block_size),
+            _ => block_size,
+        };
+        let max_len = args.max_len.unwrap_or(wander_limit);
         if max_len > block_size {
             anyhow::bail!(
                 "--max-len {max_len} exceeds the model's block_size {block_size}, the most tokens it can see"
@@ -158,7 +183,9 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             top_p: args.top_p,
             max_len,
             seed: args.seed,
-            grammar: args.grammar,
+            grammar,
+            redraw_rounds,
+            abandon_below: if grammar { GRAMMAR_ABANDON_BELOW } else { 0.0 },
             first_batch,
         })
     };
@@ -187,7 +214,7 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         None => {
             let run = model::load_checkpoint(&args.model, &device)?;
             let starts = encode(&run.vocab)?;
-            let opts = options(run.config.block_size)?;
+            let opts = options(run.config.block_size, args.grammar)?;
             model::sample_continuing(&run.model, &run.vocab, None, &opts, &starts)?
         }
         Some(run_dir) => {
@@ -197,14 +224,13 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
             let starts = encode(policy.vocab())?;
-            let mut opts = options(policy.max_tokens())?;
-            if policy.trained_with_grammar() && !opts.grammar {
+            let opts = options(policy.max_tokens(), args.grammar || policy.trained_with_grammar())?;
+            if policy.trained_with_grammar() && !args.grammar {
                 // The agent was trained as the grammar-masked distribution: sample that one.
                 eprintln!(
                     "note: {} was tuned with [sampling] grammar = true, so it samples under the grammar",
                     run_dir.display()
                 );
-                opts.grammar = true;
                 grammar_used = true;
             }
             policy.sample_continuing(&opts, &starts)?
@@ -212,6 +238,13 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
     };
     write_samples(&args.out, &samples, None)?;
     let complete = samples.iter().filter(|s| s.complete).count();
+    let redrawn = samples.iter().filter(|s| s.redraws > 0).count();
+    if redrawn > 0 {
+        let unfinished = samples.iter().filter(|s| s.unfinished()).count();
+        println!(
+            "{redrawn} rows were redrawn after ending unfinished (no EOS or a dead end); {unfinished} stayed unfinished"
+        );
+    }
     let shard = match args.shard {
         Some((i, of)) => format!(" (shard {i}/{of} of {}: batches from {first_batch})", args.n),
         None => String::new(),
@@ -280,7 +313,7 @@ fn write_samples(
 fn steer(
     args: &SampleArgs,
     config: &std::path::Path,
-    options: &dyn Fn(usize) -> anyhow::Result<SampleOptions>,
+    options: &dyn Fn(usize, bool) -> anyhow::Result<SampleOptions>,
     device: &model::Device,
 ) -> anyhow::Result<()> {
     let cfg =
@@ -290,7 +323,7 @@ fn steer(
     let scorer = rl::scoring::Scorer::new(&cfg.scoring, base, refs.as_ref())
         .with_context(|| format!("building the reward of {}", config.display()))?;
     let run = model::load_checkpoint(&args.model, device)?;
-    let sampling = options(run.config.block_size)?;
+    let sampling = options(run.config.block_size, false)?;
     let opts = rl::steer::SteerOptions {
         n: args.n,
         block: args.block,
