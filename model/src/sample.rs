@@ -124,8 +124,9 @@ fn log_softmax(xs: &[f32]) -> Vec<f64> {
     xs.iter().map(|&v| v as f64 - lse).collect()
 }
 
-/// Renormalises `logp` over the `allowed` tokens (the others become -inf).
-pub fn mask_log_probs(logp: &mut [f64], allowed: &[bool]) {
+/// Renormalises `logp` over the `allowed` tokens (the others become -inf); returns the log of
+/// the probability the allowed tokens held (for normalised `logp`).
+pub fn mask_log_probs(logp: &mut [f64], allowed: &[bool]) -> f64 {
     let max = logp
         .iter()
         .zip(allowed)
@@ -142,6 +143,7 @@ pub fn mask_log_probs(logp: &mut [f64], allowed: &[bool]) {
     for (l, &a) in logp.iter_mut().zip(allowed) {
         *l = if a { *l - lse } else { f64::NEG_INFINITY };
     }
+    lse
 }
 
 /// Draws one token from `logp` (the model's log-probs) after temperature, top-k and top-p.
@@ -508,20 +510,12 @@ impl BatchJob<'_> {
                     (None, None) => unreachable!("logits exist unless the first token is given"),
                 };
                 if let Some(allowed) = masks.get(ci) {
-                    if abandon_below > 0.0 {
-                        let kept: f64 = logp
-                            .iter()
-                            .zip(allowed)
-                            .filter(|(_, &a)| a)
-                            .map(|(&l, _)| l.exp())
-                            .sum();
-                        if kept < abandon_below {
-                            done[r] = true; // no EOS: unfinished, so a redraw replaces it
-                            abandoned[r] = true;
-                            continue;
-                        }
+                    let kept = mask_log_probs(&mut logp, allowed).exp();
+                    if kept < abandon_below {
+                        done[r] = true; // no EOS: unfinished, so a redraw replaces it
+                        abandoned[r] = true;
+                        continue;
                     }
-                    mask_log_probs(&mut logp, allowed);
                 }
                 let start = match starts.len() {
                     0 => None,

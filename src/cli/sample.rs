@@ -160,8 +160,11 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         Some(shard) => shard_range(args.n, args.batch, shard),
         None => (args.n, 0),
     };
-    let longest_molecule = model::read_state(&args.model)?.and_then(|s| s.longest_molecule);
-    let options = |block_size: usize, grammar: bool| -> anyhow::Result<SampleOptions> {
+    // `longest_molecule`: the prior's record (state.json), which sets the grammar's length limit.
+    let options = |block_size: usize,
+                   grammar: bool,
+                   longest_molecule: Option<usize>|
+     -> anyhow::Result<SampleOptions> {
         let redraw_rounds = args
             .redraw
             .unwrap_or(if grammar { DEFAULT_GRAMMAR_REDRAWS } else { 0 });
@@ -214,7 +217,8 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         None => {
             let run = model::load_checkpoint(&args.model, &device)?;
             let starts = encode(&run.vocab)?;
-            let opts = options(run.config.block_size, args.grammar)?;
+            let longest = run.state.as_ref().and_then(|s| s.longest_molecule);
+            let opts = options(run.config.block_size, args.grammar, longest)?;
             model::sample_continuing(&run.model, &run.vocab, None, &opts, &starts)?
         }
         Some(run_dir) => {
@@ -224,7 +228,12 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
             let policy = rl::load_tuned_policy(run_dir, &args.model, &device)
                 .with_context(|| format!("loading the tuned agent of {}", run_dir.display()))?;
             let starts = encode(policy.vocab())?;
-            let opts = options(policy.max_tokens(), args.grammar || policy.trained_with_grammar())?;
+            let grammar = args.grammar || policy.trained_with_grammar();
+            let longest = match grammar {
+                true => model::read_state(&args.model)?.and_then(|s| s.longest_molecule),
+                false => None,
+            };
+            let opts = options(policy.max_tokens(), grammar, longest)?;
             if policy.trained_with_grammar() && !args.grammar {
                 // The agent was trained as the grammar-masked distribution: sample that one.
                 eprintln!(
@@ -313,7 +322,7 @@ fn write_samples(
 fn steer(
     args: &SampleArgs,
     config: &std::path::Path,
-    options: &dyn Fn(usize, bool) -> anyhow::Result<SampleOptions>,
+    options: &dyn Fn(usize, bool, Option<usize>) -> anyhow::Result<SampleOptions>,
     device: &model::Device,
 ) -> anyhow::Result<()> {
     let cfg =
@@ -323,7 +332,7 @@ fn steer(
     let scorer = rl::scoring::Scorer::new(&cfg.scoring, base, refs.as_ref())
         .with_context(|| format!("building the reward of {}", config.display()))?;
     let run = model::load_checkpoint(&args.model, device)?;
-    let sampling = options(run.config.block_size, false)?;
+    let sampling = options(run.config.block_size, false, None)?;
     let opts = rl::steer::SteerOptions {
         n: args.n,
         block: args.block,
