@@ -47,6 +47,8 @@ struct Weights {
 #[derive(Default)]
 struct Shard {
     rows: usize,
+    /// Each row's next position (rows restart at 0 independently: see [`Decoder::restart_rows`]).
+    pos: Vec<usize>,
     k: Vec<Vec<f32>>, // per layer (rows, cap, C): a row's keys are one contiguous stream
     val: Vec<Vec<f32>>,
     x: Vec<f32>,      // (rows, C) residual stream
@@ -103,7 +105,8 @@ fn return_to_pool(mut buffers: Vec<Vec<f32>>) {
 pub struct Decoder {
     weights: Weights,
     block: usize,
-    len: usize,
+    /// Steps fed since [`Decoder::start`].
+    steps: usize,
     /// Positions the caches hold per row in this batch (≤ `block`).
     cap: usize,
     shards: Vec<Shard>,
@@ -172,7 +175,7 @@ impl Decoder {
                 eps: cfg.layer_norm_eps as f32,
             },
             block: cfg.block_size,
-            len: 0,
+            steps: 0,
             cap: 0,
             shards: Vec::new(),
             slots: Vec::new(),
@@ -187,7 +190,7 @@ impl Decoder {
     /// a dropped decoder left one big enough. Stale values from an earlier batch need no
     /// clearing, as every position is written before it is read.
     pub fn start(&mut self, rows: usize, positions: usize) {
-        self.len = 0;
+        self.steps = 0;
         let k = self.weights.k;
         self.cap = positions.clamp(1, self.block) + k;
         let n_shards = rayon::current_num_threads().min(rows / MIN_SHARD_ROWS).max(1);
@@ -198,6 +201,8 @@ impl Decoder {
             let share = rows * (s + 1) / n_shards - rows * s / n_shards;
             self.slots.extend((0..share).map(|r| (s, r)));
             shard.rows = share;
+            shard.pos.clear();
+            shard.pos.resize(share, 0);
             let cache = share * self.cap * c;
             shard.k.resize_with(layers, Vec::new);
             shard.val.resize_with(layers, Vec::new);
@@ -220,14 +225,23 @@ impl Decoder {
         }
     }
 
-    /// Positions decoded so far.
-    pub fn len(&self) -> usize {
-        self.len
+    /// Steps fed since [`Decoder::start`] (a row's position is fewer where it restarted).
+    pub fn steps(&self) -> usize {
+        self.steps
     }
 
-    /// Whether nothing was decoded since [`Decoder::start`].
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+    /// Starts the rows `rows` (in the caller's order) over: their next input goes to position 0
+    /// (after the deep prefix, which stays), and what they decoded before is never read again.
+    /// Refilling a finished row's slot this way keeps a batch full without a second batch.
+    pub fn restart_rows(&mut self, rows: &[usize]) -> Result<()> {
+        for &r in rows {
+            let &(s, local) = self
+                .slots
+                .get(r)
+                .ok_or_else(|| Error::option("rows", "restart_rows: row out of range"))?;
+            self.shards[s].pos[local] = 0;
+        }
+        Ok(())
     }
 
     /// Feeds one token per row at the next position; returns the next-token logits `(rows, V)`.
@@ -299,9 +313,11 @@ impl Decoder {
                         cache.copy_within(src * row..src * row + row, dst * row);
                     }
                 }
+                shard.pos[dst] = shard.pos[src];
                 map[src] = dst;
             }
             shard.rows = order.len();
+            shard.pos.truncate(order.len());
             *map_out = map;
         }
         self.slots = wanted.iter().map(|&(s, r)| (s, new_local[s][r])).collect();
@@ -337,6 +353,8 @@ impl Decoder {
                 dst.k[l][to * row..][..row].copy_from_slice(&src_k);
                 dst.val[l][to * row..][..row].copy_from_slice(&src_v);
             }
+            let pos = self.shards[big].pos.pop().expect("the fullest shard has rows");
+            self.shards[small].pos.push(pos);
             self.shards[big].rows -= 1;
             self.shards[small].rows += 1;
             let slot = self
@@ -350,37 +368,38 @@ impl Decoder {
 
     /// One position for every row: the shards' `x` hold the input embeddings (without position).
     fn step(&mut self) -> Result<&[f32]> {
-        if self.len + self.weights.k >= self.cap {
+        let last = self.shards.iter().flat_map(|s| s.pos.iter().copied()).max();
+        if let Some(pos) = last.filter(|&p| p + self.weights.k >= self.cap) {
             return Err(Error::option(
                 "positions",
                 format!(
-                    "cannot decode position {}: the batch was started for {} (block_size {})",
-                    self.len,
+                    "cannot decode position {pos}: the batch was started for {} (block_size {})",
                     self.cap - self.weights.k,
                     self.block
                 ),
             ));
         }
-        let (pos, cap, weights) = (self.len, self.cap, &self.weights);
+        let (cap, weights) = (self.cap, &self.weights);
         self.shards
             .par_iter_mut()
-            .for_each(|shard| shard.step(weights, pos, cap));
+            .for_each(|shard| shard.step(weights, cap));
         let v = weights.v;
         self.logits.resize(self.slots.len() * v, 0.0);
         for (out, &(s, r)) in self.logits.chunks_mut(v).zip(&self.slots) {
             out.copy_from_slice(&self.shards[s].logits[r * v..][..v]);
         }
-        self.len += 1;
+        self.steps += 1;
         Ok(&self.logits)
     }
 }
 
 impl Shard {
-    /// The decoder's step for this shard's rows, on the calling thread.
-    fn step(&mut self, wt: &Weights, pos: usize, cap: usize) {
+    /// The decoder's step for this shard's rows, each at its own position, on the calling
+    /// thread.
+    fn step(&mut self, wt: &Weights, cap: usize) {
         let (n, c) = (self.rows, wt.c);
-        let pe = &wt.w[layout::WPE][pos * c..][..c];
-        for x in self.x.chunks_mut(c) {
+        for (x, &pos) in self.x.chunks_mut(c).zip(&self.pos) {
+            let pe = &wt.w[layout::WPE][pos * c..][..c];
             x.iter_mut().zip(pe).for_each(|(a, b)| *a += b);
         }
         for buf in [&mut self.h, &mut self.x2] {
@@ -396,8 +415,9 @@ impl Shard {
                 .h
                 .chunks_mut(c)
                 .zip(self.qkv.chunks(3 * c))
-                .zip(self.k[l].chunks_mut(cap * c).zip(self.val[l].chunks_mut(cap * c)));
-            for ((y, qkv), (k, v)) in rows {
+                .zip(self.k[l].chunks_mut(cap * c).zip(self.val[l].chunks_mut(cap * c)))
+                .zip(&self.pos);
+            for (((y, qkv), (k, v)), &pos) in rows {
                 attend_row(c, wt.nh, wt.k + pos, qkv, k, v, &mut self.scores, y);
             }
             proj.forward(&mut self.x2, &self.h, Some(&self.x), n, false);
@@ -409,6 +429,7 @@ impl Shard {
         layer_norm_rows(&self.x, &wt.w[lnf_w], &wt.w[lnf_b], wt.eps, &mut self.h);
         self.logits.resize(n * wt.v, 0.0);
         wt.head.forward(&mut self.logits, &self.h, None, n, false);
+        self.pos.iter_mut().for_each(|p| *p += 1);
     }
 }
 
@@ -533,6 +554,77 @@ mod tests {
         assert!(pooled > 0, "dropped decoders return their caches");
     }
 
+    /// Rows started over mid-batch (with a deep prefix, rows dropped and moved between shards
+    /// on the way) decode their new sequences as a fresh batch would: each row at its own
+    /// position, its earlier cache never read again.
+    #[test]
+    fn restarted_rows_decode_from_position_zero() {
+        let (c, t, b, k, v) = (24, 8, 20, 3, 11);
+        let (model, _) = crate::testing::tiny_gpt(v, c, 2 * t, 5);
+        let kv: Vec<f32> = (0..2 * 2 * k * c).map(|i| (i as f32 * 0.43).sin()).collect();
+        let model = model
+            .with_kv_prefix(Some(Tensor::from_vec(kv, (2, 2, k, c), &Device::Cpu).unwrap()))
+            .unwrap();
+        // Row r's first sequence, and the second one it restarts with at step 3 + r % 4.
+        let first: Vec<u32> = (0..b * t).map(|i| ((i * 7 + 2) % v) as u32).collect();
+        let second: Vec<u32> = (0..b * t).map(|i| ((i * 5 + 3) % v) as u32).collect();
+        let logits_of = |tokens: &[u32]| {
+            let idx = Tensor::from_vec(tokens.to_vec(), (b, t), &Device::Cpu).unwrap();
+            model.forward(&idx, None).unwrap().to_vec3::<f32>().unwrap()
+        };
+        let (full1, full2) = (logits_of(&first), logits_of(&second));
+        let restart_at = |r: usize| 3 + r % 4;
+
+        let mut dec = Decoder::new(&model).unwrap();
+        dec.start(b, t);
+        assert!(dec.restart_rows(&[b]).is_err(), "a row that does not exist");
+        let mut rows: Vec<usize> = (0..b).collect();
+        let mut pos = vec![0usize; b]; // per original row: position within its current sequence
+        let mut second_run = vec![false; b];
+        for step in 0..t + 6 {
+            if step == 5 {
+                // Drop the first shard's rows but two: rows move between shards.
+                let keep: Vec<usize> = (0..rows.len()).filter(|&j| j < 2 || j >= 10).collect();
+                rows = keep.iter().map(|&j| rows[j]).collect();
+                dec.retain_rows(&keep).unwrap();
+            }
+            let restart: Vec<usize> = (0..rows.len())
+                .filter(|&j| !second_run[rows[j]] && step == restart_at(rows[j]))
+                .collect();
+            for &j in &restart {
+                second_run[rows[j]] = true;
+                pos[rows[j]] = 0;
+            }
+            // Rows whose second sequence is over restart at every step on a dummy token.
+            let over: Vec<usize> = (0..rows.len()).filter(|&j| pos[rows[j]] >= t).collect();
+            dec.restart_rows(&[restart, over].concat()).unwrap();
+            let toks: Vec<u32> = rows
+                .iter()
+                .map(|&r| {
+                    let seq = if second_run[r] { &second } else { &first };
+                    seq.get(r * t + pos[r])
+                        .copied()
+                        .filter(|_| pos[r] < t)
+                        .unwrap_or(0)
+                })
+                .collect();
+            let logits = dec.feed_tokens(&toks).unwrap().to_vec();
+            for (j, &r) in rows.iter().enumerate() {
+                if pos[r] < t {
+                    let full = if second_run[r] { &full2 } else { &full1 };
+                    for (a, e) in logits[j * v..(j + 1) * v].iter().zip(&full[r][pos[r]]) {
+                        assert!((a - e).abs() < 1e-4, "row {r} pos {}: {a} vs {e}", pos[r]);
+                    }
+                }
+                pos[r] = (pos[r] + 1).min(t);
+            }
+        }
+        assert!(rows.iter().all(|&r| second_run[r]), "every kept row restarted");
+        // The cache holds t positions: past them, a row is refused.
+        let toks = vec![0u32; rows.len()];
+        assert!((0..=t).any(|_| dec.feed_tokens(&toks).is_err()));
+    }
+
     /// `drops`: before decoding position `pos`, keep only these of the current rows.
     fn decoder_matches(c: usize, t: usize, b: usize, drops: &[(usize, Vec<usize>)]) {
         decoder_matches_with(c, t, b, drops, 0)
@@ -574,6 +666,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(dec.len(), t + 1);
+        assert_eq!(dec.steps(), t + 1);
     }
 }

@@ -33,9 +33,11 @@ pub struct SampleOptions {
     /// distribution.
     pub grammar: bool,
     /// Rounds of redrawing the rows that end unfinished (no EOS within `max_len`, or a grammar
-    /// dead end): each round decodes those rows afresh (the first from spare rows decoded with
-    /// the batch, where every row begins alike), so with the grammar nearly every string
-    /// written is a complete SMILES. 0 = off. What is drawn is then the distribution conditioned
+    /// dead end), so that with the grammar nearly every string written is a complete SMILES.
+    /// On the CPU decoder without a soft prompt, such a row starts over in its own slot while
+    /// the batch decodes on (up to this many times); elsewhere each round decodes the batch's
+    /// unfinished rows afresh (the first from spare rows decoded with the batch, where every
+    /// row begins alike). 0 = off. What is drawn is then the distribution conditioned
     /// on finishing; log-likelihoods stay those of the (masked) model, which that conditioning
     /// only rescales.
     pub redraw_rounds: usize,
@@ -105,8 +107,8 @@ pub struct Sample {
     /// Under the grammar: whether the row ran into a state where nothing but EOS could follow,
     /// so that it ended incomplete (always false without the grammar).
     pub dead_end: bool,
-    /// The redraw round that produced this row (0: the row's own first draw; 1: a spare or the
-    /// first redraw; see [`SampleOptions::redraw_rounds`]).
+    /// The redraw round that produced this row (0: the row's own first draw; 1: a spare, or
+    /// the first redraw or restart; see [`SampleOptions::redraw_rounds`]).
     pub redraws: usize,
 }
 
@@ -264,6 +266,17 @@ impl Stepper {
         }
     }
 
+    /// Starts rows over at position 0 (only the CPU decoder keeps a position per row).
+    fn restart(&mut self, rows: &[usize]) -> Result<()> {
+        match self {
+            Stepper::Cpu(d) => d.restart_rows(rows),
+            Stepper::Candle(_) => Err(Error::option(
+                "rows",
+                "candle's KV cache cannot restart single rows",
+            )),
+        }
+    }
+
     fn retain(&mut self, rows: &[usize]) -> Result<()> {
         match self {
             Stepper::Cpu(d) => d.retain_rows(rows),
@@ -358,7 +371,14 @@ pub fn sample_continuing(
         ));
     }
     let grammar = opts.grammar.then(|| SmilesGrammar::new(vocab));
+    // Where the CPU decoder feeds BOS itself, an unfinished row starts over in its own slot
+    // while the batch decodes on: no spare rows, no second, nearly empty batch.
+    let refill = opts.redraw_rounds > 0
+        && matches!(m, Stepper::Cpu(_))
+        && prefix.is_none()
+        && first_log_probs.is_none();
     let job = BatchJob {
+        refill,
         vocab,
         grammar: grammar.as_ref(),
         opts,
@@ -387,7 +407,7 @@ pub fn sample_continuing(
         let shared_start = starts.len() <= 1 && prefix.as_ref().map_or(Ok(1), |t| t.dim(0))? == 1;
         let spares = match opts.redraw_rounds {
             0 => 0,
-            _ if !shared_start => 0,
+            _ if refill || !shared_start => 0,
             _ => b.div_ceil(SPARE_SHARE),
         };
         let first_molecule = batch * opts.batch_size;
@@ -407,7 +427,8 @@ pub fn sample_continuing(
         }
         // Redraw the rows still unfinished, each round from its own sub-stream of the seed, so
         // that a shard redraws exactly what the whole run does.
-        for round in (1 + usize::from(spares > 0))..=opts.redraw_rounds {
+        let rounds = if refill { 0 } else { opts.redraw_rounds }; // refilled rows are final
+        for round in (1 + usize::from(spares > 0))..=rounds {
             let failed: Vec<usize> = (0..b).filter(|&r| rows[r].unfinished()).collect();
             if failed.is_empty() {
                 break;
@@ -442,6 +463,8 @@ const REDRAW_STREAMS: u64 = 1 << 48;
 
 /// What every batch of one sampling call shares.
 struct BatchJob<'a> {
+    /// Whether an unfinished row starts over in place, up to `opts.redraw_rounds` times.
+    refill: bool,
     vocab: &'a Vocab,
     grammar: Option<&'a SmilesGrammar>,
     opts: &'a SampleOptions,
@@ -476,7 +499,7 @@ impl BatchJob<'_> {
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];
-        let mut abandoned = vec![false; b];
+        let mut attempts = vec![0usize; b]; // times a row started over in place
         let mut states = vec![GrammarState::new(); if grammar.is_some() { b } else { 0 }];
         // Logits for the next token of each active row; None before the first forward.
         let mut logits = match self.first_log_probs {
@@ -484,7 +507,7 @@ impl BatchJob<'_> {
             None => Some(m.first(prefix, &vec![BOS; b])?),
         };
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
-        for step in 0..max_len {
+        for step in 0.. {
             let mut next = vec![PAD; active.len()];
             // The grammar's masks of the live rows, computed in parallel (one allocation a row).
             let masks: Vec<Vec<bool>> = match grammar {
@@ -500,47 +523,72 @@ impl BatchJob<'_> {
                     .collect(),
                 None => Vec::new(),
             };
+            let mut restart = Vec::new(); // batch rows fed BOS at position 0 next
             for (ci, &r) in active.iter().enumerate() {
                 if done[r] {
+                    if self.refill {
+                        restart.push(ci); // idle at position 0 until dropped
+                    }
                     continue;
                 }
+                let at = toks[r].len();
                 let mut logp = match (&logits, self.first_log_probs) {
                     (Some(rows), _) => log_softmax(&rows[ci * v..(ci + 1) * v]),
                     (None, Some(first)) => first.to_vec(),
                     (None, None) => unreachable!("logits exist unless the first token is given"),
                 };
+                let mut failed = false;
                 if let Some(allowed) = masks.get(ci) {
                     let kept = mask_log_probs(&mut logp, allowed).exp();
-                    if kept < abandon_below {
-                        done[r] = true; // no EOS: unfinished, so a redraw replaces it
-                        abandoned[r] = true;
+                    failed = kept < abandon_below; // no EOS: unfinished, so it is redrawn
+                }
+                if !failed {
+                    let start = match starts.len() {
+                        0 => None,
+                        k => Some(&starts[molecules[r] % k]),
+                    };
+                    let forced = start.and_then(|s| s.get(at).copied());
+                    let id = forced.unwrap_or_else(|| pick(&logp, self.opts, rng));
+                    if let Some(g) = grammar {
+                        if !g.advance(&mut states[r], id) && forced.is_some() {
+                            return Err(Error::option(
+                                "prompt",
+                                format!(
+                                    "{:?} is not the beginning of a SMILES the grammar allows",
+                                    self.vocab.decode(start.map_or(&[][..], |s| s.as_slice()))
+                                ),
+                            ));
+                        }
+                    }
+                    ll[r] += logp[id as usize];
+                    toks[r].push(id);
+                    next[ci] = id;
+                    done[r] = id == EOS || toks[r].len() == max_len;
+                    let dead_end = id == EOS && states.get(r).is_some_and(GrammarState::dead_end);
+                    failed = self.refill && done[r] && (id != EOS || dead_end);
+                    if !failed {
                         continue;
                     }
                 }
-                let start = match starts.len() {
-                    0 => None,
-                    k => Some(&starts[molecules[r] % k]),
-                };
-                let forced = start.and_then(|s| s.get(step).copied());
-                let id = forced.unwrap_or_else(|| pick(&logp, self.opts, rng));
-                if let Some(g) = grammar {
-                    if !g.advance(&mut states[r], id) && forced.is_some() {
-                        return Err(Error::option(
-                            "prompt",
-                            format!(
-                                "{:?} is not the beginning of a SMILES the grammar allows",
-                                self.vocab.decode(start.map_or(&[][..], |s| s.as_slice()))
-                            ),
-                        ));
+                if self.refill && attempts[r] < self.opts.redraw_rounds {
+                    attempts[r] += 1;
+                    toks[r].clear();
+                    ll[r] = 0.0;
+                    done[r] = false;
+                    if let Some(state) = states.get_mut(r) {
+                        *state = GrammarState::new();
                     }
+                    next[ci] = BOS;
+                    restart.push(ci);
+                } else {
+                    done[r] = true;
                 }
-                ll[r] += logp[id as usize];
-                toks[r].push(id);
-                next[ci] = id;
-                done[r] = id == EOS;
             }
-            if step + 1 == max_len || done.iter().all(|&d| d) {
+            if done.iter().all(|&d| d) {
                 break;
+            }
+            if !restart.is_empty() {
+                m.restart(&restart)?;
             }
             // Once a quarter of the rows are finished, drop them from the batch and the cache.
             let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
@@ -549,7 +597,8 @@ impl BatchJob<'_> {
                 next = live.iter().map(|&ci| next[ci]).collect();
                 active = live.iter().map(|&ci| active[ci]).collect();
             }
-            // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
+            // x_{step+1} sits after the lead positions (rows that started over are at 0); the
+            // prompt goes in with the first forward.
             logits = Some(if logits.is_none() {
                 m.first(prefix, &next)?
             } else {
@@ -562,9 +611,9 @@ impl BatchJob<'_> {
                 Sample {
                     smiles: self.vocab.decode(&tokens),
                     log_likelihood: ll[r],
-                    complete: done[r] && !abandoned[r],
+                    complete: tokens.last() == Some(&EOS),
                     dead_end: states.get(r).is_some_and(GrammarState::dead_end),
-                    redraws: 0,
+                    redraws: attempts[r],
                     tokens,
                 }
             })
@@ -759,61 +808,63 @@ mod tests {
     fn redraws_replace_unfinished_rows_and_keep_shards_exact() {
         crate::configure_cpu_env();
         let (m, vocab) = tiny();
-        let plain = SampleOptions {
-            n: 48,
-            batch_size: 16,
-            max_len: 12,
-            seed: 5,
-            grammar: true,
-            ..Default::default()
-        };
-        let redrawn = SampleOptions {
-            redraw_rounds: 6,
-            abandon_below: 0.01,
-            ..plain.clone()
-        };
-        let before = sample(&m, &vocab, None, &plain).unwrap();
-        let after = sample(&m, &vocab, None, &redrawn).unwrap();
-        let unfinished = |xs: &[Sample]| xs.iter().filter(|s| s.unfinished()).count();
-        assert!(
-            unfinished(&before) > 0,
-            "the tiny model should leave rows unfinished at 12 tokens"
-        );
-        assert!(unfinished(&after) < unfinished(&before));
-        assert!(after.iter().any(|s| s.redraws > 0));
-        for s in after.iter().filter(|s| !s.unfinished()) {
-            assert_eq!(s.tokens.last(), Some(&EOS));
-            let ll = -likelihood(&m, &vocab, std::slice::from_ref(&s.smiles), None, 1).unwrap()[0]; // an NLL
-            assert!(
-                s.log_likelihood >= ll - 1e-4 && s.log_likelihood.is_finite(),
-                "masked log-likelihood {} must be finite and at least the unmasked {ll}",
-                s.log_likelihood
-            );
-        }
-        let mut joined = sample(
-            &m,
-            &vocab,
-            None,
-            &SampleOptions {
-                n: 16,
-                ..redrawn.clone()
-            },
+        let c = m.config().n_embd;
+        let soft = Tensor::from_vec(
+            (0..c).map(|i| (i as f32 * 0.3).cos()).collect(),
+            (1, 1, c),
+            &Device::Cpu,
         )
         .unwrap();
-        joined.extend(
-            sample(
-                &m,
-                &vocab,
-                None,
-                &SampleOptions {
-                    n: 32,
-                    first_batch: 1,
-                    ..redrawn.clone()
-                },
-            )
-            .unwrap(),
-        );
-        assert_eq!(joined, after);
+        // Without a prompt, unfinished rows start over in place; behind a soft prompt they are
+        // replaced by spares and redrawn in rounds.
+        for prompt in [None, Some(&soft)] {
+            let plain = SampleOptions {
+                n: 48,
+                batch_size: 16,
+                max_len: 12,
+                seed: 5,
+                grammar: true,
+                ..Default::default()
+            };
+            let redrawn = SampleOptions {
+                redraw_rounds: 6,
+                abandon_below: 0.01,
+                ..plain.clone()
+            };
+            let run = |opts: &SampleOptions| sample(&m, &vocab, prompt.map(Prompt::BeforeBos), opts).unwrap();
+            let (before, after) = (run(&plain), run(&redrawn));
+            let unfinished = |xs: &[Sample]| xs.iter().filter(|s| s.unfinished()).count();
+            assert!(
+                unfinished(&before) > 0,
+                "the tiny model should leave rows unfinished at 12 tokens"
+            );
+            assert!(
+                unfinished(&after) < unfinished(&before),
+                "prompt {}",
+                prompt.is_some()
+            );
+            assert!(after.iter().any(|s| s.redraws > 0));
+            assert!(after.iter().all(|s| s.redraws <= 6));
+            for s in after.iter().filter(|s| !s.unfinished()) {
+                assert_eq!(s.tokens.last(), Some(&EOS));
+                let ll = -likelihood(&m, &vocab, std::slice::from_ref(&s.smiles), prompt, 1).unwrap()[0]; // an NLL
+                assert!(
+                    s.log_likelihood >= ll - 1e-4 && s.log_likelihood.is_finite(),
+                    "masked log-likelihood {} must be finite and at least the unmasked {ll}",
+                    s.log_likelihood
+                );
+            }
+            let mut joined = run(&SampleOptions {
+                n: 16,
+                ..redrawn.clone()
+            });
+            joined.extend(run(&SampleOptions {
+                n: 32,
+                first_batch: 1,
+                ..redrawn.clone()
+            }));
+            assert_eq!(joined, after);
+        }
     }
 
     /// Same seed → same molecules; the reported log-likelihood equals `likelihood`'s; greedy
