@@ -554,6 +554,34 @@ mod tests {
         assert!(pooled > 0, "dropped decoders return their caches");
     }
 
+    /// A row's logits are bit for bit the same whatever rows share its batch (and its shard):
+    /// sampling relies on it to make molecules independent of the batch size.
+    #[test]
+    fn rows_do_not_depend_on_their_neighbours() {
+        let (c, t, v) = (24, 6, 11);
+        let (model, _) = crate::testing::tiny_gpt(v, c, t, 5);
+        let token = |r: usize, pos: usize| ((r * 7 + pos * 3 + 1) % v) as u32;
+        let decode = |rows: &[usize]| {
+            let mut dec = Decoder::new(&model).unwrap();
+            dec.start(rows.len(), t);
+            (0..t)
+                .map(|pos| {
+                    let toks: Vec<u32> = rows.iter().map(|&r| token(r, pos)).collect();
+                    dec.feed_tokens(&toks).unwrap().to_vec()
+                })
+                .collect::<Vec<_>>()
+        };
+        // 25 rows make several tiles and two shards; row 13 alone is one partial tile.
+        let together = decode(&(0..25).collect::<Vec<_>>());
+        let alone = decode(&[13]);
+        let beside_two = decode(&[4, 13, 20]);
+        for pos in 0..t {
+            let row13 = &together[pos][13 * v..14 * v];
+            assert_eq!(row13, &alone[pos][..], "position {pos}");
+            assert_eq!(row13, &beside_two[pos][v..2 * v], "position {pos}");
+        }
+    }
+
     /// Rows started over mid-batch (with a deep prefix, rows dropped and moved between shards
     /// on the way) decode their new sequences as a fresh batch would: each row at its own
     /// position, its earlier cache never read again.

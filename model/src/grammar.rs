@@ -1001,16 +1001,33 @@ impl SmilesGrammar {
     /// Sets `allowed[id]` for every token that may follow `state` (EOS when the string is complete,
     /// or when nothing else is: a dead end). Returns whether it was a dead end.
     pub fn allowed(&self, state: &GrammarState, allowed: &mut [bool]) -> bool {
-        let mut any = false;
+        self.allowed_among(state, allowed, |_| true)
+    }
+
+    /// [`SmilesGrammar::allowed`] checking only the tokens `consider` picks (the others are
+    /// marked forbidden unchecked): sampling skips the tokens the model gives no weight. Where
+    /// none of those may follow, every token is checked, so that EOS is still allowed as a dead
+    /// end only when nothing at all could follow.
+    pub fn allowed_among(
+        &self,
+        state: &GrammarState,
+        allowed: &mut [bool],
+        consider: impl Fn(usize) -> bool,
+    ) -> bool {
         let mut scratch = state.clone();
-        for (id, chars) in self.chars.iter().enumerate() {
-            let ok = !chars.is_empty() && {
-                scratch.clone_from(state);
-                chars.iter().all(|&c| scratch.push(c)) && self.bracket_finishable(&scratch)
-            };
-            allowed[id] = ok;
-            any |= ok;
-        }
+        let mut check = |only: &dyn Fn(usize) -> bool, allowed: &mut [bool]| {
+            let mut any = false;
+            for (id, chars) in self.chars.iter().enumerate() {
+                let ok = !chars.is_empty() && only(id) && {
+                    scratch.clone_from(state);
+                    chars.iter().all(|&c| scratch.push(c)) && self.bracket_finishable(&scratch)
+                };
+                allowed[id] = ok;
+                any |= ok;
+            }
+            any
+        };
+        let any = check(&consider, allowed) || check(&|_| true, allowed);
         let complete = state.complete();
         allowed[EOS as usize] = complete || !any;
         !complete && !any

@@ -148,6 +148,33 @@ pub fn mask_log_probs(logp: &mut [f64], allowed: &[bool]) -> f64 {
     lse
 }
 
+/// Below this log-probability (at temperature 1, about 1e-10), a token is not checked against
+/// the grammar while sampling and counts as forbidden: most of the vocabulary at most steps, so
+/// the grammar's work shrinks severalfold, while a masked log-likelihood moves by under V·1e-10.
+const UNCHECKED_LOG_PROB: f64 = -23.0;
+
+/// One row's next-token log-probs `logp`, renormalised over what the grammar allows after
+/// `state` where there is one, with the probability the mask kept (1 without). A `forced`
+/// token (a given start) is checked however unlikely.
+fn mask_next(
+    mut logp: Vec<f64>,
+    grammar: Option<(&SmilesGrammar, &GrammarState)>,
+    forced: Option<u32>,
+    temperature: f64,
+) -> (Vec<f64>, f64) {
+    let Some((g, state)) = grammar else {
+        return (logp, 1.0);
+    };
+    // A hotter temperature lifts unlikely tokens: the threshold follows it.
+    let floor = UNCHECKED_LOG_PROB * temperature.max(1.0);
+    let mut allowed = vec![false; logp.len()];
+    g.allowed_among(state, &mut allowed, |id| {
+        logp[id] > floor || forced == Some(id as u32)
+    });
+    let kept = mask_log_probs(&mut logp, &allowed).exp();
+    (logp, kept)
+}
+
 /// Draws one token from `logp` (the model's log-probs) after temperature, top-k and top-p.
 /// PAD and BOS are never drawn.
 pub fn pick(logp: &[f64], opts: &SampleOptions, rng: &mut Rng) -> u32 {
@@ -371,14 +398,7 @@ pub fn sample_continuing(
         ));
     }
     let grammar = opts.grammar.then(|| SmilesGrammar::new(vocab));
-    // Where the CPU decoder feeds BOS itself, an unfinished row starts over in its own slot
-    // while the batch decodes on: no spare rows, no second, nearly empty batch.
-    let refill = opts.redraw_rounds > 0
-        && matches!(m, Stepper::Cpu(_))
-        && prefix.is_none()
-        && first_log_probs.is_none();
     let job = BatchJob {
-        refill,
         vocab,
         grammar: grammar.as_ref(),
         opts,
@@ -388,6 +408,11 @@ pub fn sample_continuing(
         max_len,
         starts,
     };
+    // Where the CPU decoder feeds BOS itself, every row of the batch is a slot that takes the
+    // next molecule as soon as its last one ends: no batch waits for its longest row.
+    if matches!(m, Stepper::Cpu(_)) && prefix.is_none() && first_log_probs.is_none() {
+        return job.decode_stream(&mut m, opts.first_batch * opts.batch_size);
+    }
     let mut out = Vec::with_capacity(opts.n);
     while out.len() < opts.n {
         let b = opts.batch_size.min(opts.n - out.len());
@@ -407,7 +432,7 @@ pub fn sample_continuing(
         let shared_start = starts.len() <= 1 && prefix.as_ref().map_or(Ok(1), |t| t.dim(0))? == 1;
         let spares = match opts.redraw_rounds {
             0 => 0,
-            _ if refill || !shared_start => 0,
+            _ if !shared_start => 0,
             _ => b.div_ceil(SPARE_SHARE),
         };
         let first_molecule = batch * opts.batch_size;
@@ -427,8 +452,7 @@ pub fn sample_continuing(
         }
         // Redraw the rows still unfinished, each round from its own sub-stream of the seed, so
         // that a shard redraws exactly what the whole run does.
-        let rounds = if refill { 0 } else { opts.redraw_rounds }; // refilled rows are final
-        for round in (1 + usize::from(spares > 0))..=rounds {
+        for round in (1 + usize::from(spares > 0))..=opts.redraw_rounds {
             let failed: Vec<usize> = (0..b).filter(|&r| rows[r].unfinished()).collect();
             if failed.is_empty() {
                 break;
@@ -463,8 +487,6 @@ const REDRAW_STREAMS: u64 = 1 << 48;
 
 /// What every batch of one sampling call shares.
 struct BatchJob<'a> {
-    /// Whether an unfinished row starts over in place, up to `opts.redraw_rounds` times.
-    refill: bool,
     vocab: &'a Vocab,
     grammar: Option<&'a SmilesGrammar>,
     opts: &'a SampleOptions,
@@ -478,6 +500,26 @@ struct BatchJob<'a> {
 }
 
 impl BatchJob<'_> {
+    /// The token molecule `molecule`'s given start puts at `at`, if any.
+    fn forced(&self, molecule: usize, at: usize) -> Option<u32> {
+        match self.starts.len() {
+            0 => None,
+            k => self.starts[molecule % k].get(at).copied(),
+        }
+    }
+
+    /// The error for a given start the grammar does not allow.
+    fn refused_start(&self, molecule: usize) -> Error {
+        let start = &self.starts[molecule % self.starts.len()];
+        Error::option(
+            "prompt",
+            format!(
+                "{:?} is not the beginning of a SMILES the grammar allows",
+                self.vocab.decode(start)
+            ),
+        )
+    }
+
     /// Decodes one molecule per entry of `molecules` (their indices in the stream choose their
     /// `starts`) together in one KV cache, behind `prefix` (1 row, or one per molecule).
     fn decode(
@@ -488,7 +530,7 @@ impl BatchJob<'_> {
         rng: &mut Rng,
     ) -> Result<Vec<Sample>> {
         let (b, v, max_len, lead) = (molecules.len(), self.vocab.len(), self.max_len, self.lead);
-        let (grammar, starts) = (self.grammar, self.starts);
+        let grammar = self.grammar;
         // Abandoning a row only makes sense where a redraw replaces it.
         let abandon_below = if self.opts.redraw_rounds > 0 {
             self.opts.abandon_below
@@ -499,7 +541,7 @@ impl BatchJob<'_> {
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
         let mut done = vec![false; b];
-        let mut attempts = vec![0usize; b]; // times a row started over in place
+        let mut abandoned = vec![false; b];
         let mut states = vec![GrammarState::new(); if grammar.is_some() { b } else { 0 }];
         // Logits for the next token of each active row; None before the first forward.
         let mut logits = match self.first_log_probs {
@@ -507,88 +549,53 @@ impl BatchJob<'_> {
             None => Some(m.first(prefix, &vec![BOS; b])?),
         };
         let mut active: Vec<usize> = (0..b).collect(); // batch row -> molecule
-        for step in 0.. {
+        for step in 0..max_len {
             let mut next = vec![PAD; active.len()];
-            // The grammar's masks of the live rows, computed in parallel (one allocation a row).
-            let masks: Vec<Vec<bool>> = match grammar {
-                Some(g) => active
-                    .par_iter()
-                    .map(|&r| {
-                        let mut allowed = vec![false; v];
-                        if !done[r] {
-                            g.allowed(&states[r], &mut allowed);
-                        }
-                        allowed
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            let mut restart = Vec::new(); // batch rows fed BOS at position 0 next
-            for (ci, &r) in active.iter().enumerate() {
-                if done[r] {
-                    if self.refill {
-                        restart.push(ci); // idle at position 0 until dropped
+            // Each live row's (masked) log-probs, computed in parallel.
+            let rows: Vec<Option<(Vec<f64>, f64)>> = active
+                .par_iter()
+                .enumerate()
+                .map(|(ci, &r)| {
+                    if done[r] {
+                        return None;
                     }
+                    let logp = match (&logits, self.first_log_probs) {
+                        (Some(rows), _) => log_softmax(&rows[ci * v..(ci + 1) * v]),
+                        (None, Some(first)) => first.to_vec(),
+                        (None, None) => unreachable!("logits exist unless the first token is given"),
+                    };
+                    let state = grammar.zip(states.get(r));
+                    Some(mask_next(
+                        logp,
+                        state,
+                        self.forced(molecules[r], step),
+                        self.opts.temperature,
+                    ))
+                })
+                .collect();
+            for (ci, (&r, row)) in active.iter().zip(rows).enumerate() {
+                let Some((logp, kept)) = row else {
+                    continue;
+                };
+                if kept < abandon_below {
+                    done[r] = true; // no EOS: unfinished, so a redraw replaces it
+                    abandoned[r] = true;
                     continue;
                 }
-                let at = toks[r].len();
-                let mut logp = match (&logits, self.first_log_probs) {
-                    (Some(rows), _) => log_softmax(&rows[ci * v..(ci + 1) * v]),
-                    (None, Some(first)) => first.to_vec(),
-                    (None, None) => unreachable!("logits exist unless the first token is given"),
-                };
-                let mut failed = false;
-                if let Some(allowed) = masks.get(ci) {
-                    let kept = mask_log_probs(&mut logp, allowed).exp();
-                    failed = kept < abandon_below; // no EOS: unfinished, so it is redrawn
-                }
-                if !failed {
-                    let start = match starts.len() {
-                        0 => None,
-                        k => Some(&starts[molecules[r] % k]),
-                    };
-                    let forced = start.and_then(|s| s.get(at).copied());
-                    let id = forced.unwrap_or_else(|| pick(&logp, self.opts, rng));
-                    if let Some(g) = grammar {
-                        if !g.advance(&mut states[r], id) && forced.is_some() {
-                            return Err(Error::option(
-                                "prompt",
-                                format!(
-                                    "{:?} is not the beginning of a SMILES the grammar allows",
-                                    self.vocab.decode(start.map_or(&[][..], |s| s.as_slice()))
-                                ),
-                            ));
-                        }
-                    }
-                    ll[r] += logp[id as usize];
-                    toks[r].push(id);
-                    next[ci] = id;
-                    done[r] = id == EOS || toks[r].len() == max_len;
-                    let dead_end = id == EOS && states.get(r).is_some_and(GrammarState::dead_end);
-                    failed = self.refill && done[r] && (id != EOS || dead_end);
-                    if !failed {
-                        continue;
+                let forced = self.forced(molecules[r], step);
+                let id = forced.unwrap_or_else(|| pick(&logp, self.opts, rng));
+                if let Some(g) = grammar {
+                    if !g.advance(&mut states[r], id) && forced.is_some() {
+                        return Err(self.refused_start(molecules[r]));
                     }
                 }
-                if self.refill && attempts[r] < self.opts.redraw_rounds {
-                    attempts[r] += 1;
-                    toks[r].clear();
-                    ll[r] = 0.0;
-                    done[r] = false;
-                    if let Some(state) = states.get_mut(r) {
-                        *state = GrammarState::new();
-                    }
-                    next[ci] = BOS;
-                    restart.push(ci);
-                } else {
-                    done[r] = true;
-                }
+                ll[r] += logp[id as usize];
+                toks[r].push(id);
+                next[ci] = id;
+                done[r] = id == EOS;
             }
-            if done.iter().all(|&d| d) {
+            if step + 1 == max_len || done.iter().all(|&d| d) {
                 break;
-            }
-            if !restart.is_empty() {
-                m.restart(&restart)?;
             }
             // Once a quarter of the rows are finished, drop them from the batch and the cache.
             let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
@@ -597,8 +604,7 @@ impl BatchJob<'_> {
                 next = live.iter().map(|&ci| next[ci]).collect();
                 active = live.iter().map(|&ci| active[ci]).collect();
             }
-            // x_{step+1} sits after the lead positions (rows that started over are at 0); the
-            // prompt goes in with the first forward.
+            // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
             logits = Some(if logits.is_none() {
                 m.first(prefix, &next)?
             } else {
@@ -611,12 +617,158 @@ impl BatchJob<'_> {
                 Sample {
                     smiles: self.vocab.decode(&tokens),
                     log_likelihood: ll[r],
-                    complete: tokens.last() == Some(&EOS),
+                    complete: done[r] && !abandoned[r],
                     dead_end: states.get(r).is_some_and(GrammarState::dead_end),
-                    redraws: attempts[r],
+                    redraws: 0,
                     tokens,
                 }
             })
+            .collect())
+    }
+}
+
+/// A molecule being decoded in one slot of [`BatchJob::decode_stream`].
+struct Draft {
+    /// Index in the whole stream (chooses the random sub-stream and the start).
+    molecule: usize,
+    rng: Rng,
+    tokens: Vec<u32>,
+    log_likelihood: f64,
+    grammar: GrammarState,
+    /// Times the molecule started over after ending unfinished.
+    attempts: usize,
+}
+
+impl Draft {
+    fn new(molecule: usize, seed: u64) -> Self {
+        Self {
+            molecule,
+            rng: Rng::derive(seed, MOLECULE_STREAMS + molecule as u64),
+            tokens: Vec::new(),
+            log_likelihood: 0.0,
+            grammar: GrammarState::new(),
+            attempts: 0,
+        }
+    }
+
+    /// Drops what was drawn, keeping the random stream: the next draw is a fresh one.
+    fn start_over(&mut self) {
+        self.attempts += 1;
+        self.tokens.clear();
+        self.log_likelihood = 0.0;
+        self.grammar = GrammarState::new();
+    }
+
+    fn into_sample(self, vocab: &Vocab, grammar: bool) -> Sample {
+        Sample {
+            smiles: vocab.decode(&self.tokens),
+            log_likelihood: self.log_likelihood,
+            complete: self.tokens.last() == Some(&EOS),
+            dead_end: grammar && self.grammar.dead_end(),
+            redraws: self.attempts,
+            tokens: self.tokens,
+        }
+    }
+}
+
+/// Molecule i of a stream draws from sub-stream `MOLECULE_STREAMS + i` of the seed.
+const MOLECULE_STREAMS: u64 = 1 << 40;
+
+impl BatchJob<'_> {
+    /// Decodes `opts.n` molecules, numbered from `first_molecule` in the stream, through
+    /// `opts.batch_size` slots of the CPU decoder (no prompt; BOS first). A slot whose molecule
+    /// ends takes the next one at position 0 while the others decode on, so every step is
+    /// full until the queue runs dry; a molecule that ends unfinished (see
+    /// [`SampleOptions::redraw_rounds`]) starts over in its slot. Each molecule draws from its
+    /// own sub-stream of the seed, and a row's logits do not depend on the rows beside it, so
+    /// the molecules do not depend on the batch size or on where a run is cut into shards.
+    fn decode_stream(&self, m: &mut Stepper, first_molecule: usize) -> Result<Vec<Sample>> {
+        let (n, v, max_len, seed) = (self.opts.n, self.vocab.len(), self.max_len, self.opts.seed);
+        let grammar = self.grammar;
+        let abandon_below = if self.opts.redraw_rounds > 0 {
+            self.opts.abandon_below
+        } else {
+            0.0
+        };
+        let width = self.opts.batch_size.min(n);
+        let mut out: Vec<Option<Sample>> = vec![None; n];
+        let mut queue = (first_molecule..first_molecule + n).map(|i| Draft::new(i, seed));
+        let mut slots: Vec<Option<Draft>> = queue.by_ref().take(width).map(Some).collect();
+        m.start(width, self.lead + max_len);
+        let mut logits = m.first(None, &vec![BOS; width])?;
+        let mut active: Vec<usize> = (0..width).collect(); // decoder row -> slot
+        loop {
+            // Each busy slot's (masked) log-probs, computed in parallel.
+            let rows: Vec<Option<(Vec<f64>, f64)>> = active
+                .par_iter()
+                .enumerate()
+                .map(|(ci, &slot)| {
+                    let d = slots[slot].as_ref()?;
+                    let logp = log_softmax(&logits[ci * v..(ci + 1) * v]);
+                    let forced = self.forced(d.molecule, d.tokens.len());
+                    Some(mask_next(
+                        logp,
+                        grammar.zip(Some(&d.grammar)),
+                        forced,
+                        self.opts.temperature,
+                    ))
+                })
+                .collect();
+            let mut next = vec![PAD; active.len()];
+            let mut restart = Vec::new(); // decoder rows fed at position 0 next
+            for (ci, (&slot, row)) in active.iter().zip(rows).enumerate() {
+                let (Some(d), Some((logp, kept))) = (slots[slot].as_mut(), row) else {
+                    restart.push(ci); // an idle slot waits at position 0 until it is dropped
+                    continue;
+                };
+                // Left the model's distribution: stopped without EOS, so unfinished.
+                let mut ended = kept < abandon_below;
+                if !ended {
+                    let forced = self.forced(d.molecule, d.tokens.len());
+                    let id = forced.unwrap_or_else(|| pick(&logp, self.opts, &mut d.rng));
+                    if let Some(g) = grammar {
+                        if !g.advance(&mut d.grammar, id) && forced.is_some() {
+                            return Err(self.refused_start(d.molecule));
+                        }
+                    }
+                    d.log_likelihood += logp[id as usize];
+                    d.tokens.push(id);
+                    next[ci] = id;
+                    ended = id == EOS || d.tokens.len() == max_len;
+                }
+                if !ended {
+                    continue;
+                }
+                let finished = d.tokens.last() == Some(&EOS) && !(grammar.is_some() && d.grammar.dead_end());
+                if !finished && d.attempts < self.opts.redraw_rounds {
+                    d.start_over();
+                } else {
+                    let done = slots[slot].take().expect("the slot is busy");
+                    let at = done.molecule - first_molecule;
+                    out[at] = Some(done.into_sample(self.vocab, grammar.is_some()));
+                    slots[slot] = queue.next();
+                }
+                next[ci] = BOS;
+                restart.push(ci);
+            }
+            if slots.iter().all(Option::is_none) {
+                break;
+            }
+            m.restart(&restart)?;
+            // Once a quarter of the slots are idle, drop them from the batch and the cache.
+            let live: Vec<usize> = (0..active.len())
+                .filter(|&ci| slots[active[ci]].is_some())
+                .collect();
+            if live.len() * 4 <= active.len() * 3 {
+                m.retain(&live)?;
+                next = live.iter().map(|&ci| next[ci]).collect();
+                active = live.iter().map(|&ci| active[ci]).collect();
+            }
+            logits = m.next(&next, 0)?; // the CPU decoder keeps each row's position itself
+        }
+        Ok(out
+            .into_iter()
+            .map(|s| s.expect("every molecule was decoded"))
             .collect())
     }
 }
@@ -773,33 +925,57 @@ mod tests {
     }
 
     /// Shards cut from one stream at batch boundaries are disjoint pieces of it: their
-    /// concatenation is the uncut run, row for row, whatever the cut.
+    /// concatenation is the uncut run, row for row, whatever the cut; without a prompt, where
+    /// each molecule has its own random stream, the batch size does not change them either.
     #[test]
     fn shards_of_a_stream_concatenate_to_the_whole_run() {
         crate::configure_cpu_env();
         let (m, vocab) = tiny();
-        let whole = SampleOptions {
-            n: 70,
-            batch_size: 16,
-            max_len: 30,
-            seed: 11,
-            ..Default::default()
-        };
-        let all = sample(&m, &vocab, None, &whole).unwrap();
-        // Batches 0-1, 2, 3-4 (the last one short, as in the uncut run).
-        let cuts = [(0, 32), (2, 16), (3, 22)];
-        let mut joined = Vec::new();
-        for (first_batch, n) in cuts {
-            let shard = SampleOptions {
-                n,
-                first_batch,
-                ..whole.clone()
-            };
-            joined.extend(sample(&m, &vocab, None, &shard).unwrap());
+        let c = m.config().n_embd;
+        let soft = Tensor::from_vec(
+            (0..c).map(|i| (i as f32 * 0.2).sin()).collect(),
+            (1, 1, c),
+            &Device::Cpu,
+        )
+        .unwrap();
+        for prompt in [None, Some(&soft)] {
+            let run = |opts: &SampleOptions| sample(&m, &vocab, prompt.map(Prompt::BeforeBos), opts).unwrap();
+            for grammar in [false, true] {
+                let whole = SampleOptions {
+                    n: 70,
+                    batch_size: 16,
+                    max_len: 30,
+                    seed: 11,
+                    grammar,
+                    redraw_rounds: usize::from(grammar) * 2,
+                    abandon_below: 0.01,
+                    ..Default::default()
+                };
+                let all = run(&whole);
+                // Batches 0-1, 2, 3-4 (the last one short, as in the uncut run).
+                let cuts = [(0, 32), (2, 16), (3, 22)];
+                let mut joined = Vec::new();
+                for (first_batch, n) in cuts {
+                    joined.extend(run(&SampleOptions {
+                        n,
+                        first_batch,
+                        ..whole.clone()
+                    }));
+                }
+                assert_eq!(joined, all, "prompt {}, grammar {grammar}", prompt.is_some());
+                // Batches are distinct streams, not one stream restarted.
+                assert_ne!(all[..16], all[16..32]);
+                if prompt.is_none() {
+                    for batch_size in [1, 7, 70] {
+                        let other = run(&SampleOptions {
+                            batch_size,
+                            ..whole.clone()
+                        });
+                        assert_eq!(other, all, "batch size {batch_size}, grammar {grammar}");
+                    }
+                }
+            }
         }
-        assert_eq!(joined, all);
-        // Batches are distinct streams, not one stream restarted.
-        assert_ne!(all[..16], all[16..32]);
     }
 
     /// Redrawing (spares, then rounds of their own) replaces unfinished rows by finished ones,
