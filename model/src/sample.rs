@@ -46,8 +46,10 @@ pub struct SampleOptions {
     /// the model's distribution; it is stopped there, unfinished, and redrawn. Nearly every row
     /// that would wander to `max_len` or into a dead end does this first. 0 = off.
     pub abandon_below: f64,
-    /// Index of the first batch within a longer stream. Batch k of a stream is drawn from
-    /// sub-stream k of `seed` (batch 0 from `seed` itself), so a run cut into batch ranges
+    /// Index of the first batch within a longer stream (its first molecule is `first_batch ×
+    /// batch_size`). On the CPU decoder without a soft prompt, molecule i of a stream is drawn
+    /// from its own sub-stream of `seed` whatever the batch size; otherwise batch k is drawn
+    /// from sub-stream k (batch 0 from `seed` itself). Either way a run cut into batch ranges
     /// (`smirl sample --shard I/N`) gives disjoint shards whose union is the uncut run.
     pub first_batch: usize,
 }
@@ -322,7 +324,8 @@ pub fn batch_rng(seed: u64, batch: usize) -> Rng {
 }
 
 /// Generates `opts.n` molecules, `opts.batch_size` at a time with a KV cache, each ending at its
-/// own EOS, optionally behind a soft [`Prompt`].
+/// own EOS, optionally behind a soft [`Prompt`]. On the CPU decoder without a soft prompt the
+/// batch is a set of slots, each taking the next molecule as soon as its last one ends.
 pub fn sample(
     model: &Gpt,
     vocab: &Vocab,

@@ -250,10 +250,16 @@ fn prompt_modes_leave_the_gpt_untouched() {
     let agent_before = flat(&policy.gpt_weights(true));
     assert_eq!(prior_before, agent_before);
     let mut tr = Trainer::new(full, policy, &references()).unwrap();
-    tr.step().unwrap();
+    // REINVENT's target is the prior plus σ × reward: a batch with no sulfur-bearing molecule
+    // (about one in three for this tiny prior) moves nothing, so step until one has.
+    let mut steps = 0;
+    while flat(&tr.policy().gpt_weights(true)) == agent_before {
+        tr.step().unwrap();
+        steps += 1;
+        assert!(steps < 20, "full mode: the agent never moved");
+    }
     let row = tr.step().unwrap();
     assert_eq!(flat(&tr.policy().gpt_weights(false)), prior_before);
-    assert_ne!(flat(&tr.policy().gpt_weights(true)), agent_before);
     assert!(row.kl.is_finite() && row.kl != 0.0, "kl {}", row.kl);
     // The phase timings are parts of the step's wall clock.
     let phases = [row.sample_seconds, row.score_seconds, row.update_seconds];

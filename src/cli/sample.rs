@@ -31,7 +31,8 @@ pub struct SampleArgs {
     /// checkpoint records it: a row that runs past that is wandering and is redrawn.
     #[arg(long)]
     max_len: Option<usize>,
-    /// Seed: the same seed, batch size and model give the same molecules.
+    /// Seed: the same seed and model give the same molecules (on the CPU; behind a soft prompt,
+    /// or on a GPU, the same batch size too).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Molecules decoded together.
@@ -53,11 +54,12 @@ pub struct SampleArgs {
     /// valence); log-likelihoods are those of the masked, renormalised distribution.
     #[arg(long)]
     grammar: bool,
-    /// Rounds of redrawing the rows that end unfinished (no EOS within --max-len, or a grammar
-    /// dead end), each from its own sub-stream of --seed. Under the grammar a row is also
-    /// abandoned and redrawn once the mask leaves the model under 1 % of its probability. Default:
-    /// 3 under the grammar, where a finished row is nearly always a molecule, else 0 (every row
-    /// is kept as drawn).
+    /// Times a molecule that ends unfinished (no EOS within --max-len, or a grammar dead end) is
+    /// drawn again: on the CPU it starts over in its own slot of the batch, from its own random
+    /// stream (behind a soft prompt, or on a GPU, the batch's unfinished rows are redrawn in
+    /// rounds). Under the grammar a row is also abandoned and drawn again once the mask leaves
+    /// the model under 1 % of its probability. Default: 5 under the grammar, where a finished row
+    /// is nearly always a molecule, else 0 (every row is kept as drawn).
     #[arg(long)]
     redraw: Option<usize>,
     /// Reward-guided decoding with the `[scoring]` of this tune config (no training): blockwise
@@ -79,9 +81,10 @@ pub struct SampleArgs {
     #[arg(long, requires = "steer")]
     compare_best_of_n: bool,
     /// Sample shard I of N (0-based) of this run: -n and --seed stay those of the whole run, and
-    /// the shard takes its own contiguous range of the run's batches, each batch drawn from a
-    /// sub-stream of --seed. Shards are disjoint, and the N shards' files, in order, are the
-    /// unsharded run's file (same --batch). The contract the Ray and Slurm drivers (scale/) use.
+    /// the shard takes its own contiguous range of the run's batches. Each molecule is drawn
+    /// from its own sub-stream of --seed (behind a soft prompt, or on a GPU, each batch), so
+    /// shards are disjoint, and the N shards' files, in order, are the unsharded run's file
+    /// (same --batch). The contract the Ray and Slurm drivers (scale/) use.
     #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "steer")]
     shard: Option<(usize, usize)>,
     /// Output CSV: smiles,log_likelihood,complete.
@@ -146,9 +149,9 @@ fn read_prompts(path: &std::path::Path, top: usize) -> anyhow::Result<Vec<String
     Ok(out)
 }
 
-/// Redraw rounds under the grammar unless --redraw says otherwise: after three, about one row
-/// in 10^5 is still unfinished.
-const DEFAULT_GRAMMAR_REDRAWS: usize = 3;
+/// Redraws under the grammar unless --redraw says otherwise: about 5 % of the shipped prior's
+/// rows need one, and after three one row in 10^4 was still unfinished.
+const DEFAULT_GRAMMAR_REDRAWS: usize = 5;
 
 /// Under the grammar with redraws, a row is abandoned (and redrawn) when the mask leaves the
 /// model under 1 % of its probability: such rows are the ones that go on to wander or dead-end.
