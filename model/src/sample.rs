@@ -694,6 +694,9 @@ impl BatchJob<'_> {
             0.0
         };
         let width = self.opts.batch_size.min(n);
+        if width == 0 {
+            return Ok(Vec::new());
+        }
         let mut out: Vec<Option<Sample>> = vec![None; n];
         let mut queue = (first_molecule..first_molecule + n).map(|i| Draft::new(i, seed));
         let mut slots: Vec<Option<Draft>> = queue.by_ref().take(width).map(Some).collect();
@@ -968,6 +971,11 @@ mod tests {
                 assert_eq!(joined, all, "prompt {}, grammar {grammar}", prompt.is_some());
                 // Batches are distinct streams, not one stream restarted.
                 assert_ne!(all[..16], all[16..32]);
+                assert!(run(&SampleOptions {
+                    n: 0,
+                    ..whole.clone()
+                })
+                .is_empty());
                 if prompt.is_none() {
                     for batch_size in [1, 7, 70] {
                         let other = run(&SampleOptions {
