@@ -1620,6 +1620,17 @@ mod shard_and_merge {
         }
         assert_eq!(joined, lines(&single));
 
+        // On the CPU each molecule has its own random stream: another --batch, the same file.
+        let other = dir.path().join("batch100.csv");
+        smirl()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["sample", "--model", "models/prior", "-n", N, "--seed", SEED])
+            .args(["--batch", "100", "--out"])
+            .arg(&other)
+            .assert()
+            .success();
+        assert_eq!(lines(&other), lines(&single));
+
         // The merged metrics are `smirl eval`'s on the single run.
         let eval = smirl().arg("eval").arg(&single).arg("--json").output().unwrap();
         assert!(eval.status.success());
