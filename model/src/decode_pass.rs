@@ -612,7 +612,7 @@ mod tests {
         for step in 0..t + 6 {
             if step == 5 {
                 // Drop the first shard's rows but two: rows move between shards.
-                let keep: Vec<usize> = (0..rows.len()).filter(|&j| j < 2 || j >= 10).collect();
+                let keep: Vec<usize> = (0..rows.len()).filter(|&j| !(2..10).contains(&j)).collect();
                 rows = keep.iter().map(|&j| rows[j]).collect();
                 dec.retain_rows(&keep).unwrap();
             }
