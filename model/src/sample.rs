@@ -480,6 +480,17 @@ pub fn sample_continuing(
     Ok(out)
 }
 
+/// Once a quarter of the batch's rows are idle, drops them from the batch and the cache, keeping
+/// the rows `live` (indices into `active` and `next`, in order).
+fn drop_idle(m: &mut Stepper, live: &[usize], active: &mut Vec<usize>, next: &mut Vec<u32>) -> Result<()> {
+    if live.len() * 4 <= active.len() * 3 {
+        m.retain(live)?;
+        *next = live.iter().map(|&ci| next[ci]).collect();
+        *active = live.iter().map(|&ci| active[ci]).collect();
+    }
+    Ok(())
+}
+
 /// One spare row per this many rows of a batch when redrawing: unconstrained or under the
 /// grammar, about 4 % of the shipped prior's rows end unfinished.
 const SPARE_SHARE: usize = 16;
@@ -503,6 +514,15 @@ struct BatchJob<'a> {
 }
 
 impl BatchJob<'_> {
+    /// The kept probability under which a row is abandoned: only where a redraw replaces it.
+    fn abandon_below(&self) -> f64 {
+        if self.opts.redraw_rounds > 0 {
+            self.opts.abandon_below
+        } else {
+            0.0
+        }
+    }
+
     /// The token molecule `molecule`'s given start puts at `at`, if any.
     fn forced(&self, molecule: usize, at: usize) -> Option<u32> {
         match self.starts.len() {
@@ -533,13 +553,7 @@ impl BatchJob<'_> {
         rng: &mut Rng,
     ) -> Result<Vec<Sample>> {
         let (b, v, max_len, lead) = (molecules.len(), self.vocab.len(), self.max_len, self.lead);
-        let grammar = self.grammar;
-        // Abandoning a row only makes sense where a redraw replaces it.
-        let abandon_below = if self.opts.redraw_rounds > 0 {
-            self.opts.abandon_below
-        } else {
-            0.0
-        };
+        let (grammar, abandon_below) = (self.grammar, self.abandon_below());
         m.start(b, lead.max(self.prompt_len + 1) + max_len);
         let mut toks: Vec<Vec<u32>> = vec![Vec::with_capacity(max_len); b];
         let mut ll = vec![0f64; b];
@@ -600,13 +614,8 @@ impl BatchJob<'_> {
             if step + 1 == max_len || done.iter().all(|&d| d) {
                 break;
             }
-            // Once a quarter of the rows are finished, drop them from the batch and the cache.
             let live: Vec<usize> = (0..active.len()).filter(|&ci| !done[active[ci]]).collect();
-            if live.len() * 4 <= active.len() * 3 {
-                m.retain(&live)?;
-                next = live.iter().map(|&ci| next[ci]).collect();
-                active = live.iter().map(|&ci| active[ci]).collect();
-            }
+            drop_idle(m, &live, &mut active, &mut next)?;
             // x_{step+1} sits after the lead positions; the prompt goes in with the first forward.
             logits = Some(if logits.is_none() {
                 m.first(prefix, &next)?
@@ -687,12 +696,7 @@ impl BatchJob<'_> {
     /// the molecules do not depend on the batch size or on where a run is cut into shards.
     fn decode_stream(&self, m: &mut Stepper, first_molecule: usize) -> Result<Vec<Sample>> {
         let (n, v, max_len, seed) = (self.opts.n, self.vocab.len(), self.max_len, self.opts.seed);
-        let grammar = self.grammar;
-        let abandon_below = if self.opts.redraw_rounds > 0 {
-            self.opts.abandon_below
-        } else {
-            0.0
-        };
+        let (grammar, abandon_below) = (self.grammar, self.abandon_below());
         let width = self.opts.batch_size.min(n);
         if width == 0 {
             return Ok(Vec::new());
@@ -761,15 +765,10 @@ impl BatchJob<'_> {
                 break;
             }
             m.restart(&restart)?;
-            // Once a quarter of the slots are idle, drop them from the batch and the cache.
             let live: Vec<usize> = (0..active.len())
                 .filter(|&ci| slots[active[ci]].is_some())
                 .collect();
-            if live.len() * 4 <= active.len() * 3 {
-                m.retain(&live)?;
-                next = live.iter().map(|&ci| next[ci]).collect();
-                active = live.iter().map(|&ci| active[ci]).collect();
-            }
+            drop_idle(m, &live, &mut active, &mut next)?;
             logits = m.next(&next, 0)?; // the CPU decoder keeps each row's position itself
         }
         Ok(out
@@ -930,6 +929,13 @@ mod tests {
         assert!(finished > 0);
     }
 
+    /// One soft-prompt vector for `m`, placed before BOS: the batched path's sampling.
+    fn soft_prompt(m: &Gpt) -> Tensor {
+        let c = m.config().n_embd;
+        let values = (0..c).map(|i| (i as f32 * 0.3).cos()).collect();
+        Tensor::from_vec(values, (1, 1, c), &Device::Cpu).unwrap()
+    }
+
     /// Shards cut from one stream at batch boundaries are disjoint pieces of it: their
     /// concatenation is the uncut run, row for row, whatever the cut; without a prompt, where
     /// each molecule has its own random stream, the batch size does not change them either.
@@ -937,13 +943,7 @@ mod tests {
     fn shards_of_a_stream_concatenate_to_the_whole_run() {
         crate::configure_cpu_env();
         let (m, vocab) = tiny();
-        let c = m.config().n_embd;
-        let soft = Tensor::from_vec(
-            (0..c).map(|i| (i as f32 * 0.2).sin()).collect(),
-            (1, 1, c),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let soft = soft_prompt(&m);
         for prompt in [None, Some(&soft)] {
             let run = |opts: &SampleOptions| sample(&m, &vocab, prompt.map(Prompt::BeforeBos), opts).unwrap();
             for grammar in [false, true] {
@@ -995,13 +995,7 @@ mod tests {
     fn redraws_replace_unfinished_rows_and_keep_shards_exact() {
         crate::configure_cpu_env();
         let (m, vocab) = tiny();
-        let c = m.config().n_embd;
-        let soft = Tensor::from_vec(
-            (0..c).map(|i| (i as f32 * 0.3).cos()).collect(),
-            (1, 1, c),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let soft = soft_prompt(&m);
         // Without a prompt, unfinished rows start over in place; behind a soft prompt they are
         // replaced by spares and redrawn in rounds.
         for prompt in [None, Some(&soft)] {
