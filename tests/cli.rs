@@ -1310,6 +1310,53 @@ mod prompt_library {
         }
     }
 
+    /// `smirl value-head` fits a value model and reports its held-out fit; `--value-head` steers
+    /// with it; a file that is not a value model is refused by name.
+    #[test]
+    fn value_head_trains_and_steers() {
+        let dir = tempfile::tempdir().unwrap();
+        let head = dir.path().join("value.safetensors");
+        smirl()
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "value-head",
+                "--model",
+                "models/prior",
+                "--reward",
+                "configs/qed_target.toml",
+            ])
+            .args(["-n", "200", "--epochs", "1", "--hidden", "8", "--out"])
+            .arg(&head)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("200 molecules").and(predicate::str::contains("held out")));
+        let csv = dir.path().join("st.csv");
+        sample_shipped_prior()
+            .args(["--steer", "configs/qed_target.toml", "-n", "8", "--block", "12"])
+            .arg("--value-head")
+            .arg(&head)
+            .arg("--out")
+            .arg(&csv)
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("steered: 8 molecules").and(predicate::str::contains("value head")),
+            );
+        assert_eq!(csv::Reader::from_path(&csv).unwrap().records().count(), 8);
+        // The prior's own checkpoint is not a value model.
+        sample_shipped_prior()
+            .args(["--steer", "configs/qed_target.toml", "-n", "2", "--value-head"])
+            .arg("models/prior/model.safetensors")
+            .arg("--out")
+            .arg(&csv)
+            .assert()
+            .failure()
+            .stderr(
+                predicate::str::contains("model.safetensors")
+                    .and(predicate::str::contains("not a value model")),
+            );
+    }
+
     /// The shipped large prior (float16 weights, every file under 16 MiB) loads and writes
     /// molecules: at 10,000 samples 98.3 % are valid (models/README.md); 200 samples with 90 % valid
     /// leave room for chance.

@@ -58,6 +58,7 @@ pub mod run;
 pub mod run_dir;
 pub mod scoring;
 pub mod steer;
+pub mod value_head;
 
 pub use config::{LossConfig, PolicyMode, TuneConfig};
 pub use error::{Error, Result};

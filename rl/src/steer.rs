@@ -1,14 +1,15 @@
 //! Reward-guided decoding without training: blockwise best-of-K as Controlled Decoding does it
 //! (Mudgal et al. 2023, arXiv 2310.17022). From each prefix, K continuations of M tokens are
 //! drawn from the frozen prior; each is valued by Monte-Carlo rollouts to complete molecules
-//! scored by the reward (a continuation that already ended is valued by its own score); the best
-//! one becomes the prefix. Beside it, best-of-N whole-molecule sampling at the same number of
+//! scored by the reward, or by a learned [`ValueHead`] (CD-FUDGE) where one is given (a
+//! continuation that already ended is valued by its own score); the best one becomes the prefix. Beside it, best-of-N whole-molecule sampling at the same number of
 //! forward tokens is the baseline.
 
 use model::{Gpt, Sample, SampleOptions, Vocab};
 
 use crate::scoring::components::{MolBatch, ScoringContext};
 use crate::scoring::Scorer;
+use crate::value_head::ValueHead;
 use crate::{Error, Result};
 
 /// How to steer.
@@ -22,6 +23,9 @@ pub struct SteerOptions {
     pub candidates: usize,
     /// Rollouts to a complete molecule per continuation (the value is their mean reward).
     pub rollouts: usize,
+    /// Values continuations instead of the rollouts: one teacher-forced pass of the value model
+    /// (a prior-sized GPT) per continuation.
+    pub value_head: Option<ValueHead>,
     /// Sampling temperature, token limit, decode batch and seed (n is set per call).
     pub sampling: SampleOptions,
 }
@@ -109,7 +113,13 @@ pub fn steer(
             .filter(|&c| !candidates[c].complete && candidates[c].tokens.len() < max_len)
             .collect();
         let mut value: Vec<f64> = own.clone();
-        if !unfinished.is_empty() {
+        if let (Some(head), false) = (&opts.value_head, unfinished.is_empty()) {
+            let seqs: Vec<Vec<u32>> = unfinished.iter().map(|&c| candidates[c].tokens.clone()).collect();
+            tokens += seqs.iter().map(Vec::len).sum::<usize>(); // BOS and all but the last token
+            for (&c, v) in unfinished.iter().zip(head.values(&seqs)?) {
+                value[c] = v;
+            }
+        } else if !unfinished.is_empty() {
             let roll_starts: Vec<Vec<u32>> = unfinished
                 .iter()
                 .flat_map(|&c| vec![candidates[c].tokens.clone(); opts.rollouts])

@@ -50,6 +50,7 @@ fn steering_raises_the_reward_over_plain_sampling() {
         block: 10,
         candidates: 4,
         rollouts: 1,
+        value_head: None,
         sampling: sampling(3),
     };
     let steered = steer(&run.model, &run.vocab, &scorer, &opts, &mut |_| {}).unwrap();
@@ -124,6 +125,7 @@ fn zero_sizes_are_errors_naming_the_field() {
                 block: 0,
                 candidates: 2,
                 rollouts: 1,
+                value_head: None,
                 sampling: sampling(1),
             },
         ),
@@ -134,6 +136,7 @@ fn zero_sizes_are_errors_naming_the_field() {
                 block: 4,
                 candidates: 0,
                 rollouts: 1,
+                value_head: None,
                 sampling: sampling(1),
             },
         ),

@@ -16,6 +16,7 @@ mod sample;
 mod score;
 mod table;
 mod tune;
+mod value_head;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,8 @@ enum Command {
     Sample(sample::SampleArgs),
     /// Tune a model with REINFORCE on chemistry rewards (resumable, checkpointed).
     Tune(tune::TuneArgs),
+    /// Fit a prefix value head on a prior's own molecules, for `smirl sample --steer --value-head`.
+    ValueHead(value_head::ValueHeadArgs),
     /// Score molecules: validity, canonical SMILES, QED, SA, scaffold, MOSES filters, set metrics.
     Score(score::ScoreArgs),
     /// Merge scored shards into one deduplicated library with the set metrics of their union.
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             tune::run(args)
         }
         Command::Report(args) => report::run(args),
+        Command::ValueHead(args) => value_head::run(args),
         Command::Score(args) => score::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Merge(args) => merge::run(args),

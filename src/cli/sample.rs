@@ -76,6 +76,10 @@ pub struct SampleArgs {
     /// Rollouts per continuation when steering (its value is their mean reward).
     #[arg(long, default_value_t = 1, requires = "steer")]
     rollouts: usize,
+    /// Value continuations with this head (from `smirl value-head`, trained on the same prior
+    /// and reward) instead of rollouts: one teacher-forced pass each (CD-FUDGE).
+    #[arg(long, requires = "steer")]
+    value_head: Option<PathBuf>,
     /// Also run best-of-N whole-molecule sampling with the same number of forward tokens, and
     /// write it beside --out (`<out>.best_of_n.csv`).
     #[arg(long, requires = "steer")]
@@ -320,6 +324,16 @@ fn write_samples(
         .with_context(|| format!("{}: write failed", out.display()))
 }
 
+/// The reward a tune config's `[scoring]` defines (relative paths from the config's folder).
+pub fn reward_of_config(config: &std::path::Path) -> anyhow::Result<rl::scoring::Scorer> {
+    let cfg =
+        rl::TuneConfig::from_file(config).with_context(|| format!("reading config {}", config.display()))?;
+    let base = config.parent().unwrap_or(std::path::Path::new("."));
+    let refs = super::input::DatasetSmiles::handle();
+    rl::scoring::Scorer::new(&cfg.scoring, base, refs.as_ref())
+        .with_context(|| format!("building the reward of {}", config.display()))
+}
+
 /// `smirl sample --steer CONFIG`: reward-guided decoding, and optionally best-of-N at the same
 /// compute.
 fn steer(
@@ -328,19 +342,19 @@ fn steer(
     options: &dyn Fn(usize, bool, Option<usize>) -> anyhow::Result<SampleOptions>,
     device: &model::Device,
 ) -> anyhow::Result<()> {
-    let cfg =
-        rl::TuneConfig::from_file(config).with_context(|| format!("reading config {}", config.display()))?;
-    let base = config.parent().unwrap_or(std::path::Path::new("."));
-    let refs = super::input::DatasetSmiles::handle();
-    let scorer = rl::scoring::Scorer::new(&cfg.scoring, base, refs.as_ref())
-        .with_context(|| format!("building the reward of {}", config.display()))?;
+    let scorer = reward_of_config(config)?;
     let run = model::load_checkpoint(&args.model, device)?;
     let sampling = options(run.config.block_size, false, None)?;
+    let value_head = match &args.value_head {
+        Some(path) => Some(rl::value_head::ValueHead::load(path, &run.model)?),
+        None => None,
+    };
     let opts = rl::steer::SteerOptions {
         n: args.n,
         block: args.block,
         candidates: args.candidates,
         rollouts: args.rollouts,
+        value_head,
         sampling: sampling.clone(),
     };
     let bar = super::input::progress(args.n, "steering");
@@ -352,13 +366,16 @@ fn steer(
     let seconds = t0.elapsed().as_secs_f64();
     write_samples(&args.out, &steered.samples, Some(&steered.rewards))?;
     let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len().max(1) as f64;
+    let valued_by = match &args.value_head {
+        Some(path) => format!("value head {}", path.display()),
+        None => format!("{} rollouts", args.rollouts),
+    };
     println!(
-        "steered: {} molecules to {} (block {}, {} candidates, {} rollouts): mean reward {:.4}, {} forward tokens, {seconds:.1} s",
+        "steered: {} molecules to {} (block {}, {} candidates, {valued_by}): mean reward {:.4}, {} forward tokens, {seconds:.1} s",
         steered.samples.len(),
         args.out.display(),
         args.block,
         args.candidates,
-        args.rollouts,
         mean(&steered.rewards),
         steered.forward_tokens
     );
