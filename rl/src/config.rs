@@ -245,6 +245,15 @@ pub enum LossConfig {
         /// σ, the reward's scale in nats.
         #[serde(default = "d_sigma")]
         sigma: f64,
+        /// Weight λ of the regulariser `λ·mean(−1/log π(x))` over the update's sequences, which
+        /// pushes down sequences the agent makes nearly certain (a collapse). Olivecrona's
+        /// REINVENT code and PMO's run it with 5,000; 0 turns it off.
+        #[serde(default)]
+        likelihood_penalty: f64,
+        /// Train on each distinct sampled token string once per step (Olivecrona's code and PMO's
+        /// drop a batch's repeats before the loss); the batch metrics still count every sample.
+        #[serde(default)]
+        unique_sequences: bool,
     },
     /// Distributional policy gradient (DPG; Parshakova et al. 2019, Khalifa et al. 2021): fit the
     /// agent to the prior tilted by the reward, P(x) ∝ p_prior(x)·exp(R(x)/β), by importance-
@@ -286,6 +295,9 @@ pub struct ReplayConfig {
     pub size: usize,
     /// Molecules replayed per step (drawn at random from the memory).
     pub per_step: usize,
+    /// Draw them with probability proportional to their reward, without replacement
+    /// (REINVENT's prioritised replay, as PMO runs it) instead of uniformly.
+    pub by_score: bool,
 }
 
 /// The `[diversity_filter]` section (REINVENT 4's defaults; see [`crate::diversity_filter`]).
@@ -569,9 +581,16 @@ impl TuneConfig {
                     return Err(Error::config("loss.kl_beta", "must be >= 0"));
                 }
             }
-            LossConfig::Reinvent { sigma } => {
+            LossConfig::Reinvent {
+                sigma,
+                likelihood_penalty,
+                ..
+            } => {
                 if !(sigma.is_finite() && sigma > 0.0) {
                     return Err(Error::config("loss.sigma", "must be > 0"));
+                }
+                if !(likelihood_penalty.is_finite() && likelihood_penalty >= 0.0) {
+                    return Err(Error::config("loss.likelihood_penalty", "must be >= 0"));
                 }
             }
             LossConfig::Dpg { beta } => {
@@ -638,7 +657,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(cfg.loss, LossConfig::Reinvent { sigma: 128.0 });
+        assert_eq!(
+            cfg.loss,
+            LossConfig::Reinvent {
+                sigma: 128.0,
+                likelihood_penalty: 0.0,
+                unique_sequences: false
+            }
+        );
         let back = TuneConfig::from_toml(&cfg.to_toml(), Path::new("/y"), Path::new("c.toml")).unwrap();
         assert_eq!(cfg, back);
     }
@@ -685,6 +711,11 @@ mod tests {
             let err = parse(&format!("{text}{MINIMAL}")).unwrap_err();
             assert!(err.to_string().contains(field), "{text}: {err}");
         }
+        let err = parse(&format!(
+            "[loss]\ntype = \"reinvent\"\nlikelihood_penalty = -1\n{MINIMAL}"
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("loss.likelihood_penalty"), "{err}");
         let err = parse(&format!("[loss]\ntype = \"dpg\"\nbeta = 0\n{MINIMAL}")).unwrap_err();
         assert!(err.to_string().contains("loss.beta"), "{err}");
         let dpg_replay =

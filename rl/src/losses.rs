@@ -44,28 +44,42 @@ pub fn reinforce_weights(adv: &[Vec<f64>]) -> Vec<Vec<f64>> {
 }
 
 /// REINVENT's loss `(1/B) Σ_b (prior_ll[b] + σ·R[b] − agent_ll[b])²` for sequence
-/// log-likelihoods, and its per-token surrogate weights (as in [`reinforce_weights`]): every token
-/// of sequence b gets `(2/B)·(prior_ll[b] + σ·R[b] − agent_ll[b])`, the loss's derivative with
-/// respect to `−log π` of that token. `lens[b]`: tokens of sequence b.
+/// log-likelihoods, plus Olivecrona's regulariser `λ·(1/B) Σ_b −1/agent_ll[b]` (λ =
+/// `likelihood_penalty`; 0 leaves the plain loss), and its per-token surrogate weights (as in
+/// [`reinforce_weights`]): every token of sequence b gets the loss's derivative with respect to
+/// `−log π` of that token, `(2/B)·(prior_ll[b] + σ·R[b] − agent_ll[b]) − λ/(B·agent_ll[b]²)`.
+/// `lens[b]`: tokens of sequence b.
 pub fn reinvent_weights(
     agent_ll: &[f64],
     prior_ll: &[f64],
     rewards: &[f64],
     sigma: f64,
+    likelihood_penalty: f64,
     lens: &[usize],
 ) -> (f64, Vec<Vec<f64>>) {
     let b = agent_ll.len().max(1) as f64;
+    // A sequence log-likelihood is negative; the floor keeps 1/ll finite for a certain one.
+    let ll_floor = |a: f64| a.min(-1e-6);
     let gaps: Vec<f64> = agent_ll
         .iter()
         .zip(prior_ll)
         .zip(rewards)
         .map(|((a, p), r)| p + sigma * r - a)
         .collect();
-    let loss = gaps.iter().map(|g| g * g).sum::<f64>() / b;
+    let penalty = if likelihood_penalty == 0.0 {
+        0.0
+    } else {
+        likelihood_penalty * agent_ll.iter().map(|&a| -1.0 / ll_floor(a)).sum::<f64>() / b
+    };
+    let loss = gaps.iter().map(|g| g * g).sum::<f64>() / b + penalty;
     let weights = gaps
         .iter()
+        .zip(agent_ll)
         .zip(lens)
-        .map(|(g, &l)| vec![2.0 * g / b; l])
+        .map(|((g, &a), &l)| {
+            let w = 2.0 * g / b - likelihood_penalty / (b * ll_floor(a).powi(2));
+            vec![w; l]
+        })
         .collect();
     (loss, weights)
 }
@@ -333,13 +347,44 @@ mod tests {
     /// is the loss's derivative with respect to −log π of that token, (2/B)·gap.
     #[test]
     fn reinvent_loss_and_weights() {
-        let (l, w) = reinvent_weights(&[-10.0, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
+        let (l, w) = reinvent_weights(&[-10.0, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, 0.0, &[3, 2]);
         // Gaps −12 + 4 + 10 = 2 and −18 + 20 = 2: loss (4 + 4)/2, weights (2/2)·2.
         assert!((l - 4.0).abs() < 1e-12, "{l}");
         assert_eq!(w, vec![vec![2.0; 3], vec![2.0; 2]]);
         // Finite difference of the loss in agent_ll[0] (= −Σ of its −log π terms).
         let h = 1e-6;
-        let (l2, _) = reinvent_weights(&[-10.0 - h, -20.0], &[-12.0, -18.0], &[0.5, 0.0], 8.0, &[3, 2]);
+        let (l2, _) = reinvent_weights(
+            &[-10.0 - h, -20.0],
+            &[-12.0, -18.0],
+            &[0.5, 0.0],
+            8.0,
+            0.0,
+            &[3, 2],
+        );
         assert!(((l2 - l) / h - w[0][0]).abs() < 1e-4);
+    }
+
+    /// The likelihood regulariser adds λ·mean(−1/ll) to the loss and −λ/(B·ll²) to every token's
+    /// weight: a nearly certain sequence is pushed down hardest.
+    #[test]
+    fn reinvent_likelihood_penalty() {
+        let agent = [-10.0, -2.0];
+        let prior = [-12.0, -18.0];
+        let (l, w) = reinvent_weights(&agent, &prior, &[0.5, 0.0], 8.0, 100.0, &[3, 2]);
+        // Gaps 2 and −16: (4 + 256)/2 = 130; penalty 100·(1/10 + 1/2)/2 = 30.
+        assert!((l - 160.0).abs() < 1e-9, "{l}");
+        // Weights: (2/2)·2 − 100/(2·100) = 1.5; (2/2)·(−16) − 100/(2·4) = −28.5.
+        assert!(
+            (w[0][0] - 1.5).abs() < 1e-12 && (w[1][1] + 28.5).abs() < 1e-12,
+            "{w:?}"
+        );
+        // Each weight is −∂loss/∂agent_ll (a token's −log π moves agent_ll by −1).
+        for i in 0..2 {
+            let h = 1e-6;
+            let mut moved = agent;
+            moved[i] -= h;
+            let (l2, _) = reinvent_weights(&moved, &prior, &[0.5, 0.0], 8.0, 100.0, &[3, 2]);
+            assert!(((l2 - l) / h - w[i][0]).abs() < 1e-3, "{i}: {}", (l2 - l) / h);
+        }
     }
 }

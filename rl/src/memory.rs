@@ -62,6 +62,29 @@ impl ReplayMemory {
         rng.shuffle(&mut idx);
         idx.into_iter().take(n).map(|i| self.entries[i].clone()).collect()
     }
+
+    /// `n` distinct entries drawn one after another, each with probability proportional to its
+    /// score among those not yet drawn (REINVENT's prioritised replay; numpy's `choice` with
+    /// `p` and no replacement draws the same way). All of them when fewer.
+    pub fn sample_by_score(&self, n: usize, rng: &mut model::rng::Rng) -> Vec<MemoryEntry> {
+        let mut left: Vec<usize> = (0..self.entries.len()).collect();
+        let mut out = Vec::with_capacity(n.min(left.len()));
+        while out.len() < n && !left.is_empty() {
+            let total: f64 = left.iter().map(|&i| self.entries[i].score).sum();
+            let mut u = rng.next_f64() * total;
+            // The last one catches rounding at the top of the range.
+            let mut pick = left.len() - 1;
+            for (k, &i) in left.iter().enumerate() {
+                u -= self.entries[i].score;
+                if u < 0.0 {
+                    pick = k;
+                    break;
+                }
+            }
+            out.push(self.entries[left.remove(pick)].clone());
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +108,37 @@ mod tests {
         let s = m.sample(5, &mut model::rng::Rng::new(1));
         assert_eq!(s.len(), 2);
         assert_ne!(s[0].canonical, s[1].canonical);
+    }
+
+    /// Drawn by score: a first draw lands on each entry in proportion to its score, a second
+    /// in proportion among the rest (checked against the exact probabilities), all distinct.
+    #[test]
+    fn samples_in_proportion_to_score() {
+        let mut m = ReplayMemory::new(3);
+        m.add([e("A", 0.6), e("B", 0.3), e("C", 0.1)]);
+        let mut rng = model::rng::Rng::new(7);
+        let trials = 20_000;
+        let mut firsts = [0usize; 3];
+        let (mut after_a, mut b_after_a) = (0usize, 0usize);
+        for _ in 0..trials {
+            let s = m.sample_by_score(2, &mut rng);
+            assert_eq!(s.len(), 2);
+            assert_ne!(s[0].canonical, s[1].canonical);
+            firsts[["A", "B", "C"].iter().position(|c| *c == s[0].canonical).unwrap()] += 1;
+            if s[0].canonical == "A" {
+                after_a += 1;
+                b_after_a += usize::from(s[1].canonical == "B");
+            }
+        }
+        // Within five standard errors of a binomial proportion.
+        let close = |count: usize, of: usize, p: f64| {
+            let se = (p * (1.0 - p) / of as f64).sqrt();
+            (count as f64 / of as f64 - p).abs() < 5.0 * se
+        };
+        for (&count, p) in firsts.iter().zip([0.6, 0.3, 0.1]) {
+            assert!(close(count, trials, p), "{firsts:?}");
+        }
+        assert!(close(b_after_a, after_a, 0.75), "{b_after_a} of {after_a}");
+        assert_eq!(m.sample_by_score(5, &mut rng).len(), 3);
     }
 }

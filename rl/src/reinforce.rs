@@ -203,20 +203,29 @@ impl Trainer {
         let smiles: Vec<String> = samples.iter().map(|s| s.smiles.clone()).collect();
         let complete: Vec<bool> = samples.iter().map(|s| s.complete).collect();
         let batch = MolBatch::new(&smiles, Some(&complete));
-        let n = batch.len();
         let (scores, rewards, filtered) = self.score(&batch)?;
         let metrics = BatchMetrics::of(&batch, &scores.components, &self.novelty_ref);
         // Replay draws come from earlier steps' memory, before this batch joins it.
-        let replay = if self.cfg.replay.per_step > 0 {
-            self.state.memory.sample(self.cfg.replay.per_step, &mut rng)
-        } else {
+        let replay = if self.cfg.replay.per_step == 0 {
             Vec::new()
+        } else if self.cfg.replay.by_score {
+            self.state
+                .memory
+                .sample_by_score(self.cfg.replay.per_step, &mut rng)
+        } else {
+            self.state.memory.sample(self.cfg.replay.per_step, &mut rng)
         };
         self.remember(step, &batch, &scores, &rewards);
         let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
 
         let train = self.training_sequences(&samples, &rewards, &replay)?;
-        let update = self.update(step, n, &train.seqs, &train.rewards, train.masks.as_deref())?;
+        let update = self.update(
+            step,
+            train.sampled,
+            &train.seqs,
+            &train.rewards,
+            train.masks.as_deref(),
+        )?;
         self.state.step = step;
         let seconds = t0.elapsed().as_secs_f64();
 
@@ -232,7 +241,7 @@ impl Trainer {
             kl: update.kl,
             entropy: update.entropy,
             loss: update.loss,
-            replayed: train.seqs.len() - n,
+            replayed: train.seqs.len() - train.sampled,
             filtered,
             oracle: self.state.candidates.progress(self.cfg.max_oracle_calls),
             seconds,
@@ -323,19 +332,30 @@ impl Trainer {
     }
 
     /// The token sequences (BOS first) the loss is taken over, their rewards and, under the
-    /// grammar, their masks: the sampled batch, then the replayed molecules that the vocabulary
-    /// and block size admit (and the grammar, where it is on).
+    /// grammar, their masks: the sampled batch (each distinct string once where the REINVENT
+    /// loss asks for `unique_sequences`), then the replayed molecules that the vocabulary and
+    /// block size admit (and the grammar, where it is on).
     fn training_sequences(
         &self,
         samples: &[model::Sample],
         rewards: &[f64],
         replay: &[MemoryEntry],
     ) -> Result<TrainingBatch> {
-        let mut seqs: Vec<Vec<u32>> = samples
+        let distinct = matches!(
+            self.cfg.loss,
+            LossConfig::Reinvent {
+                unique_sequences: true,
+                ..
+            }
+        );
+        let mut seen = std::collections::HashSet::new();
+        let (mut seqs, mut all_rewards): (Vec<Vec<u32>>, Vec<f64>) = samples
             .iter()
-            .map(|s| std::iter::once(BOS).chain(s.tokens.iter().copied()).collect())
-            .collect();
-        let mut all_rewards = rewards.to_vec();
+            .zip(rewards)
+            .filter(|(s, _)| !distinct || seen.insert(s.tokens.as_slice()))
+            .map(|(s, &r)| (std::iter::once(BOS).chain(s.tokens.iter().copied()).collect(), r))
+            .unzip();
+        let sampled = seqs.len();
         let mut masks = match &self.grammar {
             None => None,
             Some(g) => Some(grammar_masks(g, &seqs)?),
@@ -363,6 +383,7 @@ impl Trainer {
             seqs,
             rewards: all_rewards,
             masks,
+            sampled,
         })
     }
 
@@ -434,11 +455,16 @@ impl Trainer {
                 let w = reinforce_weights(&adv);
                 (surrogate_loss(&w, agent_rows), w)
             }
-            LossConfig::Reinvent { sigma } => reinvent_weights(
+            LossConfig::Reinvent {
+                sigma,
+                likelihood_penalty,
+                ..
+            } => reinvent_weights(
                 &row_sums(agent_rows),
                 &row_sums(&prior_rows),
                 rewards,
                 sigma,
+                likelihood_penalty,
                 &lens,
             ),
             LossConfig::Dpg { beta } => {
@@ -482,6 +508,8 @@ struct TrainingBatch {
     rewards: Vec<f64>,
     /// Under the grammar, its masks along each sequence.
     masks: Option<TokenMasks>,
+    /// How many of `seqs`, at the front, are this step's samples (the rest are replayed).
+    sampled: usize,
 }
 
 /// The grammar's masks along each `[BOS] + tokens` sequence, computed in parallel.

@@ -242,7 +242,11 @@ fn prompt_modes_leave_the_gpt_untouched() {
     let full = TuneConfig {
         mode: PolicyMode::Full,
         lr: 1e-3,
-        loss: rl::LossConfig::Reinvent { sigma: 64.0 },
+        loss: rl::LossConfig::Reinvent {
+            sigma: 64.0,
+            likelihood_penalty: 0.0,
+            unique_sequences: false,
+        },
         ..cfg
     };
     let policy = Policy::load(prior(), &full, &model::Device::Cpu, &references()).unwrap();
@@ -356,6 +360,35 @@ fn short_tune_raises_mean_reward() {
     assert!(chem::Molecule::parse(second[1]).is_some());
     let resolved = TuneConfig::from_file(&out.path().join("config.toml")).unwrap();
     assert_eq!(resolved, cfg);
+}
+
+/// REINVENT as Olivecrona's code and PMO run it: each distinct sampled string trained on once,
+/// the 5,000·mean(−1/log π) regulariser, replay drawn in proportion to the scores, σ = 500. The
+/// reward still rises in full mode (0.13 → 0.43 over 30 steps for seed 3; without the regulariser
+/// 0.13 → 0.61, and at σ = 64, where nearly every sampled molecule scores 0 and the regulariser
+/// alone steers, it does not rise at all), every step replays once the memory has molecules, and
+/// the loss stays finite (the regulariser's 1/log π included).
+#[test]
+fn reinvent_as_pmo_runs_it_raises_mean_reward() {
+    let cfg = config(&format!(
+        "mode = \"full\"\nsteps = 30\nbatch_size = 64\nlr = 5e-4\nseed = 3\ncheckpoint_every = 10\n\
+         [loss]\ntype = \"reinvent\"\nsigma = 500\nlikelihood_penalty = 5000\nunique_sequences = true\n\
+         [replay]\nsize = 20\nper_step = 8\nby_score = true\n{SULFUR}"
+    ));
+    let policy = Policy::load(prior(), &cfg, &model::Device::Cpu, &references()).unwrap();
+    let mut tr = Trainer::new(cfg, policy, &references()).unwrap();
+    let rows: Vec<_> = (0..30).map(|_| tr.step().unwrap()).collect();
+    let rewards: Vec<f64> = rows.iter().map(|r| r.mean_reward).collect();
+    let first = rewards[..5].iter().sum::<f64>() / 5.0;
+    let last = rewards[25..].iter().sum::<f64>() / 5.0;
+    eprintln!("mean reward {first:.3} -> {last:.3}: {rewards:.2?}");
+    assert!(last > first + 0.15, "reward did not rise: {rewards:.2?}");
+    assert!(rows.iter().all(|r| r.loss.is_finite()));
+    assert!(
+        rows[10..].iter().all(|r| r.replayed == 8),
+        "{:?}",
+        rows.iter().map(|r| r.replayed).collect::<Vec<_>>()
+    );
 }
 
 fn rows_without_seconds(path: &Path) -> Vec<String> {
