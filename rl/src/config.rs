@@ -273,6 +273,17 @@ impl LossConfig {
             LossConfig::Reinvent { .. } | LossConfig::Dpg { .. } => true,
         }
     }
+
+    /// Whether the update takes each distinct sampled string once (REINVENT's `unique_sequences`).
+    pub fn trains_on_distinct_samples(&self) -> bool {
+        matches!(
+            self,
+            LossConfig::Reinvent {
+                unique_sequences: true,
+                ..
+            }
+        )
+    }
 }
 
 impl Default for LossConfig {

@@ -66,11 +66,7 @@ pub fn reinvent_weights(
         .zip(rewards)
         .map(|((a, p), r)| p + sigma * r - a)
         .collect();
-    let penalty = if likelihood_penalty == 0.0 {
-        0.0
-    } else {
-        likelihood_penalty * agent_ll.iter().map(|&a| -1.0 / ll_floor(a)).sum::<f64>() / b
-    };
+    let penalty = likelihood_penalty * agent_ll.iter().map(|&a| -1.0 / ll_floor(a)).sum::<f64>() / b;
     let loss = gaps.iter().map(|g| g * g).sum::<f64>() / b + penalty;
     let weights = gaps
         .iter()

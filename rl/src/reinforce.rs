@@ -341,13 +341,7 @@ impl Trainer {
         rewards: &[f64],
         replay: &[MemoryEntry],
     ) -> Result<TrainingBatch> {
-        let distinct = matches!(
-            self.cfg.loss,
-            LossConfig::Reinvent {
-                unique_sequences: true,
-                ..
-            }
-        );
+        let distinct = self.cfg.loss.trains_on_distinct_samples();
         let mut seen = std::collections::HashSet::new();
         let (mut seqs, mut all_rewards): (Vec<Vec<u32>>, Vec<f64>) = samples
             .iter()
