@@ -1,6 +1,7 @@
 #include "chem/cpp/bridge.h"
 #include "chem/src/ffi.rs.h"
 
+#include <random>
 #include <set>
 #include <string>
 
@@ -211,6 +212,20 @@ static std::unique_ptr<ROMol> murcko_scaffold(const ROMol &mol) {
 
 rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol) {
   return MolToSmiles(*murcko_scaffold(*mol));
+}
+
+rust::String randomized_smiles(const std::shared_ptr<ROMol> &mol, uint64_t seed) {
+  // REINVENT's randomize_smiles: number the atoms in a random order, then write a non-canonical
+  // SMILES, which starts at atom 0 and walks in index order. A local generator and our own
+  // Fisher-Yates (not RDKit's global generator, not std::shuffle) keep it thread-safe and the
+  // same on every standard library.
+  const unsigned n = mol->getNumAtoms();
+  std::vector<unsigned> order(n);
+  for (unsigned i = 0; i < n; ++i) order[i] = i;
+  std::mt19937_64 gen(seed);
+  for (unsigned i = n; i > 1; --i) std::swap(order[i - 1], order[gen() % i]);
+  std::unique_ptr<ROMol> renumbered(MolOps::renumberAtoms(*mol, order));
+  return MolToSmiles(*renumbered, true, false, -1, false);
 }
 
 uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol) {

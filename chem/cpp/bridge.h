@@ -48,6 +48,7 @@ uint32_t rdkit_strict_rotatable_bonds(const std::shared_ptr<ROMol> &mol);
 uint32_t rdkit_num_hba(const std::shared_ptr<ROMol> &mol);
 SaInputs sa_inputs(const std::shared_ptr<ROMol> &mol);
 rust::String murcko_scaffold_smiles(const std::shared_ptr<ROMol> &mol);
+rust::String randomized_smiles(const std::shared_ptr<ROMol> &mol, uint64_t seed);
 uint32_t murcko_scaffold_rings(const std::shared_ptr<ROMol> &mol);
 rust::String brics_fragments_smiles(const std::shared_ptr<ROMol> &mol);
 bool moses_structure_ok(const std::shared_ptr<ROMol> &mol);

@@ -89,6 +89,7 @@ pub(crate) mod bridge {
         fn rdkit_num_hba(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn sa_inputs(mol: &SharedPtr<ROMol>) -> Result<SaInputs>;
         fn murcko_scaffold_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
+        fn randomized_smiles(mol: &SharedPtr<ROMol>, seed: u64) -> Result<String>;
         fn murcko_scaffold_rings(mol: &SharedPtr<ROMol>) -> Result<u32>;
         fn brics_fragments_smiles(mol: &SharedPtr<ROMol>) -> Result<String>;
         fn moses_structure_ok(mol: &SharedPtr<ROMol>) -> Result<bool>;

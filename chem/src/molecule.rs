@@ -184,6 +184,14 @@ impl Molecule {
             .map_err(rdkit("Murcko scaffold"))
     }
 
+    /// A random SMILES of the same molecule (REINVENT's `randomize_smiles`: atoms numbered in an
+    /// order drawn from `seed`, then written non-canonically), isomeric like
+    /// [`Molecule::canonical_smiles`]. The same seed gives the same string.
+    pub fn randomized_smiles(&self, seed: u64) -> Result<String> {
+        self.with(|m| bridge::randomized_smiles(m, seed))
+            .map_err(rdkit("randomized SMILES"))
+    }
+
     /// Number of rings of the Murcko scaffold (MOSES keeps scaffolds with at least two for Scaf/Test).
     pub fn murcko_scaffold_rings(&self) -> Result<u32> {
         self.with(bridge::murcko_scaffold_rings)

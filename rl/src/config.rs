@@ -309,6 +309,10 @@ pub struct ReplayConfig {
     /// Draw them with probability proportional to their reward, without replacement
     /// (REINVENT's prioritised replay, as PMO runs it) instead of uniformly.
     pub by_score: bool,
+    /// Augmented Memory (Guo & Schwaller, JACS Au 2024): after each step's update, this many more
+    /// updates, each on the step's batch and the whole memory written as randomized SMILES (the
+    /// same molecules, new strings, so the same rewards). 0 turns it off.
+    pub augmentation_rounds: usize,
 }
 
 /// The `[diversity_filter]` section (REINVENT 4's defaults; see [`crate::diversity_filter`]).
@@ -536,6 +540,12 @@ impl TuneConfig {
             }
             PolicyMode::DiscretePrompt => {
                 let d = &self.discrete_prompt;
+                if self.replay.augmentation_rounds > 0 {
+                    return Err(Error::config(
+                        "replay.augmentation_rounds",
+                        "not available in discrete_prompt mode (its update is over prompts, not SMILES)",
+                    ));
+                }
                 if self.sampling.grammar {
                     return Err(Error::config(
                         "sampling.grammar",
@@ -615,6 +625,12 @@ impl TuneConfig {
                     ));
                 }
             }
+        }
+        if self.replay.augmentation_rounds > 0 && !matches!(self.loss, LossConfig::Reinvent { .. }) {
+            return Err(Error::config(
+                "replay.augmentation_rounds",
+                "needs loss.type = \"reinvent\" (Augmented Memory's loss; the others' weights hold for the agent's own samples)",
+            ));
         }
         if self.replay.per_step > self.replay.size {
             return Err(Error::config("replay.per_step", "must be <= replay.size"));
@@ -733,6 +749,14 @@ mod tests {
             format!("[loss]\ntype = \"dpg\"\nbeta = 0.1\n[replay]\nsize = 5\nper_step = 2\n{MINIMAL}");
         let err = parse(&dpg_replay).unwrap_err();
         assert!(err.to_string().contains("replay.per_step"), "{err}");
+        // Augmented Memory is REINVENT's: the default loss (REINFORCE) and discrete prompts refuse it.
+        let augmented = format!("[replay]\nsize = 5\naugmentation_rounds = 2\n{MINIMAL}");
+        let err = parse(&augmented).unwrap_err();
+        assert!(err.to_string().contains("replay.augmentation_rounds"), "{err}");
+        let reinvent = format!("[loss]\ntype = \"reinvent\"\n{augmented}");
+        assert!(parse(&reinvent).is_ok());
+        let err = parse(&format!("mode = \"discrete_prompt\"\n{reinvent}")).unwrap_err();
+        assert!(err.to_string().contains("replay.augmentation_rounds"), "{err}");
     }
 }
 

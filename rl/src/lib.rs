@@ -18,7 +18,8 @@ REINFORCE tuning of the SMILES GPT on chemistry rewards.
   phases (sample, score, remember, update).
 - [`discrete_prompt`] (`discrete_prompt` mode): a small policy writes SMILES beginnings that the
   frozen prior completes; REINFORCE on the beginnings' tokens.
-- [`memory::ReplayMemory`] (top-k replay), [`diversity_filter::DiversityFilter`] (buckets of
+- [`memory::ReplayMemory`] (top-k replay), [`augmented_memory`] (its molecules and the batch
+  rewritten as randomized SMILES for Augmented Memory's extra updates), [`diversity_filter::DiversityFilter`] (buckets of
   identical Murcko scaffolds or of similar compounds), [`candidates::CandidateTable`] (every
   distinct valid molecule sampled, numbered as oracle calls), [`oracle_budget`] (PMO's
   running top-k means and top-k AUC over oracle calls).
@@ -40,6 +41,7 @@ let report = rl::run_tune(&cfg, &opts, &mut |row: &rl::StepLog| println!("{} {:.
 
 #![warn(missing_docs)]
 
+pub mod augmented_memory;
 mod batch_metrics;
 pub mod candidates;
 pub mod config;

@@ -26,6 +26,7 @@ use model::{SampleOptions, BOS};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::augmented_memory::{randomized_sequences, Source};
 use crate::batch_metrics::BatchMetrics;
 use crate::candidates::CandidateTable;
 use crate::config::{BaselineKind, FilterKind, LossConfig, TuneConfig};
@@ -219,13 +220,12 @@ impl Trainer {
         let score_seconds = t0.elapsed().as_secs_f64() - sample_seconds;
 
         let train = self.training_sequences(&samples, &rewards, &replay)?;
-        let update = self.update(
-            step,
-            train.sampled,
-            &train.seqs,
-            &train.rewards,
-            train.masks.as_deref(),
-        )?;
+        let update = self.update(step, &train)?;
+        // Augmented Memory: the memory now holds this batch's best, as in Guo & Schwaller's code.
+        for _ in 0..self.cfg.replay.augmentation_rounds {
+            let train = self.augmented_sequences(&samples, &batch.canonical, &rewards, rng.next_u64())?;
+            self.update(step, &train)?;
+        }
         self.state.step = step;
         let seconds = t0.elapsed().as_secs_f64();
 
@@ -381,17 +381,60 @@ impl Trainer {
         })
     }
 
-    /// Teacher-forced log-probs of agent and prior, the configured loss's per-token weights, the
-    /// backward pass and Adam's step. The first `n` sequences are the sampled batch; `masks`, the
-    /// grammar's along each sequence where it is on.
-    fn update(
-        &mut self,
-        step: usize,
-        n: usize,
-        seqs: &[Vec<u32>],
+    /// One round of Augmented Memory's training sequences: the step's batch, then the whole
+    /// memory, each valid molecule written as a randomized SMILES drawn from `seed`.
+    fn augmented_sequences(
+        &self,
+        samples: &[model::Sample],
+        canonical: &[Option<String>],
         rewards: &[f64],
-        masks: Option<&[Vec<bool>]>,
-    ) -> Result<Update> {
+        seed: u64,
+    ) -> Result<TrainingBatch> {
+        let vocab = self.policy.vocab();
+        let sources: Vec<Source> = samples
+            .iter()
+            .zip(canonical)
+            .zip(rewards)
+            .map(|((s, c), &reward)| Source {
+                molecule: c.as_deref(),
+                as_sampled: Some(std::iter::once(BOS).chain(s.tokens.iter().copied()).collect()),
+                reward,
+            })
+            .chain(self.state.memory.entries.iter().map(|e| Source {
+                molecule: Some(&e.canonical),
+                as_sampled: vocab.encode_with_specials(&e.smiles).ok(),
+                reward: e.score,
+            }))
+            .collect();
+        let admitted = randomized_sequences(
+            &sources,
+            vocab,
+            self.policy.max_tokens(),
+            self.grammar.as_ref(),
+            seed,
+        );
+        let sampled = admitted[..samples.len()].iter().filter(|a| a.is_some()).count();
+        let (mut seqs, mut all_rewards, mut masks) = (Vec::new(), Vec::new(), Vec::new());
+        for (a, src) in admitted.into_iter().zip(&sources) {
+            if let Some(a) = a {
+                seqs.push(a.tokens);
+                all_rewards.push(src.reward);
+                masks.extend(a.masks);
+            }
+        }
+        Ok(TrainingBatch {
+            seqs,
+            rewards: all_rewards,
+            masks: self.grammar.as_ref().map(|_| masks),
+            sampled,
+        })
+    }
+
+    /// Teacher-forced log-probs of agent and prior, the configured loss's per-token weights, the
+    /// backward pass and Adam's step, over `train` (its first `sampled` sequences the batch).
+    fn update(&mut self, step: usize, train: &TrainingBatch) -> Result<Update> {
+        let (n, seqs, rewards) = (train.sampled, &train.seqs, &train.rewards);
+        let masks = train.masks.as_deref();
         let lens: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
         let agent_lp = self.policy.agent_log_probs(seqs, masks)?;
         // The prior's forward pass costs about as much as the agent's. A loss that does not use it
