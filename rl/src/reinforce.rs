@@ -14,6 +14,10 @@
 //!   loss = −Σ_seq (w(x) − 1/B) · log π(x), with w the self-normalised importance weights
 //!   P(x)/π(x) of the batch, minus their mean as a baseline.
 //!
+//! With `[replay] augmentation_rounds` (REINVENT only), Augmented Memory follows each step's
+//! update with that many more on the batch and the whole memory as randomized SMILES
+//! ([`crate::augmented_memory`]).
+//!
 //! Gradients flow only into the trainable variables ([`crate::Policy::trainable_vars`]); Adam
 //! (`model::optim::AdamW` without weight decay) updates them.
 
@@ -94,7 +98,8 @@ pub struct StepLog {
     pub sample_seconds: f64,
     /// Of `seconds`: scoring, the diversity filter, batch metrics, candidates and memory.
     pub score_seconds: f64,
-    /// Of `seconds`: the teacher-forced log-probs (agent and prior), loss, backward and Adam step.
+    /// Of `seconds`: the teacher-forced log-probs (agent and prior), loss, backward and Adam step
+    /// (each of them, with Augmented Memory's extra rounds).
     pub update_seconds: f64,
 }
 
@@ -223,7 +228,7 @@ impl Trainer {
         let update = self.update(step, &train)?;
         // Augmented Memory: the memory now holds this batch's best, as in Guo & Schwaller's code.
         for _ in 0..self.cfg.replay.augmentation_rounds {
-            let train = self.augmented_sequences(&samples, &batch.canonical, &rewards, rng.next_u64())?;
+            let train = self.augmented_sequences(&samples, &batch.canonical, &rewards, rng.next_u64());
             self.update(step, &train)?;
         }
         self.state.step = step;
@@ -389,7 +394,7 @@ impl Trainer {
         canonical: &[Option<String>],
         rewards: &[f64],
         seed: u64,
-    ) -> Result<TrainingBatch> {
+    ) -> TrainingBatch {
         let vocab = self.policy.vocab();
         let sources: Vec<Source> = samples
             .iter()
@@ -422,12 +427,12 @@ impl Trainer {
                 masks.extend(a.masks);
             }
         }
-        Ok(TrainingBatch {
+        TrainingBatch {
             seqs,
             rewards: all_rewards,
             masks: self.grammar.as_ref().map(|_| masks),
             sampled,
-        })
+        }
     }
 
     /// Teacher-forced log-probs of agent and prior, the configured loss's per-token weights, the
