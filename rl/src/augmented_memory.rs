@@ -30,6 +30,23 @@ pub struct Admitted {
     pub masks: Option<Vec<bool>>,
 }
 
+/// `tokens` (BOS, the string, EOS) as a training sequence, if the model can be trained on it: it
+/// fits in `block` tokens and, under the grammar, is a string the grammar could have sampled (a
+/// memory kept from before the grammar was switched on may not be). Replay and Augmented Memory
+/// both admit their sequences here.
+pub fn admit(tokens: Vec<u32>, block: usize, grammar: Option<&SmilesGrammar>) -> Option<Admitted> {
+    if tokens.len() - 1 > block {
+        return None;
+    }
+    match grammar {
+        None => Some(Admitted { tokens, masks: None }),
+        Some(g) => g.masks_along(&tokens[1..]).map(|m| Admitted {
+            tokens,
+            masks: Some(m),
+        }),
+    }
+}
+
 /// Each source as a randomized SMILES drawn from `seed` and its index, or as sampled where
 /// randomizing fails or gives a string the vocabulary, `block` tokens or the grammar do not admit
 /// (as Guo & Schwaller's code keeps a string its vocabulary cannot encode). `None`: neither is
@@ -41,18 +58,6 @@ pub fn randomized_sequences(
     grammar: Option<&SmilesGrammar>,
     seed: u64,
 ) -> Vec<Option<Admitted>> {
-    let admit = |tokens: Vec<u32>| -> Option<Admitted> {
-        if tokens.len() - 1 > block {
-            return None;
-        }
-        match grammar {
-            None => Some(Admitted { tokens, masks: None }),
-            Some(g) => g.masks_along(&tokens[1..]).map(|m| Admitted {
-                tokens,
-                masks: Some(m),
-            }),
-        }
-    };
     sources
         .par_iter()
         .enumerate()
@@ -62,8 +67,8 @@ pub fn randomized_sequences(
                 .and_then(Molecule::parse)
                 .and_then(|m| m.randomized_smiles(draw).ok())
                 .and_then(|s| vocab.encode_with_specials(&s).ok())
-                .and_then(admit)
-                .or_else(|| src.as_sampled.clone().and_then(admit))
+                .and_then(|t| admit(t, block, grammar))
+                .or_else(|| src.as_sampled.clone().and_then(|t| admit(t, block, grammar)))
         })
         .collect()
 }

@@ -30,7 +30,7 @@ use model::{SampleOptions, BOS};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::augmented_memory::{randomized_sequences, Source};
+use crate::augmented_memory::{admit, randomized_sequences, Source};
 use crate::batch_metrics::BatchMetrics;
 use crate::candidates::CandidateTable;
 use crate::config::{BaselineKind, FilterKind, LossConfig, TuneConfig};
@@ -359,23 +359,16 @@ impl Trainer {
             None => None,
             Some(g) => Some(grammar_masks(g, &seqs)?),
         };
-        let block = self.policy.max_tokens();
+        let (vocab, block) = (self.policy.vocab(), self.policy.max_tokens());
         for e in replay {
-            let Ok(seq) = self.policy.vocab().encode_with_specials(&e.smiles) else {
+            let encoded = vocab.encode_with_specials(&e.smiles).ok();
+            let Some(a) = encoded.and_then(|t| admit(t, block, self.grammar.as_ref())) else {
                 continue;
             };
-            if seq.len() - 1 > block {
-                continue;
+            if let Some(masks) = masks.as_mut() {
+                masks.extend(a.masks);
             }
-            if let (Some(g), Some(masks)) = (&self.grammar, masks.as_mut()) {
-                // A replayed string must be one the grammar could have sampled (a memory from
-                // before the grammar was switched on may not be).
-                let Some(m) = g.masks_along(&seq[1..]) else {
-                    continue;
-                };
-                masks.push(m);
-            }
-            seqs.push(seq);
+            seqs.push(a.tokens);
             all_rewards.push(e.score);
         }
         Ok(TrainingBatch {
