@@ -635,6 +635,32 @@ mod pretrain_and_sample {
         cmd
     }
 
+    /// `--randomized-smiles` trains on RDKit's rewrites of the corpus and says how many it used.
+    #[test]
+    fn randomized_pretraining_rewrites_through_rdkit() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = tiny_pretrain(dir.path(), &dir.path().join("run"), 10, 10)
+            .arg("--randomized-smiles")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("randomized SMILES: "))
+            .unwrap_or_else(|| panic!("no count of rewrites in {stdout}"));
+        let numbers: Vec<usize> = line.split_whitespace().filter_map(|w| w.parse().ok()).collect();
+        // 10 steps of 16 MOSES molecules; a rewrite is kept as given only where it needs a
+        // ring-closure digit the corpus never used, which is rare.
+        assert_eq!(numbers.len(), 2, "{line}");
+        assert_eq!(numbers[0] + numbers[1], 160, "{line}");
+        assert!(numbers[0] >= 150, "{line}");
+    }
+
     /// `kill -9` at random moments, 30 times over, then a resume to the end: the weights and the
     /// optimizer state are byte-identical to an uninterrupted run's, and so is the loss column.
     #[test]

@@ -143,7 +143,9 @@ pub use checkpoint::{load_checkpoint, read_state, Loaded, TrainState};
 pub use error::{Error, Result};
 pub use gpt::{token_log_probs, Gpt, GptConfig};
 pub use sample::{likelihood, sample, sample_continuing, sequence_log_probs, Sample, SampleOptions};
-pub use train::{pretrain, pretrain_with_progress, LogRow, PretrainOptions, PretrainReport, Progress};
+pub use train::{
+    pretrain, pretrain_with_progress, LogRow, PretrainOptions, PretrainReport, Progress, SmilesRewriter,
+};
 pub use vocab::{Corpus, TokenMode, Vocab, BOS, EOS, PAD};
 
 #[cfg(test)]

@@ -4,7 +4,11 @@
 //! a seeded shuffle, and cut every epoch into length-bucketed batches (molecules sorted by length
 //! after a seeded shuffle, so a batch carries little padding, then the batch order shuffled).
 //! AdamW with linear warmup and cosine decay, gradient clipping by global norm, periodic
-//! validation, a CSV log, and atomic checkpoints (see [`crate::checkpoint`]).
+//! validation, a CSV log, and atomic checkpoints (see [`crate::checkpoint`]). With
+//! `randomized_smiles`, each molecule is trained on as a new string of itself every time it is
+//! drawn (Arús-Pous et al., "Randomized SMILES strings improve the quality of molecular
+//! generative models", J. Cheminform. 2019); the caller supplies the rewriting, since this crate
+//! knows tokens, not molecules.
 
 use crate::checkpoint::{self, TrainState, MODEL_FILE, OPTIMIZER_FILE, STATE_FILE};
 use crate::gpt::{Gpt, GptConfig};
@@ -70,6 +74,11 @@ pub struct PretrainOptions {
     pub checkpoint_interval: usize,
     /// Seed of the split, data order and initialisation.
     pub seed: u64,
+    /// Train on a randomized SMILES of each molecule, drawn anew each epoch through the
+    /// [`SmilesRewriter`] the caller passes (`smirl pretrain` passes RDKit's); where it gives
+    /// nothing or a string the vocabulary or block cannot hold, the molecule is trained on as
+    /// given. Validation stays on the strings as given.
+    pub randomized_smiles: bool,
     /// Continue from the checkpoint in `out_dir` (starts fresh if there is none). A resumed run
     /// keeps the checkpoint's model config, vocabulary and seed; `max_steps`/`epochs` may grow.
     pub resume: bool,
@@ -103,6 +112,7 @@ impl Default for PretrainOptions {
             log_interval: 50,
             checkpoint_interval: 1000,
             seed: 42,
+            randomized_smiles: false,
             resume: false,
             interrupt_after: None,
         }
@@ -188,6 +198,46 @@ pub struct PretrainReport {
     pub log: Vec<LogRow>,
     /// The checkpoint directory.
     pub out_dir: PathBuf,
+    /// With `randomized_smiles`: molecules drawn in this call that were trained on as rewritten,
+    /// and those trained on as given because no admissible rewrite came back.
+    pub rewrites: (usize, usize),
+}
+
+/// Writes a molecule's SMILES as another string of the same molecule, from a seed (`None` where
+/// it cannot): the augmentation behind `randomized_smiles`.
+pub type SmilesRewriter<'a> = &'a (dyn Fn(&str, u64) -> Option<String> + Sync);
+
+/// Rewrites draw from this sub-stream of the seed (the split, data order and initialisation use
+/// others), so switching augmentation on changes nothing else about a run.
+const REWRITE_STREAM: u64 = 0x5245_5752_4954_4500;
+
+/// The batch's training sequences under `rewrite`: molecule `i` of epoch `epoch` as the string
+/// drawn for it from `(seed, epoch, i)` (the same after a resume), or as given where no string
+/// comes back that `vocab` and `block` admit. Also returns how many were rewritten.
+fn rewritten_batch(
+    rewrite: SmilesRewriter,
+    vocab: &Vocab,
+    train: &[Vec<u32>],
+    batch: &[usize],
+    (seed, epoch, block): (u64, usize, usize),
+) -> (Vec<Vec<u32>>, usize) {
+    use rayon::prelude::*;
+    let seqs: Vec<Option<Vec<u32>>> = batch
+        .par_iter()
+        .map(|&i| {
+            let draw = Rng::derive(seed ^ REWRITE_STREAM, ((epoch as u64) << 32) | i as u64).next_u64();
+            rewrite(&vocab.decode(&train[i]), draw)
+                .and_then(|s| vocab.encode_with_specials(&s).ok())
+                .filter(|t| t.len() - 1 <= block)
+        })
+        .collect();
+    let rewritten = seqs.iter().filter(|s| s.is_some()).count();
+    let seqs = seqs
+        .into_iter()
+        .zip(batch)
+        .map(|(s, &i)| s.unwrap_or_else(|| train[i].clone()))
+        .collect();
+    (seqs, rewritten)
 }
 
 /// `(input, targets, non-pad targets)` of a batch: input `(B, T)` = seq without its last token,
@@ -334,17 +384,29 @@ pub struct Progress {
 /// `opts.out_dir`. Runs on `device` (use `Device::Cpu` unless built with `cuda`). Quiet; see
 /// [`pretrain_with_progress`].
 pub fn pretrain(opts: &PretrainOptions, smiles: &[String], device: &Device) -> Result<PretrainReport> {
-    pretrain_with_progress(opts, smiles, device, &mut |_| {})
+    pretrain_with_progress(opts, smiles, device, None, &mut |_| {})
 }
 
-/// [`pretrain`], calling `on_step` before the first step and after each (the CLI's progress bar).
+/// [`pretrain`] with the rewriter `randomized_smiles` needs, calling `on_step` before the first
+/// step and after each (the CLI's progress bar).
 pub fn pretrain_with_progress(
     opts: &PretrainOptions,
     smiles: &[String],
     device: &Device,
+    rewrite: Option<SmilesRewriter>,
     on_step: &mut dyn FnMut(&Progress),
 ) -> Result<PretrainReport> {
     opts.validate()?;
+    let rewrite = match (opts.randomized_smiles, rewrite) {
+        (true, None) => {
+            return Err(Error::option(
+                "randomized_smiles",
+                "needs a SMILES rewriter from the caller (smirl pretrain passes RDKit's)",
+            ))
+        }
+        (true, r) => r,
+        (false, _) => None,
+    };
     let out = opts.out_dir.as_path();
     let has_ckpt = checkpoint::has_training_state(out)?;
     if has_ckpt && !opts.resume {
@@ -510,6 +572,7 @@ pub fn pretrain_with_progress(
     let (mut losses, mut rows) = (Vec::new(), Vec::new());
     let (mut win_loss, mut win_steps, mut win_tok, mut win_time) = (0f64, 0usize, 0usize, 0f64);
     let (mut run_tok, mut run_time) = (0usize, 0f64);
+    let mut rewrites = (0usize, 0usize);
     while st.step < total_steps {
         if crate::stop_requested() {
             checkpoint::save(out, &varmap, Some(&opt), &vocab, &cfg, Some(&mut st))?;
@@ -520,7 +583,7 @@ pub fn pretrain_with_progress(
         }
         if opts.interrupt_after.is_some_and(|k| st.step - start_step >= k) {
             return Ok(report(
-                start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out,
+                start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out, rewrites,
             ));
         }
         if st.batch_cursor >= batches.len() {
@@ -529,10 +592,16 @@ pub fn pretrain_with_progress(
             batches = epoch_batches(&lens, opts.batch_size, seed, st.epoch);
         }
         let t0 = Instant::now();
-        let rows_b: Vec<&[u32]> = batches[st.batch_cursor]
-            .iter()
-            .map(|&i| train[i].as_slice())
-            .collect();
+        let batch = &batches[st.batch_cursor];
+        let rewritten = rewrite.map(|f| {
+            let (seqs, n) = rewritten_batch(f, &vocab, &train, batch, (seed, st.epoch, cfg.block_size));
+            rewrites = (rewrites.0 + n, rewrites.1 + batch.len() - n);
+            seqs
+        });
+        let rows_b: Vec<&[u32]> = match &rewritten {
+            Some(seqs) => seqs.iter().map(Vec::as_slice).collect(),
+            None => batch.iter().map(|&i| train[i].as_slice()).collect(),
+        };
         let lr = lr_at(st.step, opts.lr, opts.min_lr, opts.warmup_steps, total_steps);
         opt.set_lr(lr);
         let (loss, grads, n_tok) = backprop.loss_and_grads(&model, &rows_b)?;
@@ -587,7 +656,7 @@ pub fn pretrain_with_progress(
         });
     }
     Ok(report(
-        start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out,
+        start_step, &st, losses, rows, run_tok, run_time, &model, skipped, out, rewrites,
     ))
 }
 
@@ -602,6 +671,7 @@ fn report(
     model: &Gpt,
     skipped: (usize, usize, usize),
     out: &Path,
+    rewrites: (usize, usize),
 ) -> PretrainReport {
     PretrainReport {
         start_step,
@@ -616,6 +686,7 @@ fn report(
         skipped,
         log,
         out_dir: out.to_path_buf(),
+        rewrites,
     }
 }
 
@@ -702,6 +773,65 @@ mod tests {
         let hits = mols.iter().filter(|m| smiles.contains(&m.smiles)).count();
         eprintln!("overfit: final loss {tail:.4}, {hits}/20 samples are training molecules");
         assert!(hits >= 16, "{hits}/20 sampled molecules are training molecules");
+    }
+
+    /// `randomized_smiles` trains on what the rewriter writes: each molecule's own SMILES goes in
+    /// with a seed of its own per epoch; a rewrite the vocabulary or block cannot hold, or none,
+    /// leaves the run exactly as it is without augmentation.
+    #[test]
+    fn randomized_smiles_trains_on_the_rewrites() {
+        crate::configure_cpu_env();
+        let smiles = moses(200);
+        let run_for = |steps: usize, rewrite: Option<SmilesRewriter>| {
+            let dir = tempfile::tempdir().unwrap();
+            let opts = PretrainOptions {
+                randomized_smiles: rewrite.is_some(),
+                max_steps: steps,
+                ..tiny_opts(dir.path())
+            };
+            pretrain_with_progress(&opts, &smiles, &Device::Cpu, rewrite, &mut |_| {}).unwrap()
+        };
+        let run = |rewrite: Option<SmilesRewriter>| run_for(24, rewrite);
+        let plain = run(None);
+        // 180 training molecules in batches of 16: the 24 steps are two whole epochs.
+        assert_eq!(plain.n_train.div_ceil(16) * 2, 24);
+        let drawn = 2 * plain.n_train;
+
+        let dir = tempfile::tempdir().unwrap();
+        let opts = PretrainOptions {
+            randomized_smiles: true,
+            ..tiny_opts(dir.path())
+        };
+        let err = pretrain(&opts, &smiles, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("randomized_smiles"), "{err}");
+
+        let calls = std::sync::Mutex::new(Vec::new());
+        let none = |s: &str, seed: u64| {
+            calls.lock().unwrap().push((s.to_string(), seed));
+            None
+        };
+        let untouched = run(Some(&none));
+        assert_eq!(untouched.losses, plain.losses);
+        assert_eq!(untouched.rewrites, (0, drawn));
+        let calls = calls.into_inner().unwrap();
+        assert_eq!(calls.len(), drawn);
+        assert!(calls.iter().all(|(s, _)| smiles.contains(s)));
+        // Each molecule comes once per epoch, each time with a new seed.
+        let seeds: std::collections::HashSet<u64> = calls.iter().map(|c| c.1).collect();
+        assert_eq!(seeds.len(), drawn);
+        let distinct: std::collections::HashSet<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+        assert_eq!(distinct.len(), plain.n_train);
+
+        let too_long = |_: &str, _: u64| Some("C".repeat(80));
+        assert_eq!(run(Some(&too_long)).losses, plain.losses);
+
+        // Every molecule rewritten as the same one: the model learns that one string.
+        let one = smiles[0].clone();
+        let constant = |_: &str, _: u64| Some(one.clone());
+        let rewritten = run_for(96, Some(&constant));
+        assert_eq!(rewritten.rewrites, (8 * plain.n_train, 0));
+        let tail = rewritten.losses[92..].iter().sum::<f64>() / 4.0;
+        assert!(tail < 0.2, "loss {tail} on one string of {} tokens", one.len());
     }
 
     /// Killing a run after a checkpoint and resuming it continues the step count, the data order

@@ -44,6 +44,10 @@ pub struct PretrainArgs {
     /// Atom-level tokens (Cl, Br, bracket atoms as one token) instead of characters.
     #[arg(long)]
     atom_tokens: bool,
+    /// Train on randomized SMILES: each molecule written anew by RDKit (atoms in a seeded random
+    /// order) every epoch, instead of as the corpus gives it.
+    #[arg(long)]
+    randomized_smiles: bool,
     #[command(flatten)]
     device: super::device::DeviceArg,
 }
@@ -81,6 +85,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
     if args.atom_tokens {
         opts.tokenizer = TokenMode::Atom;
     }
+    opts.randomized_smiles |= args.randomized_smiles;
     let (smiles, source): (Vec<String>, String) = match &args.data {
         Some(path) => {
             let records = input::read(path, args.smiles_column.as_deref())?;
@@ -103,7 +108,10 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         )?
         .progress_chars("=> "),
     );
-    let report = model::pretrain_with_progress(&opts, &smiles, &args.device.open()?, &mut |p| {
+    let randomize = |smiles: &str, seed: u64| chem::Molecule::parse(smiles)?.randomized_smiles(seed).ok();
+    let rewrite: model::SmilesRewriter = &randomize;
+    let device = args.device.open()?;
+    let report = model::pretrain_with_progress(&opts, &smiles, &device, Some(rewrite), &mut |p| {
         bar.set_length(p.total_steps as u64);
         bar.set_position(p.step as u64);
         if let Some(row) = &p.logged {
@@ -121,6 +129,12 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         "step {}/{} | {} parameters | train {} / val {} molecules | skipped: {unknown} unknown token, {too_long} too long, {empty} empty",
         report.step, report.total_steps, report.n_params, report.n_train, report.n_val
     );
+    if opts.randomized_smiles {
+        let (rewritten, as_given) = report.rewrites;
+        println!(
+            "randomized SMILES: {rewritten} molecules trained on as rewritten, {as_given} as given (RDKit could not rewrite them, or the vocabulary or block could not hold the rewrite)"
+        );
+    }
     if let Some(val) = report.val_loss {
         println!("validation loss {val:.4} | {:.0} tokens/s", report.tokens_per_s);
     }
