@@ -151,8 +151,9 @@ pub fn mask_log_probs(logp: &mut [f64], allowed: &[bool]) -> f64 {
 }
 
 /// Below this log-probability (at temperature 1, about 1e-10), a token is not checked against
-/// the grammar while sampling and counts as forbidden: most of the vocabulary at most steps, so
-/// the grammar's work shrinks severalfold, while a masked log-likelihood moves by under V·1e-10.
+/// the grammar while sampling and counts as forbidden; a masked log-likelihood moves by under
+/// V·1e-10. The shipped prior gives nearly every token more (28.3 of 29 per step over 10,000
+/// samples), so there it saves little; a distribution sharper than the prior's skips more.
 const UNCHECKED_LOG_PROB: f64 = -23.0;
 
 /// One row's next-token log-probs `logp`, renormalised over what the grammar allows after
