@@ -1383,26 +1383,24 @@ mod prompt_library {
             );
     }
 
-    /// The shipped large prior (float16 weights, every file under 16 MiB) loads and writes
-    /// molecules: at 10,000 samples 98.3 % are valid (models/README.md); 200 samples with 90 % valid
-    /// leave room for chance.
-    #[test]
-    fn shipped_large_prior_samples_molecules() {
+    /// `n` molecules sampled from the shipped model `dir` (seed 5), after checking that no file
+    /// of it exceeds 16 MiB.
+    fn sample_shipped(dir: &str, n: usize) -> Vec<String> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        for entry in std::fs::read_dir(root.join("models/prior-large")).unwrap() {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
             let len = entry.unwrap().metadata().unwrap().len();
-            assert!(len <= 16 << 20, "a file of {len} bytes");
+            assert!(len <= 16 << 20, "a file of {len} bytes in {dir}");
         }
-        let dir = tempfile::tempdir().unwrap();
-        let csv = dir.path().join("s.csv");
+        let tmp = tempfile::tempdir().unwrap();
+        let csv = tmp.path().join("s.csv");
         smirl()
             .current_dir(root)
             .args([
                 "sample",
                 "--model",
-                "models/prior-large",
+                dir,
                 "-n",
-                "200",
+                &n.to_string(),
                 "--seed",
                 "5",
                 "--out",
@@ -1412,12 +1410,47 @@ mod prompt_library {
             .success();
         let mut reader = csv::Reader::from_path(&csv).unwrap();
         let smiles: Vec<String> = reader.records().map(|r| r.unwrap()[0].to_string()).collect();
-        assert_eq!(smiles.len(), 200);
+        assert_eq!(smiles.len(), n);
+        smiles
+    }
+
+    /// The shipped large prior (float16 weights) loads and writes molecules: at 10,000 samples
+    /// 98.3 % are valid (models/README.md); 200 samples with 90 % valid leave room for chance.
+    #[test]
+    fn shipped_large_prior_samples_molecules() {
+        let smiles = sample_shipped("models/prior-large", 200);
         let valid = smiles
             .iter()
             .filter(|s| chem::Molecule::parse(s).is_some())
             .count();
         assert!(valid >= 180, "{valid} of 200 valid");
+    }
+
+    /// The prior continued on randomized SMILES writes molecules, and writes them in other atom
+    /// orders than RDKit's canonical one far more often than the canonical prior does.
+    #[test]
+    fn randomized_prior_writes_non_canonical_smiles() {
+        let non_canonical = |dir: &str| {
+            let smiles = sample_shipped(dir, 200);
+            let canon: Vec<(String, String)> = smiles
+                .into_iter()
+                .filter_map(|s| chem::Molecule::parse(&s).map(|m| (m.canonical_smiles(), s)))
+                .collect();
+            let other = canon.iter().filter(|(c, s)| c != s).count();
+            (canon.len(), other)
+        };
+        let (valid, other) = non_canonical("models/prior-randomized");
+        let (_, canonical_prior_other) = non_canonical("models/prior");
+        eprintln!(
+            "prior-randomized: {valid} of 200 valid, {other} not canonical; prior: {canonical_prior_other} not canonical"
+        );
+        // 10,000 samples: 87 % valid (models/README.md); 80 % leaves room for chance.
+        assert!(valid >= 160, "{valid} of 200 valid");
+        assert!(other * 2 >= valid, "{other} of {valid} not canonical");
+        assert!(
+            canonical_prior_other * 4 <= other,
+            "{canonical_prior_other} against {other}"
+        );
     }
 }
 
