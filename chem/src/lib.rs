@@ -45,7 +45,7 @@ pub use metrics::{
     cosine_similarity, novelty, set_metrics, unique_at_k, wasserstein_1, PropertyColumns, PropertyDistances,
     ReferenceSet, SetMetrics, SimilarityToReference,
 };
-pub use molecule::{Descriptors, Molecule, MAX_SMILES_LEN};
+pub use molecule::{randomize_smiles, Descriptors, Molecule, MAX_SMILES_LEN};
 pub use oracles::{oracle_ids, score_oracles, Oracle, OracleSuite, ORACLE_IDS, PMO_RDKIT_TASKS};
 pub use patterns::SmartsPattern;
 pub use qed::{rdkit_reference_counts, QedProperties};

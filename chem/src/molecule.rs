@@ -227,3 +227,10 @@ impl std::fmt::Debug for Molecule {
         f.debug_tuple("Molecule").field(&self.canonical_smiles()).finish()
     }
 }
+
+/// `smiles` rewritten as a random SMILES of the same molecule, the atom order drawn from `seed`
+/// (see [`Molecule::randomized_smiles`]); `None` where it does not parse or RDKit cannot write it.
+/// Randomized-SMILES pretraining and Augmented Memory both rewrite their molecules here.
+pub fn randomize_smiles(smiles: &str, seed: u64) -> Option<String> {
+    Molecule::parse(smiles)?.randomized_smiles(seed).ok()
+}

@@ -146,7 +146,7 @@ pub use sample::{likelihood, sample, sample_continuing, sequence_log_probs, Samp
 pub use train::{
     pretrain, pretrain_with_progress, LogRow, PretrainOptions, PretrainReport, Progress, SmilesRewriter,
 };
-pub use vocab::{Corpus, TokenMode, Vocab, BOS, EOS, PAD};
+pub use vocab::{fits_block, Corpus, TokenMode, Vocab, BOS, EOS, PAD};
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use crate::gpt::{Gpt, GptConfig};
 use crate::optim::{lr_at, AdamW, AdamWParams};
 use crate::rng::Rng;
 use crate::train_pass::{GradTarget, TrainPass};
-use crate::vocab::{Corpus, TokenMode, Vocab, PAD};
+use crate::vocab::{fits_block, Corpus, TokenMode, Vocab, PAD};
 use crate::{ops, Error, Result};
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
@@ -228,7 +228,7 @@ fn rewritten_batch(
             let draw = Rng::derive(seed ^ REWRITE_STREAM, ((epoch as u64) << 32) | i as u64).next_u64();
             rewrite(&vocab.decode(&train[i]), draw)
                 .and_then(|s| vocab.encode_with_specials(&s).ok())
-                .filter(|t| t.len() - 1 <= block)
+                .filter(|t| fits_block(t, block))
         })
         .collect();
     let rewritten = seqs.iter().filter(|s| s.is_some()).count();

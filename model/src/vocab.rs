@@ -204,6 +204,12 @@ pub struct Corpus {
     pub skipped_empty: usize,
 }
 
+/// Whether `seq` (BOS, tokens, EOS) fits a context of `block` tokens: the model's input is the
+/// sequence less its last token, so EOS needs no slot of its own.
+pub fn fits_block(seq: &[u32], block: usize) -> bool {
+    seq.len() - 1 <= block
+}
+
 impl Corpus {
     /// Encodes `smiles` with `vocab`, or with a vocabulary built from `smiles` when `vocab` is
     /// `None` (then nothing is skipped as unknown). Sequences whose model input (`BOS` + tokens)
@@ -219,7 +225,7 @@ impl Corpus {
                 continue;
             }
             match vocab.encode_with_specials(s) {
-                Ok(ids) if ids.len() - 1 > max_tokens => long += 1,
+                Ok(ids) if !fits_block(&ids, max_tokens) => long += 1,
                 Ok(ids) => seqs.push(ids),
                 Err(_) => unknown += 1,
             }

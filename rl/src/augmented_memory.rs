@@ -4,7 +4,6 @@
 //! randomized SMILES. A molecule has many SMILES; training on several of them for one oracle call
 //! gets more learning out of each call.
 
-use chem::Molecule;
 use model::grammar::SmilesGrammar;
 use model::Vocab;
 use rayon::prelude::*;
@@ -35,7 +34,7 @@ pub struct Admitted {
 /// memory kept from before the grammar was switched on may not be). Replay and Augmented Memory
 /// both admit their sequences here.
 pub fn admit(tokens: Vec<u32>, block: usize, grammar: Option<&SmilesGrammar>) -> Option<Admitted> {
-    if tokens.len() - 1 > block {
+    if !model::fits_block(&tokens, block) {
         return None;
     }
     match grammar {
@@ -64,8 +63,7 @@ pub fn randomized_sequences(
         .map(|(i, src)| {
             let draw = model::rng::Rng::derive(seed, i as u64).next_u64();
             src.molecule
-                .and_then(Molecule::parse)
-                .and_then(|m| m.randomized_smiles(draw).ok())
+                .and_then(|smiles| chem::randomize_smiles(smiles, draw))
                 .and_then(|s| vocab.encode_with_specials(&s).ok())
                 .and_then(|t| admit(t, block, grammar))
                 .or_else(|| src.as_sampled.clone().and_then(|t| admit(t, block, grammar)))
@@ -76,6 +74,7 @@ pub fn randomized_sequences(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chem::Molecule;
     use model::TokenMode;
 
     const MOLECULES: &[&str] = &[

@@ -108,8 +108,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         )?
         .progress_chars("=> "),
     );
-    let randomize = |smiles: &str, seed: u64| chem::Molecule::parse(smiles)?.randomized_smiles(seed).ok();
-    let rewrite: model::SmilesRewriter = &randomize;
+    let rewrite: model::SmilesRewriter = &chem::randomize_smiles;
     let device = args.device.open()?;
     let report = model::pretrain_with_progress(&opts, &smiles, &device, Some(rewrite), &mut |p| {
         bar.set_length(p.total_steps as u64);
