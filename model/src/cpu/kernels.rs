@@ -7,11 +7,28 @@
 pub(crate) use fastmath::exp_fast;
 use rayon::prelude::*;
 
+/// Σ f(i) for i in 0..n, in 16 interleaved partial sums: one chain of additions is bound by the
+/// adder's latency (the compiler may not reorder float sums), 16 independent ones vectorise.
+/// The order is fixed, so every SIMD path gives the same result.
+#[inline(always)]
+pub(crate) fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let full = n / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for (lane, a) in acc.iter_mut().enumerate() {
+            *a += f(base + lane);
+        }
+    }
+    let tail: f32 = (full..n).map(&f).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
 #[inline(always)]
 pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
-    let mean = x.iter().sum::<f32>() / n;
-    let var = x.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = lane_sum(x.len(), |i| x[i]) / n;
+    let var = lane_sum(x.len(), |i| (x[i] - mean) * (x[i] - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -269,8 +286,9 @@ pub(crate) fn layer_norm_fwd(
 #[inline(always)]
 fn layer_norm_row(x: &[f32], w: &[f32], b: &[f32], eps: f32, y: &mut [f32]) -> (f32, f32) {
     let (mean, rstd) = row_stats(x, eps);
-    for i in 0..w.len() {
-        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+    // Zipped, not indexed: bounds checks inside the loop would keep it scalar.
+    for (((y, &x), &w), &b) in y.iter_mut().zip(x).zip(w).zip(b) {
+        *y = (x - mean) * rstd * w + b;
     }
     (mean, rstd)
 }
@@ -346,24 +364,25 @@ fn layer_norm_bwd_rows_body(
 ) {
     let c = w.len();
     for (((dx, x), dy), &(mean, rstd)) in dx.chunks_mut(c).zip(x.chunks(c)).zip(dy.chunks(c)).zip(stats) {
-        let (mut m1, mut m2) = (0f32, 0f32);
-        for i in 0..c {
-            let xh = (x[i] - mean) * rstd;
-            let dxh = dy[i] * w[i];
-            m1 += dxh;
-            m2 += dxh * xh;
-            part[i] += dy[i] * xh;
-            part[c + i] += dy[i];
+        let (x, dy) = (&x[..c], &dy[..c]);
+        let xh = |i: usize| (x[i] - mean) * rstd;
+        let m1 = lane_sum(c, |i| dy[i] * w[i]) / c as f32;
+        let m2 = lane_sum(c, |i| dy[i] * w[i] * xh(i)) / c as f32;
+        let (dw, db) = part.split_at_mut(c);
+        for (((dw, db), &x), &dy) in dw.iter_mut().zip(db).zip(x).zip(dy) {
+            *dw += dy * ((x - mean) * rstd);
+            *db += dy;
         }
-        let (m1, m2) = (m1 / c as f32, m2 / c as f32);
-        for i in 0..c {
-            let xh = (x[i] - mean) * rstd;
-            let v = rstd * (dy[i] * w[i] - m1 - xh * m2);
-            if acc {
-                dx[i] += v;
-            } else {
-                dx[i] = v;
-            }
+        // Zipped, not indexed, and `acc` outside the loop, so that both loops vectorise.
+        let grads = x
+            .iter()
+            .zip(dy)
+            .zip(w)
+            .map(|((&x, &dy), &w)| rstd * (dy * w - m1 - (x - mean) * rstd * m2));
+        if acc {
+            dx.iter_mut().zip(grads).for_each(|(dx, v)| *dx += v);
+        } else {
+            dx.iter_mut().zip(grads).for_each(|(dx, v)| *dx = v);
         }
     }
 }
