@@ -11,7 +11,7 @@
 //! threads that do not meet at a barrier after every operation overlap the two, and the
 //! weights' panels are reused across all of a shard's rows.
 
-use crate::cpu::kernels::{axpy, dispatch, dot, exp_fast, layer_norm_rows};
+use crate::cpu::kernels::{axpy, dispatch, dot, layer_norm_rows, softmax_in_place};
 use crate::cpu::layout::{
     self, ATTN_B, ATTN_W, FCP_B, FCP_W, FC_B, FC_W, LN1_B, LN1_W, LN2_B, LN2_W, PROJ_B, PROJ_W,
 };
@@ -480,16 +480,7 @@ fn attend_row_body(
             scores[h * n + s] = dot(&qkv[h * hd..][..hd], &ks[h * hd..][..hd]) * scale;
         }
     }
-    for sc in scores.chunks_exact_mut(n) {
-        let max = sc.iter().fold(f32::NEG_INFINITY, |m, &a| m.max(a));
-        let mut sum = 0f32;
-        for a in sc.iter_mut() {
-            *a = exp_fast(*a - max);
-            sum += *a;
-        }
-        let inv = 1.0 / sum;
-        sc.iter_mut().for_each(|a| *a *= inv);
-    }
+    scores.chunks_exact_mut(n).for_each(softmax_in_place);
     y.fill(0.0);
     for (s, vs) in v[..n * c].chunks_exact(c).enumerate() {
         for h in 0..nh {

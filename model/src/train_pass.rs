@@ -14,7 +14,7 @@
 
 use crate::cpu::kernels::{
     add_to, axpy, col_sums, dispatch, dot, gelu_bwd_in_place, gelu_fwd, layer_norm_bwd, layer_norm_fwd,
-    linear_fwd, matmul, par_rows, resize,
+    linear_fwd, matmul, par_rows, resize, softmax_in_place,
 };
 use crate::cpu::layout::*;
 use crate::gpt::Gpt;
@@ -889,22 +889,14 @@ fn attention_fwd_row_body(
         for t in 0..tt {
             let q = &qkv[t * 3 * c + h * hd..][..hd];
             let row = &mut att[(h * tt + t) * width..][..=k + t];
-            let mut max = f32::NEG_INFINITY;
             for (s, a) in row.iter_mut().enumerate() {
                 *a = dot(q, key(s, h)) * scale;
-                max = max.max(*a);
             }
-            let mut sum = 0f32;
-            for a in row.iter_mut() {
-                *a = (*a - max).exp();
-                sum += *a;
-            }
-            let inv = 1.0 / sum;
+            softmax_in_place(row);
             let out = &mut y[t * c + h * hd..][..hd];
             out.fill(0.0);
-            for (s, a) in row.iter_mut().enumerate() {
-                *a *= inv;
-                axpy(*a, value(s, h), out);
+            for (s, &a) in row.iter().enumerate() {
+                axpy(a, value(s, h), out);
             }
         }
     }

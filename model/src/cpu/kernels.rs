@@ -24,6 +24,35 @@ pub(crate) fn lane_sum(n: usize, f: impl Fn(usize) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// max over `x` (−∞ when empty) in 16 interleaved partial maxima, so that it vectorises; a max is
+/// exact, so the result is the sequential one.
+#[inline(always)]
+pub(crate) fn lane_max(x: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, &a| m.max(a));
+    for chunk in chunks {
+        for (m, &a) in acc.iter_mut().zip(chunk) {
+            *m = m.max(a);
+        }
+    }
+    acc.iter().fold(tail, |m, &a| m.max(a))
+}
+
+/// `x ← softmax(x)` in three vectorised passes (max, exponentials, scale) and a lane-wise sum: a
+/// running sum inside the exponential loop would keep that loop scalar.
+#[inline(always)]
+pub(crate) fn softmax_in_place(x: &mut [f32]) {
+    let max = lane_max(x);
+    x.iter_mut().for_each(|a| *a = exp_fast(*a - max));
+    let inv = 1.0 / lane_sum(x.len(), |i| x[i]);
+    x.iter_mut().for_each(|a| *a *= inv);
+}
+
 #[inline(always)]
 pub(crate) fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
