@@ -110,6 +110,17 @@ pub(super) fn run_python_peer(python: &str, script: &str, args: &[String]) -> an
             command.env(key, value);
         }
     }
+    // smirl turns transparent huge pages off for itself (main.rs); the peer runs as a user runs
+    // it, with the system's setting, which it would otherwise inherit.
+    // SAFETY: between fork and exec the closure only makes one syscall, touching no memory.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_THP_DISABLE, 0, 0, 0, 0);
+            Ok(())
+        })
+    };
     let output = command.output().with_context(|| format!("cannot run {python}"))?;
     anyhow::ensure!(
         output.status.success(),
