@@ -128,7 +128,6 @@ fn run_one(args: &PmoBenchArgs, base: &toml::Table, task: &str, seed: u64) -> an
 }
 
 /// Published top-10 AUC (mean, sd) by method, then task.
-/// Published (mean, sd) of each task, by method.
 type PublishedRows = BTreeMap<String, BTreeMap<String, (f64, f64)>>;
 
 /// The embedded published rows by method and task; a malformed row is an error naming its line.
