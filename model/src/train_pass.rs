@@ -13,8 +13,8 @@
 //! error (weights from a first forward) are all of this form.
 
 use crate::cpu::kernels::{
-    add_to, axpy, col_sums, dispatch, dot, gelu_bwd_in_place, gelu_fwd, layer_norm_bwd, layer_norm_fwd,
-    linear_fwd, matmul, par_rows, resize, softmax_in_place,
+    add_to, col_sums, dispatch, gelu_bwd_in_place, gelu_fwd, lane_sum, layer_norm_bwd, layer_norm_fwd,
+    linear_fwd, matmul, par_rows, resize, small_matmul, softmax_in_place, View,
 };
 use crate::cpu::layout::*;
 use crate::gpt::Gpt;
@@ -870,35 +870,33 @@ fn attention_fwd_row_body(
     let hd = c / nh;
     let scale = 1.0 / (hd as f32).sqrt();
     let width = k + tt;
-    // Key and value s of the row's context: the prefix's first, then the sequence's.
-    let key = |s: usize, h: usize| -> &[f32] {
-        if s < k {
-            &pk[s * c + h * hd..][..hd]
-        } else {
-            &qkv[(s - k) * 3 * c + c + h * hd..][..hd]
-        }
-    };
-    let value = |s: usize, h: usize| -> &[f32] {
-        if s < k {
-            &pv[s * c + h * hd..][..hd]
-        } else {
-            &qkv[(s - k) * 3 * c + 2 * c + h * hd..][..hd]
-        }
-    };
+    // Per head, as small matrix products on the heads' columns in place: scores against the
+    // prefix's keys and the sequence's, the causal softmax (zeros past each row's last key),
+    // then the values. Whole products, masked after, do twice the arithmetic of the causal half
+    // and still took a third less CPU than a dot product per (query, key) pair (perf, a batch of
+    // 164 × 50 tokens at n_embd 128 and of 64 × 60 at n_embd 256).
     for h in 0..nh {
+        let a0 = h * tt * width;
+        let (p_prefix, p_seq) = (View::rows(a0, tt, k, width), View::rows(a0 + k, tt, tt, width));
+        let q = View::rows(h * hd, tt, hd, 3 * c);
+        let (prefix_keys, keys) = (
+            View::rows(h * hd, k, hd, c),
+            View::rows(c + h * hd, tt, hd, 3 * c),
+        );
+        small_matmul(att, p_prefix, qkv, q, pk, prefix_keys.t(), false, scale);
+        small_matmul(att, p_seq, qkv, q, qkv, keys.t(), false, scale);
         for t in 0..tt {
-            let q = &qkv[t * 3 * c + h * hd..][..hd];
-            let row = &mut att[(h * tt + t) * width..][..=k + t];
-            for (s, a) in row.iter_mut().enumerate() {
-                *a = dot(q, key(s, h)) * scale;
-            }
-            softmax_in_place(row);
-            let out = &mut y[t * c + h * hd..][..hd];
-            out.fill(0.0);
-            for (s, &a) in row.iter().enumerate() {
-                axpy(a, value(s, h), out);
-            }
+            let row = &mut att[a0 + t * width..][..width];
+            softmax_in_place(&mut row[..=k + t]);
+            row[k + t + 1..].fill(0.0);
         }
+        let out = View::rows(h * hd, tt, hd, c);
+        let (prefix_values, values) = (
+            View::rows(h * hd, k, hd, c),
+            View::rows(2 * c + h * hd, tt, hd, 3 * c),
+        );
+        small_matmul(y, out, att, p_prefix, pv, prefix_values, false, 1.0);
+        small_matmul(y, out, att, p_seq, qkv, values, true, 1.0);
     }
 }
 
@@ -955,46 +953,43 @@ fn attention_bwd_row_body(
     let hd = c / nh;
     let scale = 1.0 / (hd as f32).sqrt();
     let width = k + tt;
-    dqkv.fill(0.0);
-    d_kv.fill(0.0);
     let (d_pk, d_pv) = d_kv.split_at_mut(k * c);
-    let mut datt = vec![0f32; width];
-    let mut dq = vec![0f32; hd];
+    // The forward's products, backwards: dP = dY·Vᵀ, the softmax's backward dS, then
+    // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dY, each over the prefix's keys and the sequence's. P is 0
+    // past each row's last key, so dS is too and the whole products stay causal.
+    let mut ds = vec![0f32; tt * width];
     for h in 0..nh {
+        let a0 = h * tt * width;
+        let p_prefix = View::rows(a0, tt, k, width);
+        let p_seq = View::rows(a0 + k, tt, tt, width);
+        let (ds_prefix, ds_seq) = (View::rows(0, tt, k, width), View::rows(k, tt, tt, width));
+        let dyh = View::rows(h * hd, tt, hd, c);
+        let q = View::rows(h * hd, tt, hd, 3 * c);
+        let (prefix_keys, keys) = (
+            View::rows(h * hd, k, hd, c),
+            View::rows(c + h * hd, tt, hd, 3 * c),
+        );
+        let (prefix_values, values) = (
+            View::rows(h * hd, k, hd, c),
+            View::rows(2 * c + h * hd, tt, hd, 3 * c),
+        );
+        small_matmul(&mut ds, ds_prefix, dy, dyh, pv, prefix_values.t(), false, 1.0);
+        small_matmul(&mut ds, ds_seq, dy, dyh, qkv, values.t(), false, 1.0);
         for t in 0..tt {
-            let row = &att[(h * tt + t) * width..][..=k + t];
-            let dyt = &dy[t * c + h * hd..][..hd];
-            // da_ts = dy_t · v_s; dv_s += a_ts · dy_t.
-            let mut weighted = 0f32;
-            for (s, &a) in row.iter().enumerate() {
-                let dv = if s < k {
-                    datt[s] = dot(dyt, &pv[s * c + h * hd..][..hd]);
-                    &mut d_pv[s * c + h * hd..][..hd]
-                } else {
-                    let off = (s - k) * 3 * c + 2 * c + h * hd;
-                    datt[s] = dot(dyt, &qkv[off..][..hd]);
-                    &mut dqkv[off..][..hd]
-                };
-                weighted += a * datt[s];
-                axpy(a, dyt, dv);
+            let p = &att[a0 + t * width..][..=k + t];
+            let row = &mut ds[t * width..][..width];
+            let weighted = lane_sum(p.len(), |s| p[s] * row[s]);
+            for (d, &p) in row.iter_mut().zip(p) {
+                *d = p * (*d - weighted) * scale;
             }
-            // Softmax backward, then the scaled dot product: dq_t += ds·k_s, dk_s += ds·q_t.
-            let q = &qkv[t * 3 * c + h * hd..][..hd];
-            dq.fill(0.0);
-            for (s, &a) in row.iter().enumerate() {
-                let ds = a * (datt[s] - weighted) * scale;
-                if s < k {
-                    let off = s * c + h * hd;
-                    axpy(ds, &pk[off..][..hd], &mut dq);
-                    axpy(ds, q, &mut d_pk[off..][..hd]);
-                } else {
-                    let off = (s - k) * 3 * c + c + h * hd;
-                    axpy(ds, &qkv[off..][..hd], &mut dq);
-                    axpy(ds, q, &mut dqkv[off..][..hd]);
-                }
-            }
-            add_to(&mut dqkv[t * 3 * c + h * hd..][..hd], &dq);
+            row[k + t + 1..].fill(0.0);
         }
+        small_matmul(dqkv, q, &ds, ds_prefix, pk, prefix_keys, false, 1.0);
+        small_matmul(dqkv, q, &ds, ds_seq, qkv, keys, true, 1.0);
+        small_matmul(dqkv, keys, &ds, ds_seq.t(), qkv, q, false, 1.0);
+        small_matmul(dqkv, values, att, p_seq.t(), dy, dyh, false, 1.0);
+        small_matmul(d_pk, prefix_keys, &ds, ds_prefix.t(), qkv, q, false, 1.0);
+        small_matmul(d_pv, prefix_values, att, p_prefix.t(), dy, dyh, false, 1.0);
     }
 }
 

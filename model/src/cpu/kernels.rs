@@ -271,6 +271,109 @@ pub(crate) fn matmul(
     }
 }
 
+/// A matrix inside a slice: element `(i, j)` at `offset + i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl View {
+    /// Rows of `cols` contiguous elements, `row_stride` apart.
+    pub(crate) fn rows(offset: usize, rows: usize, cols: usize, row_stride: usize) -> Self {
+        Self {
+            offset,
+            rows,
+            cols,
+            row_stride,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, in the same memory.
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Panics unless every element lies inside a slice of `len`.
+    fn check(&self, len: usize, what: &str) {
+        if self.rows > 0 && self.cols > 0 {
+            let last = self.offset + (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride;
+            assert!(last < len, "small_matmul: {what} reaches {last}, past {len}");
+        }
+    }
+}
+
+/// `dst = [dst +] scale · lhs · rhs` on strided views (the small per-head products of attention,
+/// which read the heads' columns out of the `(T, 3C)` projections in place), on the calling
+/// thread: the callers run one batch row per thread.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_matmul(
+    dst: &mut [f32],
+    d: View,
+    lhs: &[f32],
+    l: View,
+    rhs: &[f32],
+    r: View,
+    acc: bool,
+    scale: f32,
+) {
+    assert!(
+        l.cols == r.rows && d.rows == l.rows && d.cols == r.cols,
+        "small_matmul: shapes do not match"
+    );
+    d.check(dst.len(), "dst");
+    l.check(lhs.len(), "lhs");
+    r.check(rhs.len(), "rhs");
+    if d.rows == 0 || d.cols == 0 {
+        return;
+    }
+    if l.cols == 0 {
+        if !acc {
+            for i in 0..d.rows {
+                for j in 0..d.cols {
+                    dst[d.offset + i * d.row_stride + j * d.col_stride] = 0.0;
+                }
+            }
+        }
+        return;
+    }
+    // SAFETY: `check` keeps every element the views reach inside their slices, and `dst` does not
+    // alias `lhs` or `rhs` (a unique borrow beside shared ones).
+    unsafe {
+        gemm::gemm(
+            d.rows,
+            d.cols,
+            l.cols,
+            dst.as_mut_ptr().add(d.offset),
+            d.col_stride as isize,
+            d.row_stride as isize,
+            acc,
+            lhs.as_ptr().add(l.offset),
+            l.col_stride as isize,
+            l.row_stride as isize,
+            rhs.as_ptr().add(r.offset),
+            r.col_stride as isize,
+            r.row_stride as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
 /// `out (n×d_out) = [resid +] x (n×d_in) · Wᵀ + bias`, with `W` stored `(d_out, d_in)`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn linear_fwd(
