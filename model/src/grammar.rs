@@ -19,6 +19,8 @@
 
 use crate::vocab::{Vocab, EOS};
 
+mod lookahead;
+
 /// Element symbols for bracket atoms (OpenSMILES), with RDKit's largest allowed valence where RDKit
 /// limits it (0: not limited here).
 const ELEMENTS: &[(&str, u8, u8)] = &[
@@ -1014,14 +1016,18 @@ impl SmilesGrammar {
         allowed: &mut [bool],
         consider: impl Fn(usize) -> bool,
     ) -> bool {
-        let mut scratch = state.clone();
+        // Most tokens are decided from the state alone; the rest are read on a scratch copy.
+        let mut scratch: Option<GrammarState> = None;
         let mut check = |only: &dyn Fn(usize) -> bool, allowed: &mut [bool]| {
             let mut any = false;
             for (id, chars) in self.chars.iter().enumerate() {
-                let ok = !chars.is_empty() && only(id) && {
-                    scratch.clone_from(state);
-                    chars.iter().all(|&c| scratch.push(c)) && self.bracket_finishable(&scratch)
-                };
+                let ok = !chars.is_empty()
+                    && only(id)
+                    && self.lookahead(state, chars).unwrap_or_else(|| {
+                        let copy = scratch.get_or_insert_with(GrammarState::new);
+                        copy.clone_from(state);
+                        chars.iter().all(|&c| copy.push(c)) && self.bracket_finishable(copy)
+                    });
                 allowed[id] = ok;
                 any |= ok;
             }
