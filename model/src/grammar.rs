@@ -677,16 +677,13 @@ impl GrammarState {
     /// with `at_end`, at the end of the string): the atoms that need a double bond must pair up
     /// along aromatic bonds. True while the system is still open, or when it pairs up.
     fn kekulizable_from(&self, a: u16, at_end: bool) -> bool {
-        if !self.atoms[a as usize].aromatic || (!at_end && self.live(a)) {
-            return true;
-        }
-        // Most often a neighbour is still open (the atom just added): no search needed.
-        let open_neighbour = self
-            .aromatic_edges
-            .iter()
-            .any(|&(p, q)| (p == a && self.live(q)) || (q == a && self.live(p)));
-        if !at_end && open_neighbour {
-            return true;
+        if at_end {
+            if !self.atoms[a as usize].aromatic {
+                return true;
+            }
+        } else if let Some(ok) = self.kekule_lookahead(a, false, |x| self.live(x)) {
+            // Not aromatic, or an atom of its system can still gain a bond: no search needed.
+            return ok;
         }
         self.system_kekulizes(&self.aromatic_system(a), at_end)
     }

@@ -160,8 +160,9 @@ impl GrammarState {
     /// `kekulizable_from(a, false)` after a move, where it is cheap: true while `a`'s aromatic
     /// system (over the bonds before the move, plus an aromatic bond the move makes to the new
     /// current atom, `aromatic_link`) still has an atom that can gain bonds (`live_after`);
-    /// None when the system has closed and needs its matching, on a copy.
-    fn kekule_lookahead(
+    /// None when the system has closed and needs its matching (`GrammarState::kekulizable_from`
+    /// with `live` as `live_after` is this, then the matching).
+    pub(super) fn kekule_lookahead(
         &self,
         a: u16,
         aromatic_link: bool,
