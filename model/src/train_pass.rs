@@ -876,27 +876,50 @@ fn attention_fwd_row_body(
     // and still took a third less CPU than a dot product per (query, key) pair (perf, a batch of
     // 164 × 50 tokens at n_embd 128 and of 64 × 60 at n_embd 256).
     for h in 0..nh {
-        let a0 = h * tt * width;
-        let (p_prefix, p_seq) = (View::rows(a0, tt, k, width), View::rows(a0 + k, tt, tt, width));
-        let q = View::rows(h * hd, tt, hd, 3 * c);
-        let (prefix_keys, keys) = (
-            View::rows(h * hd, k, hd, c),
-            View::rows(c + h * hd, tt, hd, 3 * c),
-        );
-        small_matmul(att, p_prefix, qkv, q, pk, prefix_keys.t(), false, scale);
-        small_matmul(att, p_seq, qkv, q, qkv, keys.t(), false, scale);
+        let v = HeadViews::new(h, hd, c, k, tt);
+        small_matmul(att, v.p_prefix, qkv, v.q, pk, v.prefix_keys.t(), false, scale);
+        small_matmul(att, v.p_seq, qkv, v.q, qkv, v.keys.t(), false, scale);
         for t in 0..tt {
-            let row = &mut att[a0 + t * width..][..width];
+            let row = &mut att[v.a0 + t * width..][..width];
             softmax_in_place(&mut row[..=k + t]);
             row[k + t + 1..].fill(0.0);
         }
-        let out = View::rows(h * hd, tt, hd, c);
-        let (prefix_values, values) = (
-            View::rows(h * hd, k, hd, c),
-            View::rows(2 * c + h * hd, tt, hd, 3 * c),
-        );
-        small_matmul(y, out, att, p_prefix, pv, prefix_values, false, 1.0);
-        small_matmul(y, out, att, p_seq, qkv, values, true, 1.0);
+        small_matmul(y, v.y, att, v.p_prefix, pv, v.prefix_values, false, 1.0);
+        small_matmul(y, v.y, att, v.p_seq, qkv, v.values, true, 1.0);
+    }
+}
+
+/// Where head `h`'s matrices lie in one batch row's buffers, for the attention's forward and
+/// backward alike: its probabilities in `att (nh, TT, K + TT)` (from `a0`; the prefix's `K`
+/// columns, then the sequence's `TT`), its queries, keys and values in `qkv (TT, 3C)`, the
+/// deep prefix's keys and values in `pk, pv (K, C)`, and its output columns in `y (TT, C)`
+/// (the backward reads `dy` there).
+struct HeadViews {
+    a0: usize,
+    p_prefix: View,
+    p_seq: View,
+    q: View,
+    prefix_keys: View,
+    keys: View,
+    prefix_values: View,
+    values: View,
+    y: View,
+}
+
+impl HeadViews {
+    fn new(h: usize, hd: usize, c: usize, k: usize, tt: usize) -> Self {
+        let (a0, width, col) = (h * tt * (k + tt), k + tt, h * hd);
+        Self {
+            a0,
+            p_prefix: View::rows(a0, tt, k, width),
+            p_seq: View::rows(a0 + k, tt, tt, width),
+            q: View::rows(col, tt, hd, 3 * c),
+            prefix_keys: View::rows(col, k, hd, c),
+            keys: View::rows(c + col, tt, hd, 3 * c),
+            prefix_values: View::rows(col, k, hd, c),
+            values: View::rows(2 * c + col, tt, hd, 3 * c),
+            y: View::rows(col, tt, hd, c),
+        }
     }
 }
 
@@ -958,25 +981,13 @@ fn attention_bwd_row_body(
     // dQ = dS·K, dK = dSᵀ·Q, dV = Pᵀ·dY, each over the prefix's keys and the sequence's. P is 0
     // past each row's last key, so dS is too and the whole products stay causal.
     let mut ds = vec![0f32; tt * width];
+    let (ds_prefix, ds_seq) = (View::rows(0, tt, k, width), View::rows(k, tt, tt, width));
     for h in 0..nh {
-        let a0 = h * tt * width;
-        let p_prefix = View::rows(a0, tt, k, width);
-        let p_seq = View::rows(a0 + k, tt, tt, width);
-        let (ds_prefix, ds_seq) = (View::rows(0, tt, k, width), View::rows(k, tt, tt, width));
-        let dyh = View::rows(h * hd, tt, hd, c);
-        let q = View::rows(h * hd, tt, hd, 3 * c);
-        let (prefix_keys, keys) = (
-            View::rows(h * hd, k, hd, c),
-            View::rows(c + h * hd, tt, hd, 3 * c),
-        );
-        let (prefix_values, values) = (
-            View::rows(h * hd, k, hd, c),
-            View::rows(2 * c + h * hd, tt, hd, 3 * c),
-        );
-        small_matmul(&mut ds, ds_prefix, dy, dyh, pv, prefix_values.t(), false, 1.0);
-        small_matmul(&mut ds, ds_seq, dy, dyh, qkv, values.t(), false, 1.0);
+        let v = HeadViews::new(h, hd, c, k, tt);
+        small_matmul(&mut ds, ds_prefix, dy, v.y, pv, v.prefix_values.t(), false, 1.0);
+        small_matmul(&mut ds, ds_seq, dy, v.y, qkv, v.values.t(), false, 1.0);
         for t in 0..tt {
-            let p = &att[a0 + t * width..][..=k + t];
+            let p = &att[v.a0 + t * width..][..=k + t];
             let row = &mut ds[t * width..][..width];
             let weighted = lane_sum(p.len(), |s| p[s] * row[s]);
             for (d, &p) in row.iter_mut().zip(p) {
@@ -984,12 +995,12 @@ fn attention_bwd_row_body(
             }
             row[k + t + 1..].fill(0.0);
         }
-        small_matmul(dqkv, q, &ds, ds_prefix, pk, prefix_keys, false, 1.0);
-        small_matmul(dqkv, q, &ds, ds_seq, qkv, keys, true, 1.0);
-        small_matmul(dqkv, keys, &ds, ds_seq.t(), qkv, q, false, 1.0);
-        small_matmul(dqkv, values, att, p_seq.t(), dy, dyh, false, 1.0);
-        small_matmul(d_pk, prefix_keys, &ds, ds_prefix.t(), qkv, q, false, 1.0);
-        small_matmul(d_pv, prefix_values, att, p_prefix.t(), dy, dyh, false, 1.0);
+        small_matmul(dqkv, v.q, &ds, ds_prefix, pk, v.prefix_keys, false, 1.0);
+        small_matmul(dqkv, v.q, &ds, ds_seq, qkv, v.keys, true, 1.0);
+        small_matmul(dqkv, v.keys, &ds, ds_seq.t(), qkv, v.q, false, 1.0);
+        small_matmul(dqkv, v.values, att, v.p_seq.t(), dy, v.y, false, 1.0);
+        small_matmul(d_pk, v.prefix_keys, &ds, ds_prefix.t(), qkv, v.q, false, 1.0);
+        small_matmul(d_pv, v.prefix_values, att, v.p_prefix.t(), dy, v.y, false, 1.0);
     }
 }
 
