@@ -40,6 +40,13 @@ fn main() -> ExitCode {
     }
     // Before any tensor work: candle's spinning elementwise pool fights GEMM for 2 cores otherwise.
     model::configure_cpu_env();
+    // This thread joins rayon's pool as one of its workers, instead of handing each parallel
+    // loop to the pool and sleeping until it is done: the training pass runs hundreds of short
+    // parallel loops a step, and each hand-off woke sleeping workers and then this thread again
+    // (three threads on two cores, one of them always waiting).
+    if let Err(err) = rayon::ThreadPoolBuilder::new().use_current_thread().build_global() {
+        eprintln!("warning: rayon's thread pool: {err}");
+    }
     let args = cli::Cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
