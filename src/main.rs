@@ -44,7 +44,10 @@ fn main() -> ExitCode {
     // loop to the pool and sleeping until it is done: the training pass runs hundreds of short
     // parallel loops a step, and each hand-off woke sleeping workers and then this thread again
     // (three threads on two cores, one of them always waiting).
-    if let Err(err) = rayon::ThreadPoolBuilder::new().use_current_thread().build_global() {
+    if let Err(err) = rayon::ThreadPoolBuilder::new()
+        .use_current_thread()
+        .build_global()
+    {
         eprintln!("warning: rayon's thread pool: {err}");
     }
     let args = cli::Cli::parse();
