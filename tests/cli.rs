@@ -1563,27 +1563,22 @@ mod bench {
 
     /// `bench pmo` on the shipped prior with a tiny budget: one row per task with a top-10 AUC in
     /// [0, 1] that agrees with pmo.csv and with the run's log; a second call resumes the finished
-    /// runs and reports the same scores; an unknown task is refused with the list of ids.
+    /// runs and reports the same scores; a call on fewer tasks keeps the other rows and reuses a
+    /// row whose run directory is gone; another budget in the same --out is refused; an unknown
+    /// task is refused with the list of ids.
     #[test]
     fn pmo_bench_runs_tasks_to_their_budget() {
         let dir = tempfile::tempdir().unwrap();
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let bench = || {
+        let bench = |tasks: &str, budget: &str| {
             let mut cmd = smirl();
             cmd.current_dir(root)
-                .args([
-                    "bench",
-                    "pmo",
-                    "--tasks",
-                    "qed,celecoxib_rediscovery",
-                    "--seeds",
-                    "1",
-                ])
-                .args(["--budget", "100", "--json", "--out"])
+                .args(["bench", "pmo", "--tasks", tasks, "--seeds", "1"])
+                .args(["--budget", budget, "--json", "--out"])
                 .arg(dir.path());
             cmd
         };
-        let out = bench().output().unwrap();
+        let out = bench("qed,celecoxib_rediscovery", "100").output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let tasks = json["tasks"].as_array().unwrap();
@@ -1601,14 +1596,28 @@ mod bench {
         );
         let log = std::fs::read_to_string(dir.path().join("qed/seed0/log.csv")).unwrap();
         assert!(log.lines().last().unwrap().contains(",100,"), "{log}");
-        let again = bench().output().unwrap();
+        // A row is reused without its run: with the run directory gone, the score comes back
+        // unchanged and nothing runs again.
+        std::fs::remove_dir_all(dir.path().join("qed/seed0")).unwrap();
+        let again = bench("qed", "100").output().unwrap();
+        let stderr = String::from_utf8_lossy(&again.stderr);
+        assert!(again.status.success(), "{stderr}");
         assert!(
-            again.status.success(),
-            "{}",
-            String::from_utf8_lossy(&again.stderr)
+            stderr.contains("qed seed 0") && stderr.contains("(from pmo.csv)"),
+            "{stderr}"
         );
+        assert!(!dir.path().join("qed/seed0").exists(), "the run was not repeated");
         let json2: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
-        assert_eq!(json2["tasks"], json["tasks"]);
+        assert_eq!(json2["tasks"][0], json["tasks"][0]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("pmo.csv")).unwrap(),
+            csv_text,
+            "the celecoxib row is kept"
+        );
+        bench("qed", "50")
+            .assert()
+            .failure()
+            .stderr(predicate::str::contains("another setup"));
         smirl()
             .current_dir(root)
             .args(["bench", "pmo", "--tasks", "drd2", "--out"])

@@ -2,7 +2,8 @@
 //! matters") on the shipped prior. Each task × seed is a `smirl tune` run whose reward is the task's
 //! oracle, stopped at the oracle budget; its score is the area under the running top-10 mean over
 //! the calls (PMO's top-10 AUC, [`rl::oracle_budget::top_k_auc`]). Runs live in `--out/<task>/seed<S>`
-//! and resume, so a long bench can be continued; the table sets them beside published rows.
+//! and resume, and each finished run is a row of `--out/pmo.csv` that later calls keep and reuse,
+//! so a long bench can be continued in pieces; the table sets them beside published rows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -75,15 +76,99 @@ fn run_config(
     Ok(rl::TuneConfig::from_toml(&text, dir, &args.config)?)
 }
 
-/// One finished (or resumed-to-the-end) run.
+/// One finished (or resumed-to-the-end) run: a row of `pmo.csv`.
+#[derive(Debug, Clone, serde::Deserialize)]
 struct RunResult {
     task: String,
     seed: u64,
     auc_top10: f64,
     top10: f64,
+    #[serde(rename = "oracle_calls")]
     calls: usize,
     steps: usize,
     seconds: f64,
+}
+
+impl RunResult {
+    const HEADER: [&'static str; 7] = [
+        "task",
+        "seed",
+        "auc_top10",
+        "top10",
+        "oracle_calls",
+        "steps",
+        "seconds",
+    ];
+
+    /// The row as written: every digit, so that a row read back scores as the run did.
+    fn record(&self) -> [String; 7] {
+        [
+            self.task.clone(),
+            self.seed.to_string(),
+            self.auc_top10.to_string(),
+            self.top10.to_string(),
+            self.calls.to_string(),
+            self.steps.to_string(),
+            self.seconds.to_string(),
+        ]
+    }
+}
+
+/// Beside `pmo.csv`: what makes its rows comparable (the prior, the budget, the mode override
+/// and the optimiser's config).
+const SETUP_FILE: &str = "bench.toml";
+
+/// Records this call's setup in `--out`, or refuses a setup other than the one recorded there, so
+/// that rows of different optimisers are never mixed in one table.
+fn check_setup(args: &PmoBenchArgs, base: &toml::Table) -> anyhow::Result<()> {
+    let mut setup = toml::Table::new();
+    setup.insert("model".into(), args.model.display().to_string().into());
+    setup.insert("budget".into(), (args.budget as i64).into());
+    if let Some(mode) = &args.mode {
+        setup.insert("mode".into(), mode.clone().into());
+    }
+    setup.insert("config".into(), toml::Value::Table(base.clone()));
+    let path = args.out.join(SETUP_FILE);
+    if !path.exists() {
+        return std::fs::write(&path, toml::to_string(&setup)?)
+            .with_context(|| format!("writing {}", path.display()));
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let recorded: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    anyhow::ensure!(
+        recorded == setup,
+        "{} holds runs of another setup (the prior, --budget, --mode or the config differ; see {}): \
+         pick another --out",
+        args.out.display(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// The rows of an earlier call's `pmo.csv` (none where there is no file yet).
+fn read_rows(path: &Path) -> anyhow::Result<Vec<RunResult>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
+    reader
+        .deserialize()
+        .enumerate()
+        .map(|(i, row)| row.with_context(|| format!("{}, line {}", path.display(), i + 2)))
+        .collect()
+}
+
+/// Rewrites `pmo.csv` with every row, through a temporary name so a killed bench keeps the old file.
+fn write_rows(path: &Path, rows: &[RunResult]) -> anyhow::Result<()> {
+    let tmp = path.with_extension(format!("csv.tmp{}", std::process::id()));
+    let mut writer = csv::Writer::from_path(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    writer.write_record(RunResult::HEADER)?;
+    for row in rows {
+        writer.write_record(row.record())?;
+    }
+    writer.flush()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
 
 fn run_one(args: &PmoBenchArgs, base: &toml::Table, task: &str, seed: u64) -> anyhow::Result<RunResult> {
@@ -123,7 +208,7 @@ fn run_one(args: &PmoBenchArgs, base: &toml::Table, task: &str, seed: u64) -> an
         top10: rl::oracle_budget::OracleProgress::of(totals).top10,
         calls: totals.len(),
         steps: report.step,
-        seconds: log.total_seconds(),
+        seconds: (log.total_seconds() * 1000.0).round() / 1000.0, // the log's milliseconds
     })
 }
 
@@ -174,36 +259,34 @@ pub fn run(args: PmoBenchArgs) -> anyhow::Result<()> {
     let base: toml::Table =
         toml::from_str(&text).with_context(|| format!("parsing {}", args.config.display()))?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    check_setup(&args, &base)?;
+    // Rows of earlier calls stay in pmo.csv; a run with a row there is not run again, even where
+    // its run directory is gone.
     let csv_path = args.out.join("pmo.csv");
-    let mut writer =
-        csv::Writer::from_path(&csv_path).with_context(|| format!("writing {}", csv_path.display()))?;
-    writer.write_record([
-        "task",
-        "seed",
-        "auc_top10",
-        "top10",
-        "oracle_calls",
-        "steps",
-        "seconds",
-    ])?;
+    let mut table = read_rows(&csv_path)?;
     let mut results = Vec::new();
     for task in &tasks {
         for seed in 0..args.seeds {
-            let r = run_one(&args, &base, task, seed)?;
+            let earlier = table.iter().find(|r| &r.task == task && r.seed == seed).cloned();
+            let reused = earlier.is_some();
+            let r = match earlier {
+                Some(r) => r,
+                None => {
+                    let r = run_one(&args, &base, task, seed)?;
+                    table.push(r.clone());
+                    write_rows(&csv_path, &table)?;
+                    r
+                }
+            };
             eprintln!(
-                "{task} seed {seed}: top-10 AUC {:.3}, top-10 {:.3}, {} calls in {} steps, {:.0} s",
-                r.auc_top10, r.top10, r.calls, r.steps, r.seconds
+                "{task} seed {seed}: top-10 AUC {:.3}, top-10 {:.3}, {} calls in {} steps, {:.0} s{}",
+                r.auc_top10,
+                r.top10,
+                r.calls,
+                r.steps,
+                r.seconds,
+                if reused { " (from pmo.csv)" } else { "" }
             );
-            writer.write_record([
-                r.task.clone(),
-                r.seed.to_string(),
-                format!("{:.6}", r.auc_top10),
-                format!("{:.6}", r.top10),
-                r.calls.to_string(),
-                r.steps.to_string(),
-                format!("{:.1}", r.seconds),
-            ])?;
-            writer.flush()?;
             results.push(r);
         }
     }
