@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     // This thread joins rayon's pool as one of its workers, instead of handing each parallel
     // loop to the pool and sleeping until it is done: the training pass runs hundreds of short
     // parallel loops a step, and each hand-off woke sleeping workers and then this thread again
-    // (three threads on two cores, one of them always waiting).
+    // (one thread more than the cores, one of them always waiting).
     if let Err(err) = rayon::ThreadPoolBuilder::new()
         .use_current_thread()
         .build_global()
