@@ -47,8 +47,11 @@ pub fn key_of_records(records: &[datasets::SmilesRecord], kind: &str) -> String 
     format!("{kind}-{:016x}", content_hash(&smiles))
 }
 
-/// Writes a cache entry through a temporary name, so that a killed run leaves no half entry.
-fn write_atomically(target: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// Writes a file or folder through a temporary name, so that a killed run leaves no half entry.
+pub(super) fn write_atomically(
+    target: &Path,
+    write: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let tmp = target.with_extension(format!("tmp{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let _ = std::fs::remove_file(&tmp);

@@ -161,14 +161,15 @@ fn read_rows(path: &Path) -> anyhow::Result<Vec<RunResult>> {
 
 /// Rewrites `pmo.csv` with every row, through a temporary name so a killed bench keeps the old file.
 fn write_rows(path: &Path, rows: &[RunResult]) -> anyhow::Result<()> {
-    let tmp = path.with_extension(format!("csv.tmp{}", std::process::id()));
-    let mut writer = csv::Writer::from_path(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    writer.write_record(RunResult::HEADER)?;
-    for row in rows {
-        writer.write_record(row.record())?;
-    }
-    writer.flush()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
+    super::super::cache::write_atomically(path, |tmp| {
+        let mut writer = csv::Writer::from_path(tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        writer.write_record(RunResult::HEADER)?;
+        for row in rows {
+            writer.write_record(row.record())?;
+        }
+        writer.flush()?;
+        Ok(())
+    })
 }
 
 fn run_one(args: &PmoBenchArgs, base: &toml::Table, task: &str, seed: u64) -> anyhow::Result<RunResult> {
