@@ -689,7 +689,7 @@ impl GrammarState {
     }
 
     /// The atoms joined to `a` by aromatic bonds, `a` included.
-    fn aromatic_system(&self, a: u16) -> Vec<u16> {
+    pub(super) fn aromatic_system(&self, a: u16) -> Vec<u16> {
         let mut system = vec![a];
         let mut i = 0;
         while i < system.len() {
@@ -717,9 +717,20 @@ impl GrammarState {
         if !at_end && system.iter().any(|&x| self.live(x)) {
             return true;
         }
+        self.closed_system_kekulizes(system, None)
+    }
+
+    /// The matching of [`GrammarState::system_kekulizes`] for a system no atom of which can gain
+    /// bonds, with `extra` = (atom, order): that atom takes a further non-aromatic bond first (a
+    /// move the caller is weighing).
+    pub(super) fn closed_system_kekulizes(&self, system: &[u16], extra: Option<(u16, u8)>) -> bool {
         let mut needy = Vec::new();
         for &x in system {
-            match self.atoms[x as usize].needs_double() {
+            let mut atom = self.atoms[x as usize];
+            if let Some((_, order)) = extra.filter(|&(a, _)| a == x) {
+                atom.other_valence += order;
+            }
+            match atom.needs_double() {
                 None => return true, // an atom this check does not know: leave it to RDKit
                 Some(true) => needy.push(x),
                 Some(false) => {}
@@ -896,6 +907,8 @@ fn perfect_matching(atoms: &[u16], edges: &[(u16, u16)]) -> bool {
 pub struct SmilesGrammar {
     /// Each token's characters (empty for the special tokens).
     chars: Vec<Vec<char>>,
+    /// Each token's kind, which picks its check in the mask's fast path.
+    kinds: Vec<lookahead::TokenKind>,
     /// The single-character tokens: what can finish a bracket atom begun character by character.
     alphabet: Vec<char>,
     /// Common bracket-atom symbols the alphabet can write, tried when `[` has no symbol yet.
@@ -921,6 +934,7 @@ impl SmilesGrammar {
             .map(|s| s.to_string())
             .collect();
         Self {
+            kinds: chars.iter().map(|c| lookahead::TokenKind::of(c)).collect(),
             chars,
             alphabet,
             bracket_candidates,
@@ -1013,27 +1027,38 @@ impl SmilesGrammar {
         allowed: &mut [bool],
         consider: impl Fn(usize) -> bool,
     ) -> bool {
-        // Most tokens are decided from the state alone; the rest are read on a scratch copy.
-        let mut scratch: Option<GrammarState> = None;
-        let mut check = |only: &dyn Fn(usize) -> bool, allowed: &mut [bool]| {
-            let mut any = false;
-            for (id, chars) in self.chars.iter().enumerate() {
-                let ok = !chars.is_empty()
-                    && only(id)
-                    && self.lookahead(state, chars).unwrap_or_else(|| {
-                        let copy = scratch.get_or_insert_with(GrammarState::new);
-                        copy.clone_from(state);
-                        chars.iter().all(|&c| copy.push(c)) && self.bracket_finishable(copy)
-                    });
-                allowed[id] = ok;
-                any |= ok;
-            }
-            any
-        };
-        let any = check(&consider, allowed) || check(&|_| true, allowed);
+        let memo = lookahead::MaskMemo::default();
+        let mut scratch = None;
+        let any = self.mark_allowed(state, allowed, &consider, &memo, &mut scratch)
+            || self.mark_allowed(state, allowed, &|_| true, &memo, &mut scratch);
         let complete = state.complete();
         allowed[EOS as usize] = complete || !any;
         !complete && !any
+    }
+
+    /// One pass of [`SmilesGrammar::allowed_among`] over the tokens `only` picks (EOS aside):
+    /// whether any may follow. Most tokens are decided from the state alone (`memo` shared
+    /// between them); the rest are read on `scratch`, a copy of the state.
+    fn mark_allowed(
+        &self,
+        state: &GrammarState,
+        allowed: &mut [bool],
+        only: &impl Fn(usize) -> bool,
+        memo: &lookahead::MaskMemo,
+        scratch: &mut Option<GrammarState>,
+    ) -> bool {
+        let mut any = false;
+        for (id, chars) in self.chars.iter().enumerate() {
+            let ok = only(id)
+                && self.lookahead(state, id, memo).unwrap_or_else(|| {
+                    let copy = scratch.get_or_insert_with(GrammarState::new);
+                    copy.clone_from(state);
+                    chars.iter().all(|&c| copy.push(c)) && self.bracket_finishable(copy)
+                });
+            allowed[id] = ok;
+            any |= ok;
+        }
+        any
     }
 
     /// Advances `state` by token `id` (EOS ends it). Returns false if the token was not allowed.

@@ -170,23 +170,33 @@ fn mask_next(
     };
     // A hotter temperature lifts unlikely tokens: the threshold follows it.
     let floor = UNCHECKED_LOG_PROB * temperature.max(1.0);
-    let mut allowed = vec![false; logp.len()];
-    g.allowed_among(state, &mut allowed, |id| {
-        logp[id] > floor || forced == Some(id as u32)
-    });
-    let kept = mask_log_probs(&mut logp, &allowed).exp();
+    // On the stack for a character vocabulary: this runs for every row at every step.
+    let (mut on_stack, mut on_heap) = ([false; 64], Vec::new());
+    let allowed: &mut [bool] = if logp.len() <= on_stack.len() {
+        &mut on_stack[..logp.len()]
+    } else {
+        on_heap.resize(logp.len(), false);
+        &mut on_heap
+    };
+    g.allowed_among(state, allowed, |id| logp[id] > floor || forced == Some(id as u32));
+    let kept = mask_log_probs(&mut logp, allowed).exp();
     (logp, kept)
 }
 
 /// Draws one token from `logp` (the model's log-probs) after temperature, top-k and top-p.
-/// PAD and BOS are never drawn.
+/// PAD, BOS and the tokens a mask forbids (-inf) are never drawn.
 pub fn pick(logp: &[f64], opts: &SampleOptions, rng: &mut Rng) -> u32 {
+    // Masked tokens are left out before the sort: under the grammar a third of them are.
     let mut cand: Vec<(u32, f64)> = logp
         .iter()
         .enumerate()
-        .filter(|&(i, _)| i as u32 != PAD && i as u32 != BOS)
+        .filter(|&(i, &l)| i as u32 != PAD && i as u32 != BOS && l > f64::NEG_INFINITY)
         .map(|(i, &l)| (i as u32, l))
         .collect();
+    if cand.is_empty() {
+        // Nothing has weight, which the grammar never leaves (EOS stays allowed at a dead end).
+        return EOS;
+    }
     cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))); // most likely first
     if opts.temperature == 0.0 {
         return cand[0].0;
@@ -709,47 +719,36 @@ impl BatchJob<'_> {
         let mut logits = m.first(None, &vec![BOS; width])?;
         let mut active: Vec<usize> = (0..width).collect(); // decoder row -> slot
         loop {
-            // Each busy slot's (masked) log-probs, computed in parallel.
-            let rows: Vec<Option<(Vec<f64>, f64)>> = active
-                .par_iter()
+            // Each busy slot draws its next token in parallel: a draft owns its random stream
+            // and grammar state, so the order the rows are worked in does not matter.
+            let mut row_of_slot = vec![usize::MAX; slots.len()];
+            for (ci, &slot) in active.iter().enumerate() {
+                row_of_slot[slot] = ci;
+            }
+            let steps: Vec<(usize, Result<Option<u32>>)> = slots
+                .par_iter_mut()
                 .enumerate()
-                .map(|(ci, &slot)| {
-                    let d = slots[slot].as_ref()?;
-                    let logp = log_softmax(&logits[ci * v..(ci + 1) * v]);
-                    let forced = self.forced(d.molecule, d.tokens.len());
-                    Some(mask_next(
-                        logp,
-                        grammar.zip(Some(&d.grammar)),
-                        forced,
-                        self.opts.temperature,
+                .filter_map(|(slot, d)| {
+                    let ci = row_of_slot[slot];
+                    let d = d.as_mut()?;
+                    Some((
+                        ci,
+                        self.step_draft(d, &logits[ci * v..(ci + 1) * v], abandon_below),
                     ))
                 })
                 .collect();
             let mut next = vec![PAD; active.len()];
             let mut restart = Vec::new(); // decoder rows fed at position 0 next
-            for (ci, (&slot, row)) in active.iter().zip(rows).enumerate() {
-                let (Some(d), Some((logp, kept))) = (slots[slot].as_mut(), row) else {
-                    restart.push(ci); // an idle slot waits at position 0 until it is dropped
-                    continue;
-                };
-                // Left the model's distribution: stopped without EOS, so unfinished.
-                let mut ended = kept < abandon_below;
-                if !ended {
-                    let forced = self.forced(d.molecule, d.tokens.len());
-                    let id = forced.unwrap_or_else(|| pick(&logp, self.opts, &mut d.rng));
-                    if let Some(g) = grammar {
-                        if !g.advance(&mut d.grammar, id) && forced.is_some() {
-                            return Err(self.refused_start(d.molecule));
-                        }
-                    }
-                    d.log_likelihood += logp[id as usize];
-                    d.tokens.push(id);
+            let mut busy = vec![false; active.len()];
+            for (ci, step) in steps {
+                busy[ci] = true;
+                // None: the draft ended (EOS, max_len, or it left the model's distribution).
+                if let Some(id) = step? {
                     next[ci] = id;
-                    ended = id == EOS || d.tokens.len() == max_len;
-                }
-                if !ended {
                     continue;
                 }
+                let slot = active[ci];
+                let d = slots[slot].as_mut().expect("the slot is busy");
                 let finished = d.tokens.last() == Some(&EOS) && !(grammar.is_some() && d.grammar.dead_end());
                 if !finished && d.attempts < self.opts.redraw_rounds {
                     d.start_over();
@@ -762,6 +761,9 @@ impl BatchJob<'_> {
                 next[ci] = BOS;
                 restart.push(ci);
             }
+            // An idle slot waits at position 0 until it is dropped.
+            restart.extend((0..active.len()).filter(|&ci| !busy[ci]));
+            restart.sort_unstable();
             if slots.iter().all(Option::is_none) {
                 break;
             }
@@ -776,6 +778,33 @@ impl BatchJob<'_> {
             .into_iter()
             .map(|s| s.expect("every molecule was decoded"))
             .collect())
+    }
+}
+
+impl BatchJob<'_> {
+    /// One step of draft `d` from its row of `logits`: the (masked) draw, appended to the draft.
+    /// Some(token) while it goes on; None once it has ended (EOS, `max_len`, or the mask left
+    /// the model under `abandon_below` of its probability, which ends it unfinished).
+    fn step_draft(&self, d: &mut Draft, logits: &[f32], abandon_below: f64) -> Result<Option<u32>> {
+        let forced = self.forced(d.molecule, d.tokens.len());
+        let (logp, kept) = mask_next(
+            log_softmax(logits),
+            self.grammar.zip(Some(&d.grammar)),
+            forced,
+            self.opts.temperature,
+        );
+        if kept < abandon_below {
+            return Ok(None);
+        }
+        let id = forced.unwrap_or_else(|| pick(&logp, self.opts, &mut d.rng));
+        if let Some(g) = self.grammar {
+            if !g.advance(&mut d.grammar, id) && forced.is_some() {
+                return Err(self.refused_start(d.molecule));
+            }
+        }
+        d.log_likelihood += logp[id as usize];
+        d.tokens.push(id);
+        Ok((id != EOS && d.tokens.len() < self.max_len).then_some(id))
     }
 }
 

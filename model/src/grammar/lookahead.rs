@@ -1,15 +1,58 @@
 //! The mask's fast path: whether one character may come next, worked out from the state without
-//! changing it, for the moves nearly every step consists of (an organic atom, a bond, a branch, a
-//! ring-closure digit, `.`, `%`, the `[` of a common bracket atom).
+//! changing it, for the moves nearly every step consists of (an organic atom, the second letter
+//! of Cl/Br, a bond, a branch, a ring-closure digit, `.`, `%`, the `[` of a common bracket atom).
 //!
 //! Testing every token by reading it on a copy of the row's state (`GrammarState::push`) cost
 //! about 9 % of grammar-constrained sampling; most of it was the copies. Each check here mirrors
 //! one arm of `GrammarState::read` plus `completable`, and answers `None` where only the copy can
-//! tell (inside a bracket atom, after `%`, the second letter of Cl/Br, a Kekulé check of an
-//! aromatic system that the move closes); the caller then reads the character on a copy. A test
+//! tell (inside a bracket atom, after `%`, a Kekulé check of an aromatic system that a ring
+//! closure closes); the caller then reads the character on a copy. A test
 //! walks random strings through the grammar and checks every answer against the copy's.
 
+use std::cell::Cell;
+
 use super::{bond_order, organic, GrammarState, Mode, PendingBond, SmilesGrammar, UNLIMITED};
+
+/// How the mask decides a token, worked out once per vocabulary.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum TokenKind {
+    /// PAD, BOS, EOS: never a character of the string.
+    Special,
+    /// An organic-subset atom: its largest valence, and whether it is aromatic.
+    Organic { max: u8, aromatic: bool },
+    /// `[`
+    OpenBracket,
+    /// Any other single character.
+    Char(char),
+    /// Several characters: read on a copy.
+    Text,
+}
+
+impl TokenKind {
+    pub(super) fn of(chars: &[char]) -> Self {
+        match *chars {
+            [] => Self::Special,
+            ['['] => Self::OpenBracket,
+            [c] => match organic(c) {
+                Some((max, _, aromatic)) => Self::Organic { max, aromatic },
+                None => Self::Char(c),
+            },
+            _ => Self::Text,
+        }
+    }
+}
+
+/// What the atom checks of one mask share. An atom joins the current atom the same way whatever
+/// its element, so the Kekulé answer for the current atom's aromatic system depends only on
+/// whether the new atom links to it aromatically; up to 18 atom checks per mask (the organic
+/// atoms and the `[` candidates) would otherwise search that system each.
+#[derive(Default)]
+pub(super) struct MaskMemo {
+    /// Whether the current atom's aromatic system keeps a Kekulé structure after an atom joins
+    /// it, by aromatic link (false, true), once computed.
+    /// None inside: only a copy can tell (a molecule too large for the search's bit set).
+    kekule: [Cell<Option<Option<bool>>>; 2],
+}
 
 /// Atoms the liveness search can track in its bit set; a larger molecule reads on a copy.
 const MAX_TRACKED: usize = 128;
@@ -17,28 +60,31 @@ const MAX_TRACKED: usize = 128;
 impl GrammarState {
     /// What `push(c)` would answer (the state unchanged), or None where only a copy can tell.
     /// `[` is left to [`SmilesGrammar::bracket_lookahead`], which knows the vocabulary.
-    pub(super) fn lookahead(&self, c: char) -> Option<bool> {
+    pub(super) fn lookahead(&self, c: char, memo: &MaskMemo) -> Option<bool> {
         let mode = self.mode;
         match mode {
             Mode::Ended => return Some(false),
             Mode::InBracket(_) | Mode::Percent { .. } => return None,
             _ => {}
         }
+        if let Some((max, _, aromatic)) = organic(c) {
+            return self.organic_lookahead(max, aromatic, memo);
+        }
         if c == 'l' || c == 'r' {
-            // Only the second letter of Cl / Br; anything else refuses them.
-            return if self.two_letter.is_some() && mode == Mode::AfterAtom {
-                None
-            } else {
-                Some(false)
-            };
+            // Only the second letter of Cl / Br: the atom just read becomes a halogen (largest
+            // valence 1), as `read` does it, then `completable`.
+            let first = if c == 'l' { 'C' } else { 'B' };
+            if self.two_letter != Some(first) || mode != Mode::AfterAtom {
+                return Some(false);
+            }
+            let cur = self.current?;
+            let used = self.atoms[cur as usize].used;
+            let room = |x: u16| self.atoms[x as usize].room();
+            return Some(
+                used <= 1 && completable_after(!self.rings.is_empty(), 1 - used, &self.branches, room),
+            );
         }
         let after_atom = matches!(mode, Mode::AfterAtom | Mode::AfterClose);
-        if let Some((max, _, aromatic)) = organic(c) {
-            return match self.pending_bond() {
-                Some(bond) => self.atom_lookahead(max, aromatic, bond),
-                None => Some(false),
-            };
-        }
         if let Some(order) = bond_order(c) {
             return Some((after_atom || mode == Mode::AfterOpen) && self.room(self.current) >= order);
         }
@@ -54,7 +100,9 @@ impl GrammarState {
             '.' if after_atom && self.branches.is_empty() => match self.current {
                 None => Some(true),
                 // The current atom leaves: no other atom changes.
-                Some(p) => self.kekule_lookahead(p, false, |x| self.atoms[x as usize].open_rings > 0),
+                Some(p) => self
+                    .kekule_lookahead(p, false, |x| self.atoms[x as usize].open_rings > 0)
+                    .or_else(|| self.closed_kekule(p, None)),
             },
             '%' => Some(mode == Mode::AfterAtom || written.is_some()),
             '0'..='9' if mode == Mode::AfterAtom || written.is_some() => {
@@ -64,8 +112,27 @@ impl GrammarState {
         }
     }
 
+    /// [`GrammarState::lookahead`] of an organic-subset atom (largest valence `max`).
+    pub(super) fn organic_lookahead(&self, max: u8, aromatic: bool, memo: &MaskMemo) -> Option<bool> {
+        match self.mode {
+            Mode::Ended => Some(false),
+            Mode::InBracket(_) | Mode::Percent { .. } => None,
+            _ => match self.pending_bond() {
+                Some(bond) => self.atom_lookahead(max, aromatic, bond, memo),
+                None => Some(false),
+            },
+        }
+    }
+
     /// `add_atom` of an organic atom (largest valence `max`) joined by `bond`, then `completable`.
-    pub(super) fn atom_lookahead(&self, max: u8, aromatic: bool, bond: Option<PendingBond>) -> Option<bool> {
+    /// `memo` must belong to this state and this `bond` (one mask).
+    pub(super) fn atom_lookahead(
+        &self,
+        max: u8,
+        aromatic: bool,
+        bond: Option<PendingBond>,
+        memo: &MaskMemo,
+    ) -> Option<bool> {
         let order = bond.map_or(0, |b| b.order);
         if (order > 0 && self.room(self.current) < order) || order > max {
             return Some(false);
@@ -77,9 +144,21 @@ impl GrammarState {
         // After the move the new atom is current: `prev` stays live only as a branch point or
         // with an open ring closure, and an aromatic bond to the new atom keeps its system open.
         let aromatic_link = bond.is_some_and(|b| b.may_be_aromatic) && aromatic && prev_atom.aromatic;
-        let kekule = self.kekule_lookahead(prev, aromatic_link, |x| {
-            self.branches.contains(&x) || self.atoms[x as usize].open_rings > 0
-        })?;
+        let cached = &memo.kekule[usize::from(aromatic_link)];
+        let kekule = match cached.get() {
+            Some(answer) => answer,
+            None => {
+                let answer = self
+                    .kekule_lookahead(prev, aromatic_link, |x| {
+                        self.branches.contains(&x) || self.atoms[x as usize].open_rings > 0
+                    })
+                    // `prev`'s system closes with this move (so the link is not aromatic): its
+                    // matching, with the new bond's order on `prev`, as `add_atom` checks.
+                    .or_else(|| self.closed_kekule(prev, Some(order)));
+                cached.set(Some(answer));
+                answer
+            }
+        }?;
         let room = |x: u16| {
             let used = self.atoms[x as usize]
                 .used
@@ -98,9 +177,11 @@ impl GrammarState {
         };
         let kekule = match self.current {
             None => true,
-            Some(prev) => self.kekule_lookahead(prev, false, |x| {
-                x == point || outer.contains(&x) || self.atoms[x as usize].open_rings > 0
-            })?,
+            Some(prev) => self
+                .kekule_lookahead(prev, false, |x| {
+                    x == point || outer.contains(&x) || self.atoms[x as usize].open_rings > 0
+                })
+                .or_else(|| self.closed_kekule(prev, None))?,
         };
         let room = |x: u16| self.atoms[x as usize].room();
         Some(kekule && completable_after(!self.rings.is_empty(), room(point), outer, room))
@@ -157,6 +238,15 @@ impl GrammarState {
         Some(kekule && completable_after(self.rings.len() > 1, room(cur), &self.branches, room))
     }
 
+    /// The matching of `a`'s aromatic system after a move that leaves no atom of it able to gain
+    /// bonds (`kekule_lookahead` answered None), `a` taking a non-aromatic bond of `order` first
+    /// where one is given: what `kekulizable_from(a, false)` computes after the move. None where
+    /// the molecule is too large for that search to have run.
+    fn closed_kekule(&self, a: u16, order: Option<u8>) -> Option<bool> {
+        (self.atoms.len() <= MAX_TRACKED)
+            .then(|| self.closed_system_kekulizes(&self.aromatic_system(a), order.map(|o| (a, o))))
+    }
+
     /// `kekulizable_from(a, false)` after a move, where it is cheap: true while `a`'s aromatic
     /// system (over the bonds before the move, plus an aromatic bond the move makes to the new
     /// current atom, `aromatic_link`) still has an atom that can gain bonds (`live_after`);
@@ -210,19 +300,22 @@ fn completable_after(rings_open: bool, current_room: u8, branches: &[u16], room:
 }
 
 impl SmilesGrammar {
-    /// Whether token `chars` may follow `state`, from the state alone where that is cheap.
-    pub(super) fn lookahead(&self, state: &GrammarState, chars: &[char]) -> Option<bool> {
-        match *chars {
-            ['['] => self.bracket_lookahead(state),
-            [c] => state.lookahead(c),
-            _ => None,
+    /// Whether token `id` may follow `state`, from the state alone where that is cheap.
+    /// `memo` is shared by the tokens of one mask (one state).
+    pub(super) fn lookahead(&self, state: &GrammarState, id: usize, memo: &MaskMemo) -> Option<bool> {
+        match self.kinds[id] {
+            TokenKind::Special => Some(false),
+            TokenKind::Organic { max, aromatic } => state.organic_lookahead(max, aromatic, memo),
+            TokenKind::OpenBracket => self.bracket_lookahead(state, memo),
+            TokenKind::Char(c) => state.lookahead(c, memo),
+            TokenKind::Text => None,
         }
     }
 
     /// `[`: allowed where the bond into it fits and one of the common elements, written plain,
     /// could follow (`bracket_finishable` of an empty symbol); a plain `[C]`, `[n]`, ... joins
     /// exactly as the organic atom does (same largest valence, Kekulé valence and aromaticity).
-    fn bracket_lookahead(&self, state: &GrammarState) -> Option<bool> {
+    fn bracket_lookahead(&self, state: &GrammarState, memo: &MaskMemo) -> Option<bool> {
         let Some(bond) = state.pending_bond() else {
             return Some(false);
         };
@@ -234,7 +327,7 @@ impl SmilesGrammar {
             let c = symbol.chars().next().expect("one-letter candidates");
             let (max, _, aromatic) = organic(c).expect("candidates are organic-subset atoms");
             debug_assert!(max != UNLIMITED);
-            match state.atom_lookahead(max, aromatic, bond) {
+            match state.atom_lookahead(max, aromatic, bond, memo) {
                 Some(true) => return Some(true),
                 Some(false) => {}
                 None => unknown = true,
@@ -268,10 +361,11 @@ mod tests {
         for _ in 0..3000 {
             let mut state = GrammarState::new();
             for _ in 0..80 {
-                for chars in g.chars.iter().skip(EOS as usize + 1) {
+                let memo = MaskMemo::default(); // shared by the tokens, as in a mask
+                for (id, chars) in g.chars.iter().enumerate().skip(EOS as usize + 1) {
                     let mut copy = state.clone();
                     let by_copy = chars.iter().all(|&c| copy.push(c)) && g.bracket_finishable(&copy);
-                    match g.lookahead(&state, chars) {
+                    match g.lookahead(&state, id, &memo) {
                         Some(fast) => {
                             decided += 1;
                             let text: String = chars.iter().collect();
