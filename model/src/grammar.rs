@@ -685,11 +685,17 @@ impl GrammarState {
             // Not aromatic, or an atom of its system can still gain a bond: no search needed.
             return ok;
         }
-        self.system_kekulizes(&self.aromatic_system(a), at_end)
+        // Past `kekule_lookahead`'s search (too many atoms for it), a live atom still leaves
+        // the system open.
+        if !at_end && self.atoms.len() > MAX_TRACKED && self.aromatic_system(a).iter().any(|&x| self.live(x))
+        {
+            return true;
+        }
+        self.closed_system_kekulizes(a, None)
     }
 
     /// The atoms joined to `a` by aromatic bonds, `a` included.
-    pub(super) fn aromatic_system(&self, a: u16) -> Vec<u16> {
+    fn aromatic_system(&self, a: u16) -> Vec<u16> {
         let mut system = vec![a];
         let mut i = 0;
         while i < system.len() {
@@ -711,27 +717,62 @@ impl GrammarState {
         system
     }
 
-    /// Whether the atoms of `system` that need a double bond pair up (true while an atom of it
-    /// can still gain bonds, unless `at_end`).
-    fn system_kekulizes(&self, system: &[u16], at_end: bool) -> bool {
-        if !at_end && system.iter().any(|&x| self.live(x)) {
-            return true;
+    /// Whether the atoms of `a`'s aromatic system that need a double bond pair up along its
+    /// aromatic bonds (a perfect matching), for a system no atom of which can gain bonds;
+    /// `extra_order`: `a` takes a further non-aromatic bond of that order first (a move the
+    /// caller is weighing). Bit sets where the molecule fits them: this runs at most steps.
+    pub(super) fn closed_system_kekulizes(&self, a: u16, extra_order: Option<u8>) -> bool {
+        if self.atoms.len() <= MAX_TRACKED {
+            self.closed_kekulizes_in_bits(a, extra_order)
+        } else {
+            self.closed_kekulizes_in_lists(a, extra_order)
         }
-        self.closed_system_kekulizes(system, None)
     }
 
-    /// The matching of [`GrammarState::system_kekulizes`] for a system no atom of which can gain
-    /// bonds, with `extra` = (atom, order): that atom takes a further non-aromatic bond first (a
-    /// move the caller is weighing).
-    pub(super) fn closed_system_kekulizes(&self, system: &[u16], extra: Option<(u16, u8)>) -> bool {
-        let mut needy = Vec::new();
-        for &x in system {
-            let mut atom = self.atoms[x as usize];
-            if let Some((_, order)) = extra.filter(|&(a, _)| a == x) {
-                atom.other_valence += order;
+    /// Whether atom `x` needs a double bond, `a` with `extra_order` more valence.
+    fn needs_double_after(&self, x: u16, a: u16, extra_order: Option<u8>) -> Option<bool> {
+        let mut atom = self.atoms[x as usize];
+        if x == a {
+            atom.other_valence += extra_order.unwrap_or(0);
+        }
+        atom.needs_double()
+    }
+
+    fn closed_kekulizes_in_bits(&self, a: u16, extra_order: Option<u8>) -> bool {
+        // The system: grown from `a` a ring of neighbours at a time.
+        let (mut system, mut frontier) = (1u128 << a, 1u128 << a);
+        while frontier != 0 {
+            let mut next = 0u128;
+            for &(p, q) in &self.aromatic_edges {
+                if frontier >> p & 1 == 1 {
+                    next |= 1 << q;
+                }
+                if frontier >> q & 1 == 1 {
+                    next |= 1 << p;
+                }
             }
-            match atom.needs_double() {
+            frontier = next & !system;
+            system |= next;
+        }
+        let mut needy = 0u128;
+        let mut rest = system;
+        while rest != 0 {
+            let x = rest.trailing_zeros() as u16;
+            rest &= rest - 1;
+            match self.needs_double_after(x, a, extra_order) {
                 None => return true, // an atom this check does not know: leave it to RDKit
+                Some(true) => needy |= 1 << x,
+                Some(false) => {}
+            }
+        }
+        needy.count_ones().is_multiple_of(2) && perfect_matching_bits(needy, &self.aromatic_edges)
+    }
+
+    fn closed_kekulizes_in_lists(&self, a: u16, extra_order: Option<u8>) -> bool {
+        let mut needy = Vec::new();
+        for x in self.aromatic_system(a) {
+            match self.needs_double_after(x, a, extra_order) {
+                None => return true,
                 Some(true) => needy.push(x),
                 Some(false) => {}
             }
@@ -901,6 +942,27 @@ fn perfect_matching(atoms: &[u16], edges: &[(u16, u16)]) -> bool {
     }
     search(&mut atoms.to_vec(), edges)
 }
+
+/// [`perfect_matching`] of the atoms in bit set `unmatched` along those of `edges` that join two
+/// of them.
+fn perfect_matching_bits(unmatched: u128, edges: &[(u16, u16)]) -> bool {
+    if unmatched == 0 {
+        return true;
+    }
+    let first = unmatched.trailing_zeros() as u16;
+    let rest = unmatched & !(1u128 << first);
+    edges.iter().any(|&(p, q)| {
+        let other = match (p == first, q == first) {
+            (true, _) => q,
+            (_, true) => p,
+            _ => return false,
+        };
+        rest >> other & 1 == 1 && perfect_matching_bits(rest & !(1u128 << other), edges)
+    })
+}
+
+/// Atoms the Kekulé searches track in bit sets (`u128`); a larger molecule takes slower paths.
+const MAX_TRACKED: usize = 128;
 
 /// The grammar over a vocabulary: which token ids may follow a state.
 #[derive(Debug, Clone)]
@@ -1091,6 +1153,24 @@ impl SmilesGrammar {
             self.advance(&mut state, id);
         }
         Some(masks)
+    }
+}
+
+#[cfg(test)]
+impl SmilesGrammar {
+    /// Advances `state` by a token drawn uniformly from those allowed (`allowed` is scratch);
+    /// false at EOS. The random walks of the tests.
+    fn random_step(&self, state: &mut GrammarState, allowed: &mut [bool], rng: &mut crate::rng::Rng) -> bool {
+        self.allowed(state, allowed);
+        let options: Vec<u32> = (0..allowed.len() as u32)
+            .filter(|&i| allowed[i as usize])
+            .collect();
+        let id = options[(rng.next_u64() % options.len() as u64) as usize];
+        if id == EOS {
+            return false;
+        }
+        assert!(self.advance(state, id));
+        true
     }
 }
 
@@ -1315,6 +1395,46 @@ mod tests {
     }
 
     /// Aromatic systems must have a Kekulé structure once closed (RDKit's kekulisation).
+    /// The bit-set matching (molecules up to 128 atoms) agrees with the list one (larger
+    /// molecules), on every aromatic atom of states reached by random walks through the grammar,
+    /// with and without a further bond on the atom.
+    #[test]
+    fn kekule_matching_in_bits_agrees_with_lists() {
+        let vocab = vocab();
+        let g = SmilesGrammar::new(&vocab);
+        let mut rng = crate::rng::Rng::new(5);
+        let mut allowed = vec![false; vocab.len()];
+        let (mut compared, mut refused) = (0usize, 0usize);
+        for _ in 0..2000 {
+            let mut state = GrammarState::new();
+            for _ in 0..60 {
+                for a in 0..state.atoms.len() as u16 {
+                    if !state.atoms[a as usize].aromatic {
+                        continue;
+                    }
+                    for extra in [None, Some(1), Some(2)] {
+                        let bits = state.closed_kekulizes_in_bits(a, extra);
+                        assert_eq!(
+                            bits,
+                            state.closed_kekulizes_in_lists(a, extra),
+                            "atom {a} of {state:?}"
+                        );
+                        compared += 1;
+                        refused += usize::from(!bits);
+                    }
+                }
+                if !g.random_step(&mut state, &mut allowed, &mut rng) {
+                    break;
+                }
+            }
+        }
+        // Both answers occur often enough for the comparison to mean something.
+        assert!(
+            compared > 10_000 && refused > 1_000,
+            "{compared} compared, {refused} refused"
+        );
+    }
+
     #[test]
     fn aromatic_systems_must_kekulize() {
         for ok in [

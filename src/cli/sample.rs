@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use model::SampleOptions;
+use rayon::prelude::*;
 
 /// Arguments of `smirl sample`.
 #[derive(Debug, clap::Args)]
@@ -272,10 +273,10 @@ pub fn run(args: SampleArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     if grammar_used {
-        // The independent check: purr reads every finished string.
+        // The independent check: purr reads every finished string (on every core).
         let finished: Vec<&model::Sample> = samples.iter().filter(|s| s.complete && !s.dead_end).collect();
         let unread: Vec<&str> = finished
-            .iter()
+            .par_iter()
             .filter(|s| !model::grammar::purr_reads(&s.smiles))
             .map(|s| s.smiles.as_str())
             .collect();

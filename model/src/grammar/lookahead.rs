@@ -11,7 +11,7 @@
 
 use std::cell::Cell;
 
-use super::{bond_order, organic, GrammarState, Mode, PendingBond, SmilesGrammar, UNLIMITED};
+use super::{bond_order, organic, GrammarState, Mode, PendingBond, SmilesGrammar, MAX_TRACKED, UNLIMITED};
 
 /// How the mask decides a token, worked out once per vocabulary.
 #[derive(Debug, Clone, Copy)]
@@ -53,9 +53,6 @@ pub(super) struct MaskMemo {
     /// None inside: only a copy can tell (a molecule too large for the search's bit set).
     kekule: [Cell<Option<Option<bool>>>; 2],
 }
-
-/// Atoms the liveness search can track in its bit set; a larger molecule reads on a copy.
-const MAX_TRACKED: usize = 128;
 
 impl GrammarState {
     /// What `push(c)` would answer (the state unchanged), or None where only a copy can tell.
@@ -243,8 +240,7 @@ impl GrammarState {
     /// where one is given: what `kekulizable_from(a, false)` computes after the move. None where
     /// the molecule is too large for that search to have run.
     fn closed_kekule(&self, a: u16, order: Option<u8>) -> Option<bool> {
-        (self.atoms.len() <= MAX_TRACKED)
-            .then(|| self.closed_system_kekulizes(&self.aromatic_system(a), order.map(|o| (a, o))))
+        (self.atoms.len() <= MAX_TRACKED).then(|| self.closed_system_kekulizes(a, order))
     }
 
     /// `kekulizable_from(a, false)` after a move, where it is cheap: true while `a`'s aromatic
@@ -375,14 +371,10 @@ mod tests {
                         None => deferred += 1,
                     }
                 }
-                // Walk on by a random allowed token, mostly atoms so that rings close.
-                g.allowed(&state, &mut allowed);
-                let options: Vec<u32> = (0..vocab.len() as u32).filter(|&i| allowed[i as usize]).collect();
-                let id = options[(rng.next_u64() % options.len() as u64) as usize];
-                if id == EOS {
+                // Walk on by a random allowed token.
+                if !g.random_step(&mut state, &mut allowed, &mut rng) {
                     break;
                 }
-                assert!(g.advance(&mut state, id));
             }
         }
         // Outside bracket atoms and `%` labels, the fast path must carry the load.
