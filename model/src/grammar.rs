@@ -1394,7 +1394,6 @@ mod tests {
         assert!(allowed[v.encode("H").unwrap()[0] as usize]);
     }
 
-    /// Aromatic systems must have a Kekulé structure once closed (RDKit's kekulisation).
     /// The bit-set matching (molecules up to 128 atoms) agrees with the list one (larger
     /// molecules), on every aromatic atom of states reached by random walks through the grammar,
     /// with and without a further bond on the atom.
@@ -1435,6 +1434,7 @@ mod tests {
         );
     }
 
+    /// Aromatic systems must have a Kekulé structure once closed (RDKit's kekulisation).
     #[test]
     fn aromatic_systems_must_kekulize() {
         for ok in [
